@@ -1,0 +1,507 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/google/uuid"
+)
+
+// ErrNoHistory is returned by FromHistory for an empty or headless history:
+// a customer's stream starts with SignedUp.
+var ErrNoHistory = errors.New("customer history must start with signed_up")
+
+// Customer is the aggregate of one customer's onboarding. Its fields are
+// unexported: only command methods change it, by raising events that the
+// appliers then apply.
+type Customer struct {
+	id      uuid.UUID
+	version int // version of the last committed event
+	changes []Event
+
+	state        State
+	profile      SignupDetails
+	step         Step // the step being worked on, or next to start
+	steps        [5]stepProgress
+	checkID      string
+	pausedStep   Step
+	pauseReason  string
+	lastError    string
+	cancelReason string
+	supportDone  bool
+}
+
+type stepProgress struct {
+	group       int // attempt group: a new one per operator retry
+	attempt     int // last attempt number within the group
+	inFlight    int // attempt awaiting its result, 0 when none
+	requested   bool
+	succeeded   bool
+	skipped     bool
+	compensated bool
+	failures    int
+	result      map[string]string
+}
+
+// SignUp creates a customer. id comes from the caller (a UUIDv7 generator
+// lives outside the domain). The details are normalized, then validated;
+// an invalid field is a *ValidationError.
+func SignUp(id uuid.UUID, details SignupDetails) (*Customer, error) {
+	if id == uuid.Nil {
+		return nil, &ValidationError{Fields: []FieldError{{Pointer: "/id", Detail: "must not be the nil UUID"}}}
+	}
+	d := details.Normalize()
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Customer{id: id}
+	c.raise(CmdSignUp, StatePending, SignedUp{
+		CustomerID: id.String(), Email: d.Email, Company: d.Company,
+		ContactName: d.ContactName, Country: d.Country, Plan: d.Plan,
+	})
+	return c, nil
+}
+
+// FromHistory rebuilds a customer from its stored events, oldest first. It
+// only applies facts; it never checks them against the transition table,
+// because history is what happened. Audit verification does that check.
+func FromHistory(id uuid.UUID, history []Event) (*Customer, error) {
+	if len(history) == 0 {
+		return nil, ErrNoHistory
+	}
+	if _, ok := history[0].(SignedUp); !ok {
+		return nil, fmt.Errorf("%w, got %s", ErrNoHistory, history[0].EventType())
+	}
+	c := &Customer{id: id}
+	for _, e := range history {
+		c.apply(e)
+	}
+	c.version = len(history)
+	return c, nil
+}
+
+// ID returns the customer's id.
+func (c *Customer) ID() uuid.UUID { return c.id }
+
+// Version returns the version of the last committed event: the expected
+// version to append Changes with.
+func (c *Customer) Version() int { return c.version }
+
+// State returns the current state, including uncommitted changes.
+func (c *Customer) State() State { return c.state }
+
+// CurrentStep returns the step being worked on, or the next to start.
+func (c *Customer) CurrentStep() Step { return c.step }
+
+// Details returns the normalized signup details.
+func (c *Customer) Details() SignupDetails { return c.profile }
+
+// Attempt returns the last attempt number of step in its current group.
+func (c *Customer) Attempt(step Step) int { return c.progress(step).attempt }
+
+// InFlight returns the attempt of step awaiting its result, or 0.
+func (c *Customer) InFlight(step Step) int { return c.progress(step).inFlight }
+
+// Result returns what the provider answered when step succeeded.
+func (c *Customer) Result(step Step) map[string]string {
+	return maps.Clone(c.progress(step).result)
+}
+
+// CheckID returns the KYC check awaiting its verdict, if any.
+func (c *Customer) CheckID() string { return c.checkID }
+
+// PausedStep returns the step a paused customer stopped at.
+func (c *Customer) PausedStep() Step { return c.pausedStep }
+
+// Changes returns the events raised since the customer was loaded.
+func (c *Customer) Changes() []Event { return slices.Clone(c.changes) }
+
+// MarkCommitted records that Changes were appended to the store.
+func (c *Customer) MarkCommitted() {
+	c.version += len(c.changes)
+	c.changes = nil
+}
+
+// PendingCompensations lists the steps whose effects must still be undone
+// and can be now: requested, not yet compensated, and no attempt in flight
+// (an in-flight call must report first, or a late success would escape).
+func (c *Customer) PendingCompensations() []Step {
+	if c.state != StateCancelling {
+		return nil
+	}
+	var out []Step
+	for _, s := range Steps() {
+		p := c.progress(s)
+		if s.Compensable() && p.requested && !p.compensated && p.inFlight == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// IdempotencyKey is the key a provider sees for every attempt of one
+// attempt group of a step: retries reuse it, an operator retry (a new group)
+// does not.
+func IdempotencyKey(customerID uuid.UUID, step Step, group int) string {
+	return fmt.Sprintf("%s:%s:%d", customerID, step, group)
+}
+
+// RequestStep starts the next attempt of step, which must be the current
+// one, and returns the request the process manager carries out.
+func (c *Customer) RequestStep(step Step) (StepRequested, error) {
+	if err := c.allow(CmdRequestStep); err != nil {
+		return StepRequested{}, err
+	}
+	if step != c.step {
+		return StepRequested{}, c.reject(CmdRequestStep, ErrInvalidTransition, "the current step is %s, not %s", c.step, step)
+	}
+	p := c.progress(step)
+	if p.inFlight != 0 {
+		return StepRequested{}, c.reject(CmdRequestStep, ErrDuplicateCommand, "attempt %d of %s is in flight", p.inFlight, step)
+	}
+	to := c.state
+	switch c.state {
+	case StatePending:
+		to = StateVerifying
+	case StateVerified:
+		to = StateProvisioning
+	}
+	group := max(p.group, 1)
+	e := StepRequested{Step: step, Attempt: p.attempt + 1, AttemptGroup: group, IdempotencyKey: IdempotencyKey(c.id, step, group)}
+	c.raise(CmdRequestStep, to, e)
+	return e, nil
+}
+
+// RecordCheckStarted records the KYC provider's check id for the
+// verification attempt in flight.
+func (c *Customer) RecordCheckStarted(attempt int, checkID string) error {
+	if err := c.allow(CmdStartCheck); err != nil {
+		return err
+	}
+	if checkID == "" {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/check_id", Detail: "is required"}}}
+	}
+	if c.checkID == checkID {
+		return c.reject(CmdStartCheck, ErrDuplicateCommand, "check %s already recorded", checkID)
+	}
+	if err := c.matchInFlight(CmdStartCheck, StepVerification, attempt); err != nil {
+		return err
+	}
+	c.raise(CmdStartCheck, StateVerifying, VerificationCheckStarted{Attempt: attempt, CheckID: checkID})
+	return nil
+}
+
+// RecordVerdict applies the KYC provider's verdict on checkID: approval
+// succeeds the verification step, anything else rejects the customer.
+func (c *Customer) RecordVerdict(checkID string, approved bool, reason string) error {
+	cmd := CmdRejectVerification
+	if approved {
+		cmd = CmdRecordStepSucceeded
+	}
+	if err := c.allow(cmd); err != nil {
+		return err
+	}
+	if c.state != StateVerifying {
+		return c.reject(cmd, ErrInvalidTransition, "no verification awaits a verdict")
+	}
+	if c.checkID == "" || checkID != c.checkID {
+		return c.reject(cmd, ErrStaleResult, "check %q is not the one awaited", checkID)
+	}
+	attempt := c.progress(StepVerification).inFlight
+	if attempt == 0 {
+		return c.reject(cmd, ErrStaleResult, "no verification attempt in flight")
+	}
+	if approved {
+		return c.RecordStepSucceeded(StepVerification, attempt, map[string]string{"check_id": checkID})
+	}
+	if reason == "" {
+		reason = "rejected by the identity provider"
+	}
+	c.raise(CmdRejectVerification, StateRejected, VerificationRejected{CheckID: checkID, Reason: reason})
+	return nil
+}
+
+// RecordStepSucceeded records the success of the attempt in flight. A
+// success of the last step completes onboarding; in cancelling, a success
+// is recorded so that its effect is compensated.
+func (c *Customer) RecordStepSucceeded(step Step, attempt int, result map[string]string) error {
+	if err := c.allow(CmdRecordStepSucceeded); err != nil {
+		return err
+	}
+	if err := c.matchInFlight(CmdRecordStepSucceeded, step, attempt); err != nil {
+		return err
+	}
+	if step == StepVerification && c.checkID == "" && c.state == StateVerifying {
+		return c.reject(CmdRecordStepSucceeded, ErrInvalidTransition, "verification succeeds only by a verdict on a started check")
+	}
+	events := []Event{StepSucceeded{Step: step, Attempt: attempt, Result: maps.Clone(result)}}
+	to := c.state
+	switch {
+	case c.state == StateVerifying:
+		to = StateVerified
+	case c.state == StateProvisioning && step == StepWelcome:
+		to = StateActive
+		events = append(events, OnboardingCompleted{SkippedSteps: c.skipped()})
+	case c.state == StateCancelling:
+		to, events = c.afterCancellingResult(step, events)
+	}
+	c.raise(CmdRecordStepSucceeded, to, events...)
+	return nil
+}
+
+// RecordStepFailed records a failed attempt. Whether to retry or pause is
+// the process manager's decision, made with the attempt count.
+func (c *Customer) RecordStepFailed(step Step, attempt int, class ErrorClass, message string) error {
+	if err := c.allow(CmdRecordStepFailed); err != nil {
+		return err
+	}
+	if !class.Valid() {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/error_class", Detail: "must be transient or permanent"}}}
+	}
+	if err := c.matchInFlight(CmdRecordStepFailed, step, attempt); err != nil {
+		return err
+	}
+	events := []Event{StepFailed{Step: step, Attempt: attempt, Class: class, Message: message}}
+	to := c.state
+	if c.state == StateCancelling {
+		to, events = c.afterCancellingResult(step, events)
+	}
+	c.raise(CmdRecordStepFailed, to, events...)
+	return nil
+}
+
+// NotifySupport records that support was told about a rejected customer.
+func (c *Customer) NotifySupport(channel, reason string) error {
+	if err := c.allow(CmdNotifySupport); err != nil {
+		return err
+	}
+	if c.supportDone {
+		return c.reject(CmdNotifySupport, ErrDuplicateCommand, "support was already notified")
+	}
+	c.raise(CmdNotifySupport, StateRejected, SupportNotified{Channel: channel, Reason: reason})
+	return nil
+}
+
+// Pause stops the journey at the current step, for an operator to decide.
+func (c *Customer) Pause(step Step, class ErrorClass, reason string) error {
+	if err := c.allow(CmdPause); err != nil {
+		return err
+	}
+	if step != c.step {
+		return c.reject(CmdPause, ErrInvalidTransition, "the current step is %s, not %s", c.step, step)
+	}
+	if reason == "" {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/reason", Detail: "is required"}}}
+	}
+	c.raise(CmdPause, StatePaused, Paused{Step: step, Reason: reason, Attempts: c.progress(step).attempt, Class: class})
+	return nil
+}
+
+// RetryStep resumes a paused customer at its paused step, with a fresh
+// attempt group (and so a fresh idempotency key at the provider).
+func (c *Customer) RetryStep(operator, reason string) error {
+	if err := c.allow(CmdRetryStep); err != nil {
+		return err
+	}
+	if err := requireOperator(operator); err != nil {
+		return err
+	}
+	to := StateProvisioning
+	if c.pausedStep == StepVerification {
+		to = StateVerifying
+	}
+	group := c.progress(c.pausedStep).group + 1
+	c.raise(CmdRetryStep, to, StepRetryRequested{Step: c.pausedStep, Operator: operator, Reason: reason, AttemptGroup: group})
+	return nil
+}
+
+// SkipStep goes on without the paused step, where the step allows it.
+func (c *Customer) SkipStep(operator, reason string) error {
+	if err := c.allow(CmdSkipStep); err != nil {
+		return err
+	}
+	if !c.pausedStep.Skippable() {
+		return c.reject(CmdSkipStep, ErrInvalidTransition, "step %s cannot be skipped", c.pausedStep)
+	}
+	if err := requireOperatorAndReason(operator, reason); err != nil {
+		return err
+	}
+	events := []Event{StepSkipped{Step: c.pausedStep, Operator: operator, Reason: reason}}
+	to := StateProvisioning
+	if _, more := c.pausedStep.Next(); !more {
+		to = StateActive
+		events = append(events, OnboardingCompleted{SkippedSteps: append(c.skipped(), c.pausedStep)})
+	}
+	c.raise(CmdSkipStep, to, events...)
+	return nil
+}
+
+// Cancel ends the journey. When effects must be undone the customer waits in
+// cancelling until each is compensated; otherwise it is cancelled at once.
+func (c *Customer) Cancel(operator, reason string) error {
+	if err := c.allow(CmdCancel); err != nil {
+		return err
+	}
+	if err := requireOperatorAndReason(operator, reason); err != nil {
+		return err
+	}
+	var compensate []Step
+	for _, s := range Steps() {
+		if p := c.progress(s); s.Compensable() && p.requested && !p.compensated {
+			compensate = append(compensate, s)
+		}
+	}
+	events := []Event{CancellationRequested{Operator: operator, Reason: reason, Compensate: compensate}}
+	to := StateCancelling
+	if len(compensate) == 0 {
+		to = StateCancelled
+		events = append(events, Cancelled{Reason: reason})
+	}
+	c.raise(CmdCancel, to, events...)
+	return nil
+}
+
+// RecordBillingClosed records the compensation of the billing step.
+func (c *Customer) RecordBillingClosed(accountID string, existed bool) error {
+	return c.recordCompensation(StepBilling, BillingClosed{AccountID: accountID, Existed: existed})
+}
+
+// RecordTenantDeprovisioned records the compensation of the tenant step.
+func (c *Customer) RecordTenantDeprovisioned(tenantID string, existed bool) error {
+	return c.recordCompensation(StepTenant, TenantDeprovisioned{TenantID: tenantID, Existed: existed})
+}
+
+func (c *Customer) recordCompensation(step Step, e Event) error {
+	if err := c.allow(CmdRecordCompensation); err != nil {
+		return err
+	}
+	p := c.progress(step)
+	switch {
+	case p.compensated:
+		return c.reject(CmdRecordCompensation, ErrDuplicateCommand, "%s was already compensated", step)
+	case !p.requested:
+		return c.reject(CmdRecordCompensation, ErrInvalidTransition, "%s was never requested", step)
+	case p.inFlight != 0:
+		return c.reject(CmdRecordCompensation, ErrInvalidTransition, "attempt %d of %s is still in flight", p.inFlight, step)
+	}
+	to, events := c.afterCancellingResult(step, []Event{e})
+	c.raise(CmdRecordCompensation, to, events...)
+	return nil
+}
+
+// IgnoreResult writes down a result that arrived when it no longer mattered,
+// so the audit trail shows every webhook and late answer.
+func (c *Customer) IgnoreResult(step Step, source, reason string) error {
+	if err := c.allow(CmdIgnoreResult); err != nil {
+		return err
+	}
+	c.raise(CmdIgnoreResult, c.state, ResultIgnored{Step: step, Source: source, Reason: reason})
+	return nil
+}
+
+// afterCancellingResult decides whether a result recorded in cancelling
+// (a late step result, a compensation) leaves nothing outstanding, in which
+// case the customer is cancelled with it.
+func (c *Customer) afterCancellingResult(step Step, events []Event) (State, []Event) {
+	outstanding := false
+	for _, s := range Steps() {
+		p := c.progress(s)
+		if !s.Compensable() {
+			continue
+		}
+		compensatedNow := s == step && isCompensation(events[0])
+		inFlightNow := p.inFlight != 0 && s != step
+		if inFlightNow || (p.requested && !p.compensated && !compensatedNow) {
+			outstanding = true
+		}
+	}
+	if outstanding {
+		return StateCancelling, events
+	}
+	return StateCancelled, append(events, Cancelled{Reason: c.cancelReason})
+}
+
+func isCompensation(e Event) bool {
+	switch e.(type) {
+	case BillingClosed, TenantDeprovisioned:
+		return true
+	}
+	return false
+}
+
+func (c *Customer) matchInFlight(cmd Command, step Step, attempt int) error {
+	if !step.Valid() {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/step", Detail: fmt.Sprintf("unknown step %q", step)}}}
+	}
+	if p := c.progress(step); p.inFlight == 0 || p.inFlight != attempt {
+		return c.reject(cmd, ErrStaleResult, "attempt %d of %s is not in flight", attempt, step)
+	}
+	return nil
+}
+
+func (c *Customer) skipped() []Step {
+	var out []Step
+	for _, s := range Steps() {
+		if c.progress(s).skipped {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func requireOperator(operator string) error {
+	if operator == "" {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/operator", Detail: "is required"}}}
+	}
+	return nil
+}
+
+func requireOperatorAndReason(operator, reason string) error {
+	var errs fieldErrors
+	if operator == "" {
+		errs.add("/operator", "is required")
+	}
+	if reason == "" {
+		errs.add("/reason", "is required")
+	}
+	return errs.err()
+}
+
+// allow checks that the table has an edge for cmd out of the current state.
+func (c *Customer) allow(cmd Command) error {
+	if !Allowed(c.state, cmd) {
+		return c.reject(cmd, ErrInvalidTransition, "")
+	}
+	return nil
+}
+
+func (c *Customer) reject(cmd Command, kind error, format string, args ...any) error {
+	return &CommandError{Command: cmd, State: c.state, Detail: fmt.Sprintf(format, args...), Kind: kind}
+}
+
+// raise applies events and records them as changes. The edge it takes must
+// be in the table, and the appliers must land where the edge says: both are
+// programming errors, caught by the exhaustive tests, so they panic.
+func (c *Customer) raise(cmd Command, to State, events ...Event) {
+	from := c.state
+	if !hasEdge(from, cmd, to) {
+		panic(fmt.Sprintf("domain: %s from %s to %s is not in the transition table", cmd, from, to))
+	}
+	for _, e := range events {
+		c.apply(e)
+		c.changes = append(c.changes, e)
+	}
+	if c.state != to {
+		panic(fmt.Sprintf("domain: %s from %s landed in %s, the table says %s", cmd, from, c.state, to))
+	}
+}
+
+func (c *Customer) progress(step Step) *stepProgress {
+	i := step.index()
+	if i < 0 {
+		return &stepProgress{}
+	}
+	return &c.steps[i]
+}

@@ -1,0 +1,7 @@
+// Package domain holds the Customer aggregate: its states, the one transition
+// table that drives every command, the events it raises as immutable facts,
+// and the typed errors of rejected commands.
+//
+// It may import only the standard library and github.com/google/uuid. It does
+// no I/O and reads no clock: time and ids are passed in.
+package domain
