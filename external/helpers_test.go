@@ -1,0 +1,106 @@
+package external_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/external/sim"
+)
+
+// newSim starts a simulator on loopback and stops it with the test.
+func newSim(t *testing.T, cfg sim.Config) (*sim.Simulator, *httptest.Server) {
+	t.Helper()
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/sim/", http.StripPrefix("/sim", s))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close()
+	})
+	return s, srv
+}
+
+// recorder records what the resilience layer reports through its hooks.
+type recorder struct {
+	mu          sync.Mutex
+	attempts    []external.Outcome
+	retryWaits  []time.Duration
+	transitions [][2]external.BreakerState
+}
+
+func (r *recorder) hooks() external.Hooks {
+	return external.Hooks{
+		OnAttempt: func(_, _ string, o external.Outcome, _ time.Duration) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.attempts = append(r.attempts, o)
+		},
+		OnRetry: func(_, _ string, _ error, d time.Duration) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.retryWaits = append(r.retryWaits, d)
+		},
+		OnStateChange: func(_ string, from, to external.BreakerState) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.transitions = append(r.transitions, [2]external.BreakerState{from, to})
+		},
+	}
+}
+
+func (r *recorder) attemptCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.attempts)
+}
+
+func (r *recorder) waits() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.retryWaits...)
+}
+
+func (r *recorder) states() [][2]external.BreakerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][2]external.BreakerState(nil), r.transitions...)
+}
+
+// fastPolicy retries quickly with a constant jitter draw, so that waits
+// are known values and the suite stays fast.
+func fastPolicy(rec *recorder) external.Policy {
+	p := external.Policy{
+		Timeout:       5 * time.Second,
+		MaxAttempts:   3,
+		BaseDelay:     time.Millisecond,
+		MaxDelay:      4 * time.Millisecond,
+		MaxRetryAfter: time.Second,
+		Rand:          func() float64 { return 0.5 },
+	}
+	if rec != nil {
+		p.Hooks = rec.hooks()
+	}
+	return p
+}
+
+func cfgFor(srv *httptest.Server, provider string, p external.Policy) external.Config {
+	return external.Config{BaseURL: srv.URL + "/sim/" + provider, Policy: p}
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
