@@ -184,9 +184,15 @@ func (c *caller) call(ctx context.Context, op, method, path, idemKey string, in,
 	}
 	res, err := backoff.Retry(ctx, operation, opts...)
 	if err != nil {
-		if last == nil {
+		switch {
+		case last == nil:
 			// Only a ctx that ended before the first attempt gets here.
 			last = &Error{Provider: c.provider, Op: op, Class: ClassTransient, Err: err, callerGone: true}
+		case ctx.Err() != nil && !last.callerGone:
+			// The ctx ended while waiting to retry: say so, keeping
+			// the last attempt's cause.
+			last.Err = fmt.Errorf("%w; last attempt: %w", context.Cause(ctx), last.Err)
+			last.callerGone = true
 		}
 		last.Attempts = attempts
 		return last

@@ -28,6 +28,12 @@ func newSim(t *testing.T, cfg sim.Config) (*sim.Simulator, *httptest.Server) {
 	return s, srv
 }
 
+func newBenchServer(s *sim.Simulator) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/sim/", http.StripPrefix("/sim", s))
+	return httptest.NewServer(mux)
+}
+
 // recorder records what the resilience layer reports through its hooks.
 type recorder struct {
 	mu          sync.Mutex
