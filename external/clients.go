@@ -2,7 +2,7 @@ package external
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 )
@@ -19,7 +19,7 @@ const (
 // errMissing builds the permanent error of a request missing a field the
 // contract requires; no call is made.
 func (c *caller) errMissing(op, field string) error {
-	return &Error{Provider: c.provider, Op: op, Class: ClassPermanent, Err: errors.Join(ErrInvalid, errors.New(field+" is required"))}
+	return &Error{Provider: c.provider, Op: op, Class: ClassPermanent, Err: fmt.Errorf("%w: %s is required", ErrInvalid, field)}
 }
 
 // VerdictStatus is the state of a KYC check.

@@ -41,7 +41,9 @@ func TestTransientRetried(t *testing.T) {
 			rec := &recorder{}
 			p := fastPolicy(rec)
 			if tt.fault == sim.FaultTimeout {
-				p.Timeout = 100 * time.Millisecond
+				// Long enough for the retry to succeed on a loaded CI
+				// machine; the timed-out attempt waits it out once.
+				p.Timeout = time.Second
 			}
 			pay := must[*external.Payments](t)(external.NewPayments(cfgFor(srv, "payments", p)))
 
@@ -65,6 +67,9 @@ func TestTransientRetried(t *testing.T) {
 
 			// A fresh client: a reused keep-alive connection would let
 			// net/http retry a reset by itself.
+			if tt.fault == sim.FaultTimeout {
+				p.Timeout = 100 * time.Millisecond // failing anyway
+			}
 			pay = must[*external.Payments](t)(external.NewPayments(cfgFor(srv, "payments", p)))
 			if err := s.SetProvider("payments", sim.ProviderConfig{TransientRate: 1, TransientKinds: []sim.Fault{tt.fault}, RetryAfter: sim.Duration(10 * time.Millisecond)}); err != nil {
 				t.Fatal(err)
@@ -286,7 +291,11 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want transient ErrTimeout after 2 attempts", err)
 	}
 	release()
-	// The abandoned attempts released their key: the next call takes effect.
+	// Once the abandoned attempts have ended (releasing their key, or
+	// storing their answer), the next call succeeds with one effect.
+	waitFor(t, func() bool { return s.Stats("provisioning").InFlight == 0 })
+	p.Timeout = 5 * time.Second
+	prov = must[*external.Provisioning](t)(external.NewProvisioning(cfgFor(srv, "provisioning", p)))
 	if _, err := prov.CreateTenant(context.Background(), external.TenantRequest{CustomerID: "c1", IdempotencyKey: "k"}); err != nil {
 		t.Fatal(err)
 	}

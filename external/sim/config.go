@@ -129,8 +129,10 @@ type Config struct {
 	WebhookClient *http.Client `json:"-"`
 }
 
-// Providers lists the simulated providers.
-var Providers = []string{external.ProviderKYC, external.ProviderPayments, external.ProviderProvisioning, external.ProviderCRM, external.ProviderEmail}
+// ProviderNames lists the simulated providers.
+func ProviderNames() []string {
+	return []string{external.ProviderKYC, external.ProviderPayments, external.ProviderProvisioning, external.ProviderCRM, external.ProviderEmail}
+}
 
 func (c *Config) setDefaults() {
 	if c.Providers == nil {
@@ -173,7 +175,7 @@ func (p *ProviderConfig) setDefaults() {
 func (c Config) Validate() error {
 	var errs []error
 	for name, p := range c.Providers {
-		if !slices.Contains(Providers, name) {
+		if !slices.Contains(ProviderNames(), name) {
 			errs = append(errs, fmt.Errorf("unknown provider %q", name))
 			continue
 		}

@@ -25,7 +25,7 @@ func (s *Simulator) routes() {
 	m.HandleFunc("PUT /admin/config/providers/{name}", s.putProvider)
 	m.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, _ *http.Request) {
 		out := map[string]Stats{}
-		for _, p := range Providers {
+		for _, p := range ProviderNames() {
 			out[p] = s.Stats(p)
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -56,7 +56,7 @@ func (s *Simulator) getProvider(w http.ResponseWriter, r *http.Request) {
 	p, ok := cfg.Providers[name]
 	if !ok {
 		known := false
-		for _, n := range Providers {
+		for _, n := range ProviderNames() {
 			known = known || n == name
 		}
 		if !known {
