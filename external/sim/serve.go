@@ -49,31 +49,29 @@ func (s *Simulator) draw(provider string, mutating bool) Fault {
 }
 
 func (s *Simulator) drawAny(provider string, pc ProviderConfig) Fault {
-	{
-		if len(pc.Script) > 0 {
-			f := pc.Script[0]
-			pc.Script = pc.Script[1:]
-			s.cfg.Providers[provider] = pc
-			return f
+	if len(pc.Script) > 0 {
+		f := pc.Script[0]
+		pc.Script = pc.Script[1:]
+		s.cfg.Providers[provider] = pc
+		return f
+	}
+	if pc.Outage.Down || s.cfg.Now().Before(pc.Outage.Until) {
+		return faultOutage
+	}
+	if pc.TransientRate > 0 && s.rng.Float64() < pc.TransientRate {
+		return pc.TransientKinds[s.rng.IntN(len(pc.TransientKinds))]
+	}
+	if pc.PermanentRate > 0 && s.rng.Float64() < pc.PermanentRate {
+		if provider == external.ProviderPayments {
+			return Fault402
 		}
-		if pc.Outage.Down || s.cfg.Now().Before(pc.Outage.Until) {
-			return faultOutage
+		return Fault422
+	}
+	if pc.LostResponseRate > 0 && s.rng.Float64() < pc.LostResponseRate {
+		if pc.LostResponseMode == "504" {
+			return FaultLost504
 		}
-		if pc.TransientRate > 0 && s.rng.Float64() < pc.TransientRate {
-			return pc.TransientKinds[s.rng.IntN(len(pc.TransientKinds))]
-		}
-		if pc.PermanentRate > 0 && s.rng.Float64() < pc.PermanentRate {
-			if provider == external.ProviderPayments {
-				return Fault402
-			}
-			return Fault422
-		}
-		if pc.LostResponseRate > 0 && s.rng.Float64() < pc.LostResponseRate {
-			if pc.LostResponseMode == "504" {
-				return FaultLost504
-			}
-			return FaultLostReset
-		}
+		return FaultLostReset
 	}
 	return FaultNone
 }
@@ -100,7 +98,10 @@ func (s *Simulator) serve(provider string, mutating bool, fx effect) http.Handle
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
-			s.stats[provider].InFlight--
+			// After a Reset the counters restarted from zero.
+			if st := s.stats[provider]; st.InFlight > 0 {
+				st.InFlight--
+			}
 			s.mu.Unlock()
 		}()
 
