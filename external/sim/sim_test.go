@@ -253,3 +253,18 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		t.Fatal("New accepted a negative rate")
 	}
 }
+
+// TestDocExampleConfig keeps the example in doc.go valid.
+func TestDocExampleConfig(t *testing.T) {
+	_, base := start(t, sim.Config{})
+	example := `{"seed": 42, "providers": {"payments": {"latency": {"min": "5ms", "max": "50ms"},
+		"transient_rate": 0.1, "transient_kinds": ["503", "429", "reset", "timeout"], "retry_after": "1s",
+		"permanent_rate": 0.02, "lost_response_rate": 0.05, "lost_response_mode": "reset",
+		"outage": {"down": false, "until": "2026-11-25T15:00:00Z"}, "script": ["503", "lost", "ok"]}},
+		"kyc": {"callback_url": "http://127.0.0.1:8080/v1/webhooks/kyc", "webhook_secret": "whsec_dev",
+		"approve": 0.8, "reject": 0.15, "silent": 0.05, "delay": {"min": "100ms", "max": "2s"},
+		"duplicate_rate": 0.1, "delivery_attempts": 5}}`
+	if r := do(t, "PUT", base+"/admin/config", "", example); r.status != 200 {
+		t.Fatalf("PUT example: %d %s", r.status, r.body)
+	}
+}
