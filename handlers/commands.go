@@ -1,0 +1,253 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+)
+
+// Errors of the command side that callers branch on.
+var (
+	// ErrCustomerNotFound: no stream for the customer id.
+	ErrCustomerNotFound = errors.New("customer not found")
+	// ErrVersionMismatch: the caller named the version it expects (HTTP
+	// If-Match) and the customer is at another one.
+	ErrVersionMismatch = errors.New("customer version mismatch")
+	// ErrEmailTaken: another customer already signed up with the email;
+	// see *EmailTakenError for its id.
+	ErrEmailTaken = errors.New("email already signed up")
+)
+
+// EmailTakenError names the customer that holds an email.
+type EmailTakenError struct {
+	ExistingID uuid.UUID
+}
+
+func (e *EmailTakenError) Error() string {
+	return fmt.Sprintf("email already signed up by customer %s", e.ExistingID)
+}
+
+// Unwrap returns ErrEmailTaken.
+func (e *EmailTakenError) Unwrap() error { return ErrEmailTaken }
+
+// VersionMismatchError carries the expected and actual versions.
+type VersionMismatchError struct {
+	Expected, Actual int
+}
+
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("customer is at version %d, not %d", e.Actual, e.Expected)
+}
+
+// Unwrap returns ErrVersionMismatch.
+func (e *VersionMismatchError) Unwrap() error { return ErrVersionMismatch }
+
+// CustomerStore is what command handlers need of the event store.
+type CustomerStore interface {
+	eventstore.Appender
+	eventstore.StreamReader
+}
+
+// Meta is who asks and why: it becomes the metadata of every event a
+// command raises.
+type Meta struct {
+	Actor          string
+	CorrelationID  string
+	CausationID    string
+	RequestID      string
+	IdempotencyKey string
+	Trace          map[string]string
+}
+
+// Result describes the outcome of a command.
+type Result struct {
+	CustomerID uuid.UUID
+	State      domain.State
+	// Version is the customer's stream version after the command.
+	Version int
+	// Position is the global position of the last event appended, for
+	// read-your-writes; Cursor is its place in the global order.
+	Position int64
+	Cursor   eventstore.Cursor
+	// Events are the events the command raised.
+	Events []domain.Event
+}
+
+// Commands loads customers, runs a command on them and appends the events
+// with the expected version. It is safe for concurrent use.
+type Commands struct {
+	store      CustomerStore
+	newID      func() uuid.UUID
+	maxRetries int
+}
+
+// CommandsConfig configures Commands.
+type CommandsConfig struct {
+	Store CustomerStore
+	// NewID generates event and customer ids; default uuid.NewV7.
+	NewID func() uuid.UUID
+	// MaxConflictRetries bounds reload-and-retry on a concurrency
+	// conflict; default 5.
+	MaxConflictRetries int
+}
+
+// NewCommands returns command handlers over cfg.Store.
+func NewCommands(cfg CommandsConfig) (*Commands, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("handlers: commands need a store")
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = func() uuid.UUID { return uuid.Must(uuid.NewV7()) }
+	}
+	if cfg.MaxConflictRetries <= 0 {
+		cfg.MaxConflictRetries = 5
+	}
+	return &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries}, nil
+}
+
+// StreamID is the event-store stream of a customer.
+func StreamID(id uuid.UUID) string { return "customer-" + id.String() }
+
+// ParseStreamID returns the customer id of a customer stream.
+func ParseStreamID(streamID string) (uuid.UUID, error) {
+	raw, ok := cutPrefix(streamID, "customer-")
+	if !ok {
+		return uuid.Nil, fmt.Errorf("stream %q is not a customer stream", streamID)
+	}
+	return uuid.Parse(raw)
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || s[:len(prefix)] != prefix {
+		return s, false
+	}
+	return s[len(prefix):], true
+}
+
+// SignUp creates a customer, reserving its email in the same transaction so
+// that two signups with one email cannot both succeed. Extra append options
+// (an idempotency record) commit with it.
+func (h *Commands) SignUp(ctx context.Context, details domain.SignupDetails, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
+	id := h.newID()
+	c, err := domain.SignUp(id, details)
+	if err != nil {
+		return Result{}, err
+	}
+	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: c.Details().Email}))
+	res, err := h.append(ctx, c, meta, opts...)
+	var taken *eventstore.ReservationError
+	if errors.As(err, &taken) {
+		existing, perr := ParseStreamID(taken.OwnerStreamID)
+		if perr != nil {
+			return Result{}, fmt.Errorf("sign up: %w", err)
+		}
+		return Result{}, &EmailTakenError{ExistingID: existing}
+	}
+	return res, err
+}
+
+// Load returns the customer as its stream says, or ErrCustomerNotFound.
+func (h *Commands) Load(ctx context.Context, id uuid.UUID) (*domain.Customer, error) {
+	return LoadCustomer(ctx, h.store, id)
+}
+
+// LoadCustomer reads and rehydrates a customer from store.
+func LoadCustomer(ctx context.Context, store eventstore.StreamReader, id uuid.UUID) (*domain.Customer, error) {
+	envs, err := store.ReadStream(ctx, StreamID(id), 1)
+	if errors.Is(err, eventstore.ErrStreamNotFound) || (err == nil && len(envs) == 0) {
+		return nil, fmt.Errorf("customer %s: %w", id, ErrCustomerNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	events, err := DecodeEnvelopes(envs)
+	if err != nil {
+		return nil, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	return domain.FromHistory(id, events)
+}
+
+// DecodeEnvelopes decodes stored events into domain events.
+func DecodeEnvelopes(envs []eventstore.Envelope) ([]domain.Event, error) {
+	events := make([]domain.Event, 0, len(envs))
+	for _, env := range envs {
+		e, err := domain.DecodeEvent(env.Type, env.Data)
+		if err != nil {
+			return nil, fmt.Errorf("event %s (version %d): %w", env.ID, env.Version, err)
+		}
+		events = append(events, e)
+	}
+	return events, nil
+}
+
+// Execute loads the customer, runs decide on it and appends what it raised
+// with the loaded version as expected version. On a concurrency conflict it
+// reloads and decides again, a bounded number of times. When
+// expectedVersion is not nil the customer must be at that version
+// (ErrVersionMismatch otherwise), and a conflict is not retried.
+func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *int, meta Meta, decide func(*domain.Customer) error, opts ...eventstore.AppendOption) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := h.Load(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if expectedVersion != nil && c.Version() != *expectedVersion {
+			return Result{}, &VersionMismatchError{Expected: *expectedVersion, Actual: c.Version()}
+		}
+		if err := decide(c); err != nil {
+			return Result{}, err
+		}
+		if len(c.Changes()) == 0 {
+			return Result{}, errors.New("handlers: the command raised no event")
+		}
+		res, err := h.append(ctx, c, meta, opts...)
+		if errors.Is(err, eventstore.ErrConcurrencyConflict) {
+			if expectedVersion != nil {
+				var ce *eventstore.ConcurrencyError
+				actual := *expectedVersion + 1
+				if errors.As(err, &ce) {
+					actual = int(ce.Actual)
+				}
+				return Result{}, &VersionMismatchError{Expected: *expectedVersion, Actual: actual}
+			}
+			if attempt < h.maxRetries {
+				continue
+			}
+		}
+		return res, err
+	}
+}
+
+func (h *Commands) append(ctx context.Context, c *domain.Customer, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
+	changes := c.Changes()
+	events := make([]eventstore.NewEvent, 0, len(changes))
+	for _, e := range changes {
+		typ, version, data, err := domain.EncodeEvent(e)
+		if err != nil {
+			return Result{}, err
+		}
+		events = append(events, eventstore.NewEvent{
+			ID: h.newID(), Type: typ, SchemaVersion: version, Data: data,
+			Metadata: eventstore.Metadata{
+				Actor: meta.Actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
+				RequestID: meta.RequestID, IdempotencyKey: meta.IdempotencyKey, Trace: meta.Trace,
+			},
+		})
+	}
+	expected := eventstore.ExpectedVersion(c.Version())
+	ar, err := h.store.Append(ctx, StreamID(c.ID()), expected, events, append([]eventstore.AppendOption{eventstore.WithStreamType("customer")}, opts...)...)
+	if err != nil {
+		return Result{}, err
+	}
+	c.MarkCommitted()
+	res := Result{CustomerID: c.ID(), State: c.State(), Version: int(ar.LastVersion), Cursor: ar.Cursor(), Events: changes}
+	if n := len(ar.Positions); n > 0 {
+		res.Position = ar.Positions[n-1]
+	}
+	return res, nil
+}

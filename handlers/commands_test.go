@@ -1,0 +1,114 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore/postgres"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/internal/pgtest"
+)
+
+func newCommands(t *testing.T) (*handlers.Commands, *postgres.Store) {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.Open(ctx, url, postgres.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	cmds, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, MaxConflictRetries: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmds, store
+}
+
+var details = domain.SignupDetails{Email: "grace@example.com", Company: "Navy", ContactName: "Grace", Country: "US", Plan: domain.PlanEnterprise}
+
+func TestSignUpReservesTheEmail(t *testing.T) {
+	cmds, _ := newCommands(t)
+	ctx := context.Background()
+	first, err := cmds.SignUp(ctx, details, handlers.Meta{Actor: "client:a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.State != domain.StatePending || first.Version != 1 || first.Position <= 0 {
+		t.Fatalf("result %+v", first)
+	}
+	again := details
+	again.Email = "  GRACE@example.com"
+	_, err = cmds.SignUp(ctx, again, handlers.Meta{Actor: "client:b"})
+	var taken *handlers.EmailTakenError
+	if !errors.As(err, &taken) || taken.ExistingID != first.CustomerID {
+		t.Fatalf("err = %v, want EmailTakenError naming %s", err, first.CustomerID)
+	}
+}
+
+// TestExecuteRetriesConflicts runs concurrent commands on one customer: each
+// conflict is reloaded and decided again, so every command lands, in some
+// order, with contiguous versions.
+func TestExecuteRetriesConflicts(t *testing.T) {
+	cmds, store := newCommands(t)
+	ctx := context.Background()
+	res, err := cmds.SignUp(ctx, details, handlers.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cmds.Execute(ctx, res.CustomerID, nil, handlers.Meta{Actor: "test"}, func(c *domain.Customer) error {
+				return c.IgnoreResult(domain.StepCRM, "test", "concurrent")
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	envs, err := store.ReadStream(ctx, handlers.StreamID(res.CustomerID), 1)
+	if err != nil || len(envs) != 9 {
+		t.Fatalf("%d events (%v), want 9", len(envs), err)
+	}
+}
+
+func TestExecuteWithExpectedVersion(t *testing.T) {
+	cmds, _ := newCommands(t)
+	ctx := context.Background()
+	res, err := cmds.SignUp(ctx, details, handlers.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := 3
+	_, err = cmds.Execute(ctx, res.CustomerID, &stale, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
+	if !errors.Is(err, handlers.ErrVersionMismatch) {
+		t.Fatalf("err = %v, want ErrVersionMismatch", err)
+	}
+	current := 1
+	out, err := cmds.Execute(ctx, res.CustomerID, &current, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
+	if err != nil || out.State != domain.StateCancelled || out.Version != 3 {
+		t.Fatalf("cancel: %+v, %v", out, err)
+	}
+	_, err = cmds.Execute(ctx, res.CustomerID, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
+	if !errors.Is(err, domain.ErrInvalidTransition) {
+		t.Fatalf("err = %v, want ErrInvalidTransition", err)
+	}
+	if _, err := cmds.Load(ctx, [16]byte{1}); !errors.Is(err, handlers.ErrCustomerNotFound) {
+		t.Fatalf("load unknown: %v", err)
+	}
+}

@@ -1,0 +1,408 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/handlers"
+)
+
+// CommandStore is what the command API reads besides running commands:
+// stored idempotency records, and streams to rebuild a replayed response.
+type CommandStore interface {
+	eventstore.IdempotencyReader
+	eventstore.StreamReader
+}
+
+// CommandConfig configures the command API.
+type CommandConfig struct {
+	Commands *handlers.Commands
+	Store    CommandStore
+	// WebhookSecret verifies the KYC provider's webhooks.
+	WebhookSecret string
+	// WebhookTolerance is how old a webhook's timestamp may be; default 5m.
+	WebhookTolerance time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is remembered; default
+	// 24h.
+	IdempotencyTTL time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+}
+
+// CommandAPI serves the write side: signup, provider webhooks and operator
+// commands.
+type CommandAPI struct {
+	cfg      CommandConfig
+	inFlight inFlight
+}
+
+// NewCommandAPI returns the command API, or an error naming every missing
+// setting.
+func NewCommandAPI(cfg CommandConfig) (*CommandAPI, error) {
+	var errs []error
+	if cfg.Commands == nil {
+		errs = append(errs, errors.New("command api: Commands is required"))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("command api: Store is required"))
+	}
+	if cfg.WebhookSecret == "" {
+		errs = append(errs, errors.New("command api: WebhookSecret is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.WebhookTolerance <= 0 {
+		cfg.WebhookTolerance = 5 * time.Minute
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = eventstore.DefaultIdempotencyTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &CommandAPI{cfg: cfg}, nil
+}
+
+// CommandRoutes are the routes the command API serves; the OpenAPI
+// contract test holds the document to them.
+var CommandRoutes = []string{
+	"POST /v1/customers",
+	"POST /v1/customers/{id}/retry",
+	"POST /v1/customers/{id}/skip",
+	"POST /v1/customers/{id}/cancel",
+	"POST /v1/webhooks/kyc",
+}
+
+// Register adds the command routes to mux.
+func (a *CommandAPI) Register(mux *http.ServeMux) {
+	mux.HandleFunc(CommandRoutes[0], a.signUp)
+	mux.HandleFunc(CommandRoutes[1], a.operatorCommand(actionRetry))
+	mux.HandleFunc(CommandRoutes[2], a.operatorCommand(actionSkip))
+	mux.HandleFunc(CommandRoutes[3], a.operatorCommand(actionCancel))
+	mux.HandleFunc(CommandRoutes[4], a.kycWebhook)
+}
+
+// commandResponse is the body of every accepted command. It is rebuilt
+// from the append's result alone, so that a replayed response is the same,
+// byte for byte, as the first one.
+type commandResponse struct {
+	ID       string       `json:"id"`
+	State    domain.State `json:"state"`
+	Version  int          `json:"version"`
+	Position int64        `json:"position"`
+}
+
+type signupRequest struct {
+	Email       string `json:"email"`
+	Company     string `json:"company"`
+	ContactName string `json:"contact_name"`
+	Country     string `json:"country"`
+	Plan        string `json:"plan"`
+}
+
+func (a *CommandAPI) signUp(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	key, err := idempotencyKey(r, true)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req signupRequest
+	if err := decodeStrict(body, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	details := domain.SignupDetails{Email: req.Email, Company: req.Company, ContactName: req.ContactName, Country: req.Country, Plan: domain.Plan(req.Plan)}
+	a.idempotent(w, r, p.Actor()+" POST /v1/customers", key, fingerprint(r, body), http.StatusAccepted,
+		func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
+			return a.cfg.Commands.SignUp(ctx, details, a.meta(r, p, key), opts...)
+		})
+}
+
+type operatorAction string
+
+const (
+	actionRetry  operatorAction = "retry"
+	actionSkip   operatorAction = "skip"
+	actionCancel operatorAction = "cancel"
+)
+
+type operatorRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (a *CommandAPI) operatorCommand(action operatorAction) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := principalFrom(r.Context())
+		if !ok {
+			p = Principal{Name: "anonymous", Role: RoleOperator}
+		}
+		id, err := uuid.Parse(r.PathValue("id"))
+		if err != nil {
+			a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "customer id %q is not a UUID", r.PathValue("id")))
+			return
+		}
+		key, err := idempotencyKey(r, false)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		expected, err := ifMatch(r)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		body := []byte("{}")
+		if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+			if body, err = readBody(w, r); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
+		var req operatorRequest
+		if err := decodeStrict(body, &req); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		operator := p.Actor()
+		decide := func(c *domain.Customer) error {
+			switch action {
+			case actionRetry:
+				return c.RetryStep(operator, req.Reason)
+			case actionSkip:
+				return c.SkipStep(operator, req.Reason)
+			default:
+				return c.Cancel(operator, req.Reason)
+			}
+		}
+		a.idempotent(w, r, operator+" POST "+r.URL.Path, key, fingerprint(r, body), http.StatusAccepted,
+			func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
+				return a.cfg.Commands.Execute(ctx, id, expected, a.meta(r, p, key), decide, opts...)
+			})
+	}
+}
+
+// errCheckNotRecorded: the verdict came before the check it answers was
+// recorded. The provider retries webhooks that are not acknowledged.
+var errCheckNotRecorded = errors.New("the check is not recorded yet; retry later")
+
+func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := external.VerifyWebhook(a.cfg.WebhookSecret, r.Header.Get(external.HeaderWebhookSignature), body, a.cfg.Now(), a.cfg.WebhookTolerance); err != nil {
+		a.fail(w, r, badRequest(ProblemUnauthorized, http.StatusUnauthorized, "webhook rejected: %v", err))
+		return
+	}
+	ev, err := external.ParseWebhook(body)
+	if err != nil {
+		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "%v", err))
+		return
+	}
+	id, err := uuid.Parse(ev.CustomerID)
+	if err != nil {
+		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "customer_id %q is not a UUID", ev.CustomerID))
+		return
+	}
+	if ev.Status != external.VerdictApproved && ev.Status != external.VerdictRejected {
+		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "status must be approved or rejected, got %q", ev.Status))
+		return
+	}
+	provider := Principal{Name: "kyc", Role: RoleProvider}
+	decide := func(c *domain.Customer) error {
+		err := c.RecordVerdict(ev.CheckID, ev.Status == external.VerdictApproved, ev.Reason)
+		if err == nil || !(errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrInvalidTransition)) {
+			return err
+		}
+		if c.State() == domain.StateVerifying && c.CheckID() == "" && c.InFlight(domain.StepVerification) != 0 {
+			return errCheckNotRecorded
+		}
+		return c.IgnoreResult(domain.StepVerification, "kyc-webhook", fmt.Sprintf("verdict %s on check %s ignored: %v", ev.Status, ev.CheckID, err))
+	}
+	a.idempotent(w, r, "provider:kyc webhook", ev.ID, fingerprint(r, body), http.StatusOK,
+		func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
+			return a.cfg.Commands.Execute(ctx, id, nil, a.meta(r, provider, ev.ID), decide, opts...)
+		})
+}
+
+// idempotent runs a command once per (scope, key): a repeated request with
+// the same content gets the stored response replayed, one with other
+// content a 422, and one that arrives while the first is still being
+// handled a 409. The key's record commits with the command's events.
+func (a *CommandAPI) idempotent(w http.ResponseWriter, r *http.Request, scope, key, fp string, status int,
+	run func(context.Context, []eventstore.AppendOption) (handlers.Result, error)) {
+	ctx := r.Context()
+	var opts []eventstore.AppendOption
+	if key != "" {
+		if a.replayed(w, r, scope, key, fp) {
+			return
+		}
+		if !a.inFlight.begin(scope + "\x00" + key) {
+			a.fail(w, r, badRequest(ProblemIdempotencyBusy, http.StatusConflict, "a request with this Idempotency-Key is still being handled"))
+			return
+		}
+		defer a.inFlight.end(scope + "\x00" + key)
+		opts = append(opts, eventstore.WithIdempotency(eventstore.IdempotencyRecord{
+			Scope: scope, Key: key, Fingerprint: fp, StatusCode: status, TTL: a.cfg.IdempotencyTTL,
+		}))
+	}
+	res, err := run(ctx, opts)
+	if errors.Is(err, eventstore.ErrIdempotencyKeyUsed) && a.replayed(w, r, scope, key, fp) {
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, commandResponse{ID: res.CustomerID.String(), State: res.State, Version: res.Version, Position: res.Position})
+}
+
+// replayed answers from the stored record of (scope, key), if there is one.
+func (a *CommandAPI) replayed(w http.ResponseWriter, r *http.Request, scope, key, fp string) bool {
+	rec, found, err := a.cfg.Store.LookupIdempotency(r.Context(), scope, key)
+	if err != nil {
+		a.fail(w, r, err)
+		return true
+	}
+	if !found {
+		return false
+	}
+	if rec.Fingerprint != fp {
+		a.fail(w, r, badRequest(ProblemIdempotencyReuse, http.StatusUnprocessableEntity, "this Idempotency-Key was used for a different request"))
+		return true
+	}
+	resp, err := a.responseOf(r.Context(), rec.Result)
+	if err != nil {
+		a.fail(w, r, err)
+		return true
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	writeJSON(w, rec.StatusCode, resp)
+	return true
+}
+
+// responseOf rebuilds the response of an earlier append from the stream as
+// it was right after it.
+func (a *CommandAPI) responseOf(ctx context.Context, ar eventstore.AppendResult) (commandResponse, error) {
+	id, err := handlers.ParseStreamID(ar.StreamID)
+	if err != nil {
+		return commandResponse{}, err
+	}
+	envs, err := a.cfg.Store.ReadStream(ctx, ar.StreamID, 1)
+	if err != nil {
+		return commandResponse{}, err
+	}
+	if int64(len(envs)) > ar.LastVersion {
+		envs = envs[:ar.LastVersion]
+	}
+	events, err := handlers.DecodeEnvelopes(envs)
+	if err != nil {
+		return commandResponse{}, err
+	}
+	c, err := domain.FromHistory(id, events)
+	if err != nil {
+		return commandResponse{}, err
+	}
+	resp := commandResponse{ID: id.String(), State: c.State(), Version: int(ar.LastVersion)}
+	if n := len(ar.Positions); n > 0 {
+		resp.Position = ar.Positions[n-1]
+	}
+	return resp, nil
+}
+
+func (a *CommandAPI) meta(r *http.Request, p Principal, key string) handlers.Meta {
+	requestID := r.Header.Get("X-Request-Id")
+	if requestID == "" {
+		requestID = uuid.Must(uuid.NewV7()).String()
+	}
+	correlation := r.Header.Get("X-Correlation-Id")
+	if correlation == "" {
+		correlation = requestID
+	}
+	m := handlers.Meta{Actor: p.Actor(), CorrelationID: correlation, CausationID: requestID, RequestID: requestID, IdempotencyKey: key}
+	if tp := r.Header.Get("Traceparent"); tp != "" {
+		m.Trace = map[string]string{"traceparent": tp}
+	}
+	return m
+}
+
+// ifMatch returns the version named by If-Match ("5", "\"5\"" or
+// W/"5"), or nil when the header is absent.
+func ifMatch(r *http.Request) (*int, error) {
+	raw := strings.TrimSpace(r.Header.Get("If-Match"))
+	if raw == "" {
+		return nil, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(raw, "W/"), `"`)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return nil, badRequest(ProblemMalformed, http.StatusBadRequest, "If-Match must be a customer version, got %q", raw)
+	}
+	return &n, nil
+}
+
+// fail answers with the problem err stands for.
+func (a *CommandAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		reqErr   *requestError
+		valErr   *domain.ValidationError
+		cmdErr   *domain.CommandError
+		taken    *handlers.EmailTakenError
+		mismatch *handlers.VersionMismatchError
+	)
+	switch {
+	case errors.As(err, &reqErr):
+		writeProblem(w, reqErr.problem)
+	case errors.As(err, &valErr):
+		p := Problem{Type: ProblemValidation, Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields"}
+		for _, f := range valErr.Fields {
+			p.Errors = append(p.Errors, FieldProblem{Pointer: f.Pointer, Detail: f.Detail})
+		}
+		writeProblem(w, p)
+	case errors.As(err, &cmdErr):
+		writeProblem(w, Problem{Type: ProblemInvalidState, Status: http.StatusConflict, Detail: cmdErr.Error(),
+			Extra: map[string]any{"state": cmdErr.State, "command": cmdErr.Command}})
+	case errors.As(err, &taken):
+		writeProblem(w, Problem{Type: ProblemEmailTaken, Status: http.StatusConflict, Detail: "a customer with this email already signed up",
+			Extra: map[string]any{"existing_id": taken.ExistingID.String()}})
+	case errors.As(err, &mismatch):
+		writeProblem(w, Problem{Type: ProblemPrecondition, Status: http.StatusPreconditionFailed, Detail: mismatch.Error(),
+			Extra: map[string]any{"version": mismatch.Actual}})
+	case errors.Is(err, handlers.ErrCustomerNotFound):
+		writeProblem(w, Problem{Type: ProblemNotFound, Status: http.StatusNotFound, Detail: "no customer with this id"})
+	case errors.Is(err, errCheckNotRecorded):
+		writeProblem(w, Problem{Type: ProblemConflict, Status: http.StatusConflict, Detail: err.Error()})
+	case errors.Is(err, eventstore.ErrIdempotencyKeyMismatch):
+		writeProblem(w, Problem{Type: ProblemIdempotencyReuse, Status: http.StatusUnprocessableEntity, Detail: "this Idempotency-Key was used for a different request"})
+	case errors.Is(err, eventstore.ErrConcurrencyConflict):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, Problem{Type: ProblemConflict, Status: http.StatusConflict, Detail: "the customer changed concurrently; retry"})
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeProblem(w, Problem{Type: ProblemUnavailable, Status: http.StatusServiceUnavailable, Detail: "the request was cancelled or timed out"})
+	default:
+		a.cfg.Logger.ErrorContext(r.Context(), "command failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeProblem(w, Problem{Type: ProblemInternal, Status: http.StatusInternalServerError, Detail: "internal error; it has been logged"})
+	}
+}

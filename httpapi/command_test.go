@@ -1,0 +1,323 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/eventstore/postgres"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/internal/pgtest"
+)
+
+const (
+	clientKey   = "client-secret-0123456789"
+	client2Key  = "client2-secret-0123456789"
+	operatorKey = "operator-secret-0123456789"
+	providerKey = "provider-secret-0123456789"
+	hookSecret  = "whsec_test_0123456789"
+)
+
+type commandEnv struct {
+	t        *testing.T
+	store    *postgres.Store
+	commands *handlers.Commands
+	srv      *httptest.Server
+}
+
+func newCommandEnv(t *testing.T) *commandEnv {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.Open(ctx, url, postgres.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: commands, Store: store, WebhookSecret: hookSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := httpapi.ParseAPIKeys("client:shop:" + clientKey + ",client:other:" + client2Key + ",operator:ada:" + operatorKey + ",provider:kyc:" + providerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: keys, RatePerSecond: 1000, Burst: 1000})
+	srv := httptest.NewServer(validating(t, auth.Middleware(mux)))
+	t.Cleanup(srv.Close)
+	return &commandEnv{t: t, store: store, commands: commands, srv: srv}
+}
+
+type req struct {
+	method, path, key, body, contentType string
+	headers                              map[string]string
+}
+
+func (e *commandEnv) do(r req) (*http.Response, []byte) {
+	e.t.Helper()
+	hr, err := http.NewRequest(r.method, e.srv.URL+r.path, strings.NewReader(r.body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if r.key != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.key)
+	}
+	ct := r.contentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	if ct != "-" {
+		hr.Header.Set("Content-Type", ct)
+	}
+	for k, v := range r.headers {
+		hr.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+func (e *commandEnv) eventCount() int {
+	e.t.Helper()
+	envs, err := e.store.ReadAll(context.Background(), eventstore.Start, 100000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(envs)
+}
+
+func signupBody(email string) string {
+	return fmt.Sprintf(`{"email":%q,"company":"Acme GmbH","contact_name":"Grace Hopper","country":"DE","plan":"growth"}`, email)
+}
+
+func (e *commandEnv) signUp(email string) (id string) {
+	e.t.Helper()
+	resp, body := e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody(email), headers: map[string]string{"Idempotency-Key": "k-" + email}})
+	if resp.StatusCode != http.StatusAccepted {
+		e.t.Fatalf("signup: %d %s", resp.StatusCode, body)
+	}
+	var out struct{ ID string }
+	_ = json.Unmarshal(body, &out)
+	return out.ID
+}
+
+func problemType(t *testing.T, resp *http.Response, body []byte) string {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q for %d %s", ct, resp.StatusCode, body)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+		Title  string `json:"title"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.Status != resp.StatusCode || p.Title == "" {
+		t.Fatalf("bad problem body %s (%v)", body, err)
+	}
+	return strings.TrimPrefix(p.Type, "https://onboard.dev/problems/")
+}
+
+func TestSignupAcceptedAndReplayed(t *testing.T) {
+	e := newCommandEnv(t)
+	r := req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("ada@example.com"), headers: map[string]string{"Idempotency-Key": "signup-1"}}
+	resp1, body1 := e.do(r)
+	if resp1.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d: %s", resp1.StatusCode, body1)
+	}
+	var out struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		Position int64  `json:"position"`
+	}
+	if err := json.Unmarshal(body1, &out); err != nil || out.State != "pending" || out.Position <= 0 {
+		t.Fatalf("body %s", body1)
+	}
+	resp2, body2 := e.do(r)
+	if resp2.StatusCode != http.StatusAccepted || !bytes.Equal(body1, body2) || resp2.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %s, want byte-identical %s", resp2.StatusCode, body2, body1)
+	}
+	if n := e.eventCount(); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+	// The event records who signed up and under which key.
+	id := uuid.MustParse(out.ID)
+	envs, err := e.store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+	if err != nil || envs[0].Metadata.Actor != "client:shop" || envs[0].Metadata.IdempotencyKey != "signup-1" {
+		t.Fatalf("metadata %+v (%v)", envs, err)
+	}
+	// Same email, new key: 409 naming the existing customer.
+	resp3, body3 := e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("ADA@example.com"), headers: map[string]string{"Idempotency-Key": "signup-2"}})
+	if resp3.StatusCode != http.StatusConflict || problemType(t, resp3, body3) != "email-taken" || !strings.Contains(string(body3), out.ID) {
+		t.Fatalf("duplicate email: %d %s", resp3.StatusCode, body3)
+	}
+}
+
+func TestConcurrentSignupsWithOneKey(t *testing.T) {
+	e := newCommandEnv(t)
+	var wg sync.WaitGroup
+	statuses := make(chan int, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("race@example.com"), headers: map[string]string{"Idempotency-Key": "same-key"}})
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusAccepted && s != http.StatusConflict {
+			t.Errorf("status %d, want 202 or 409", s)
+		}
+	}
+	if n := e.eventCount(); n != 1 {
+		t.Fatalf("%d events, want exactly one customer", n)
+	}
+}
+
+func TestBadRequestsAppendNothing(t *testing.T) {
+	e := newCommandEnv(t)
+	existing := e.signUp("first@example.com")
+	// Reuse of a key with another body needs a first use.
+	e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("keyed@example.com"), headers: map[string]string{"Idempotency-Key": "used-key"}})
+	before := e.eventCount()
+	idem := func(k string) map[string]string { return map[string]string{"Idempotency-Key": k} }
+	valid := signupBody("new@example.com")
+	tests := []struct {
+		name    string
+		r       req
+		status  int
+		problem string
+	}{
+		{"oversize body", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"` + strings.Repeat("a", 2<<20) + `"}`, headers: idem("a1")}, 413, "payload-too-large"},
+		{"wrong content type", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid, contentType: "text/plain", headers: idem("a2")}, 415, "unsupported-media-type"},
+		{"no content type", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid, contentType: "-", headers: idem("a3")}, 415, "unsupported-media-type"},
+		{"malformed json", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":`, headers: idem("a4")}, 400, "malformed-request"},
+		{"duplicate keys", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"a@example.com","email":"b@example.com","company":"C","contact_name":"N","country":"DE","plan":"growth"}`, headers: idem("a5")}, 400, "malformed-request"},
+		{"unknown field", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"u@example.com","company":"C","contact_name":"N","country":"DE","plan":"growth","admin":true}`, headers: idem("a6")}, 400, "malformed-request"},
+		{"trailing data", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid + `{}`, headers: idem("a7")}, 400, "malformed-request"},
+		{"empty body", req{method: "POST", path: "/v1/customers", key: clientKey, body: ``, headers: idem("a8")}, 400, "malformed-request"},
+		{"missing field", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"m@example.com","company":"C","contact_name":"N","country":"DE"}`, headers: idem("a9")}, 422, "validation"},
+		{"wrong type", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":42,"company":"C","contact_name":"N","country":"DE","plan":"growth"}`, headers: idem("a10")}, 400, "malformed-request"},
+		{"array body", req{method: "POST", path: "/v1/customers", key: clientKey, body: `[]`, headers: idem("a11")}, 400, "malformed-request"},
+		{"bad email", req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("not-an-email"), headers: idem("a12")}, 422, "validation"},
+		{"bad country", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"c@example.com","company":"C","contact_name":"N","country":"ZZ","plan":"growth"}`, headers: idem("a13")}, 422, "validation"},
+		{"bad plan", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"p@example.com","company":"C","contact_name":"N","country":"DE","plan":"gold"}`, headers: idem("a14")}, 422, "validation"},
+		{"over-long company", req{method: "POST", path: "/v1/customers", key: clientKey, body: `{"email":"l@example.com","company":"` + strings.Repeat("x", 201) + `","contact_name":"N","country":"DE","plan":"growth"}`, headers: idem("a15")}, 422, "validation"},
+		{"invalid utf-8", req{method: "POST", path: "/v1/customers", key: clientKey, body: "{\"email\":\"u\xff@example.com\",\"company\":\"C\",\"contact_name\":\"N\",\"country\":\"DE\",\"plan\":\"growth\"}", headers: idem("a16")}, 400, "malformed-request"},
+		{"missing idempotency key", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid}, 400, "idempotency-key"},
+		{"oversized idempotency key", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid, headers: idem(strings.Repeat("k", 256))}, 400, "idempotency-key"},
+		{"idempotency key with spaces", req{method: "POST", path: "/v1/customers", key: clientKey, body: valid, headers: idem("a b")}, 400, "idempotency-key"},
+		{"reused idempotency key", req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("other@example.com"), headers: idem("used-key")}, 422, "idempotency-key-reused"},
+		{"duplicate email", req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("first@example.com"), headers: idem("a17")}, 409, "email-taken"},
+		{"no api key", req{method: "POST", path: "/v1/customers", body: valid, headers: idem("a18")}, 401, "unauthorized"},
+		{"unknown api key", req{method: "POST", path: "/v1/customers", key: "nope-nope-nope-nope", body: valid, headers: idem("a19")}, 401, "unauthorized"},
+		{"provider key cannot sign up", req{method: "POST", path: "/v1/customers", key: providerKey, body: valid, headers: idem("a20")}, 403, "forbidden"},
+		{"client cannot cancel", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: clientKey, body: `{"reason":"x"}`}, 403, "forbidden"},
+		{"unknown customer", req{method: "POST", path: "/v1/customers/" + uuid.NewString() + "/cancel", key: operatorKey, body: `{"reason":"x"}`}, 404, "not-found"},
+		{"malformed customer id", req{method: "POST", path: "/v1/customers/not-a-uuid/cancel", key: operatorKey, body: `{"reason":"x"}`}, 400, "malformed-request"},
+		{"stale If-Match", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: operatorKey, body: `{"reason":"x"}`, headers: map[string]string{"If-Match": `"7"`}}, 412, "precondition-failed"},
+		{"malformed If-Match", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: operatorKey, body: `{"reason":"x"}`, headers: map[string]string{"If-Match": "abc"}}, 400, "malformed-request"},
+		{"retry in the wrong state", req{method: "POST", path: "/v1/customers/" + existing + "/retry", key: operatorKey, body: `{}`}, 409, "invalid-state"},
+		{"cancel without reason", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: operatorKey, body: `{}`}, 422, "validation"},
+		{"bad webhook signature", req{method: "POST", path: "/v1/webhooks/kyc", body: `{"id":"evt_1","type":"check.completed","check_id":"c","customer_id":"` + existing + `","status":"approved"}`, headers: map[string]string{external.HeaderWebhookSignature: "t=1,v1=00"}}, 401, "unauthorized"},
+		{"stale webhook", req{method: "POST", path: "/v1/webhooks/kyc", body: `{"id":"evt_2","type":"check.completed","check_id":"c","customer_id":"` + existing + `","status":"approved"}`,
+			headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now().Add(-time.Hour), []byte(`{"id":"evt_2","type":"check.completed","check_id":"c","customer_id":"`+existing+`","status":"approved"}`))}}, 401, "unauthorized"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do(tc.r)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if got := problemType(t, resp, body); got != tc.problem {
+				t.Fatalf("problem %q, want %q: %s", got, tc.problem, body)
+			}
+		})
+	}
+	if after := e.eventCount(); after != before {
+		t.Fatalf("bad requests appended %d events", after-before)
+	}
+}
+
+func TestOperatorCommandsAndWebhook(t *testing.T) {
+	e := newCommandEnv(t)
+	ctx := context.Background()
+	id := uuid.MustParse(e.signUp("kyc@example.com"))
+	meta := handlers.Meta{Actor: "system:verification"}
+	if _, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error {
+		if _, err := c.RequestStep(domain.StepVerification); err != nil {
+			return err
+		}
+		return c.RecordCheckStarted(1, "chk_1")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(eventID, status string) req {
+		body := fmt.Sprintf(`{"id":%q,"type":"check.completed","created":%d,"check_id":"chk_1","customer_id":%q,"status":%q}`, eventID, time.Now().Unix(), id, status)
+		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
+	}
+	resp, body := e.do(hook("evt_ok", "approved"))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"verified"`) {
+		t.Fatalf("webhook: %d %s", resp.StatusCode, body)
+	}
+	n := e.eventCount()
+	// A replayed webhook is acknowledged and changes nothing.
+	if resp, body := e.do(hook("evt_ok", "approved")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("replayed webhook: %d %s", resp.StatusCode, body)
+	}
+	if e.eventCount() != n {
+		t.Fatalf("replayed webhook appended events")
+	}
+	// A late, different verdict is recorded as ignored.
+	if resp, body := e.do(hook("evt_late", "rejected")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("late webhook: %d %s", resp.StatusCode, body)
+	}
+	c, err := e.commands.Load(ctx, id)
+	if err != nil || c.State() != domain.StateVerified || c.Version() != n+1-1+1 {
+		t.Fatalf("after late webhook: state %v version %d (%v)", c.State(), c.Version(), err)
+	}
+
+	// Operator cancel with the right If-Match.
+	resp, body = e.do(req{method: "POST", path: "/v1/customers/" + id.String() + "/cancel", key: operatorKey, body: `{"reason":"customer asked"}`, headers: map[string]string{"If-Match": fmt.Sprint(c.Version())}})
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"state":"cancelled"`) {
+		t.Fatalf("cancel: %d %s", resp.StatusCode, body)
+	}
+	envs, _ := e.store.ReadStream(ctx, handlers.StreamID(id), 1)
+	if last := envs[len(envs)-2]; last.Type != domain.TypeCancellationRequested || last.Metadata.Actor != "operator:ada" || !strings.Contains(string(last.Data), "operator:ada") {
+		t.Fatalf("cancel event %s %s by %q", last.Type, last.Data, last.Metadata.Actor)
+	}
+	// Cancelling again names the state.
+	resp, body = e.do(req{method: "POST", path: "/v1/customers/" + id.String() + "/cancel", key: operatorKey, body: `{"reason":"again"}`})
+	if resp.StatusCode != http.StatusConflict || problemType(t, resp, body) != "invalid-state" || !strings.Contains(string(body), `"state":"cancelled"`) {
+		t.Fatalf("second cancel: %d %s", resp.StatusCode, body)
+	}
+}
