@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// SQLSTATEs raised by onboard_append and the immutability trigger.
+const (
+	codeConcurrency    = "OB001"
+	codeReservation    = "OB002"
+	codeIdempotency    = "OB003"
+	codeImmutable      = "OB100"
+	codeUniqueViolated = "23505"
+)
+
+const appendSQL = `SELECT out_transaction_id, out_positions, out_first_version FROM onboard_append(
+	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+	$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`
+
+// querier is what an append runs on: the pool, or a transaction in tests.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// maxAnyRetries bounds the retries of an append with eventstore.Any that
+// lost a race for a version: Any promises to append whatever the version.
+const maxAnyRetries = 10
+
+// Append implements eventstore.Appender.
+func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) (eventstore.AppendResult, error) {
+	o := eventstore.ApplyAppendOptions(streamID, opts...)
+	prepared, err := eventstore.PrepareAppend(streamID, expected, events, o)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	args := appendArgs(streamID, expected, prepared, o)
+	for attempt := 0; ; attempt++ {
+		res, err := runAppend(ctx, s.pool, streamID, args)
+		if err == nil {
+			s.wakeSubscribers()
+			return res, nil
+		}
+		res, err = s.explainAppendError(ctx, streamID, expected, prepared, o, err)
+		var ce *eventstore.ConcurrencyError
+		if expected == eventstore.Any && errors.As(err, &ce) && attempt < maxAnyRetries {
+			continue
+		}
+		return res, err
+	}
+}
+
+func runAppend(ctx context.Context, q querier, streamID string, args []any) (eventstore.AppendResult, error) {
+	var res eventstore.AppendResult
+	res.StreamID = streamID
+	err := q.QueryRow(ctx, appendSQL, args...).Scan(&res.TransactionID, &res.Positions, &res.FirstVersion)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res.LastVersion = res.FirstVersion + int64(len(res.Positions)) - 1
+	return res, nil
+}
+
+// appendArgs lays the append out as the column arrays onboard_append takes.
+func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
+	n := len(events)
+	ids := make([]uuid.UUID, n)
+	types := make([]string, n)
+	schemas := make([]int32, n)
+	data := make([]string, n)
+	actors := make([]string, n)
+	correlations := make([]string, n)
+	causations := make([]string, n)
+	requests := make([]string, n)
+	keys := make([]string, n)
+	traces := make([]*string, n)
+	for i, e := range events {
+		ids[i] = e.ID
+		types[i] = e.Type
+		schemas[i] = int32(e.SchemaVersion)
+		data[i] = string(e.Data)
+		m := e.Metadata
+		actors[i], correlations[i], causations[i], requests[i], keys[i] =
+			m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey
+		if t := eventstore.CanonicalTrace(m.Trace); t != nil {
+			s := string(t)
+			traces[i] = &s
+		}
+	}
+	resKinds, resValues, resOwners := reservationArrays(streamID, o.Reservations)
+	relKinds, relValues, relOwners := reservationArrays(streamID, o.Releases)
+	var (
+		scope, key, fingerprint *string
+		status                  *int32
+		response                []byte
+		ttl                     *int64
+	)
+	if rec := o.Idempotency; rec != nil {
+		ttlMS := rec.TTL.Milliseconds()
+		if rec.TTL == 0 {
+			ttlMS = eventstore.DefaultIdempotencyTTL.Milliseconds()
+		}
+		st := int32(rec.StatusCode)
+		scope, key, fingerprint, status, ttl = &rec.Scope, &rec.Key, &rec.Fingerprint, &st, &ttlMS
+		response = rec.Response
+		if response == nil {
+			response = []byte{}
+		}
+	}
+	return []any{
+		streamID, o.StreamType, int64(expected),
+		ids, types, schemas, data, actors, correlations, causations, requests, keys, traces,
+		resKinds, resValues, resOwners, relKinds, relValues, relOwners,
+		scope, key, fingerprint, status, response, ttl,
+	}
+}
+
+// reservationArrays sorts the reservations so that concurrent appends
+// claiming several values lock them in the same order and cannot deadlock.
+func reservationArrays(streamID string, rs []eventstore.Reservation) (kinds, values, owners []string) {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b eventstore.Reservation) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Value, b.Value))
+	})
+	for _, r := range rs {
+		owner := r.OwnerStreamID
+		if owner == "" {
+			owner = streamID
+		}
+		kinds, values, owners = append(kinds, r.Kind), append(values, r.Value), append(owners, owner)
+	}
+	return kinds, values, owners
+}
+
+// explainAppendError turns a failed append into the contract's errors. A
+// conflict may be a re-append of stored events, which succeeds as a
+// duplicate.
+func (s *Store) explainAppendError(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions, err error) (eventstore.AppendResult, error) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w", streamID, err)
+	}
+	switch {
+	case pgErr.Code == codeReservation:
+		i, _ := strconv.Atoi(pgErr.Hint)
+		kinds, values, _ := reservationArrays(streamID, o.Reservations)
+		re := &eventstore.ReservationError{OwnerStreamID: pgErr.Detail}
+		if i >= 1 && i <= len(kinds) {
+			re.Kind, re.Value = kinds[i-1], values[i-1]
+		}
+		return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w", streamID, re)
+	case pgErr.Code != codeConcurrency && pgErr.Code != codeIdempotency && pgErr.Code != codeUniqueViolated:
+		return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w", streamID, err)
+	}
+
+	dup, stored, derr := s.storedDuplicate(ctx, streamID, events)
+	switch {
+	case derr != nil:
+		return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w (checking for a re-append: %w)", streamID, err, derr)
+	case stored:
+		return dup, nil
+	}
+	switch pgErr.Code {
+	case codeIdempotency:
+		return eventstore.AppendResult{}, s.idempotencyError(ctx, streamID, o.Idempotency)
+	case codeConcurrency:
+		actual, _ := strconv.ParseInt(pgErr.Detail, 10, 64)
+		return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: streamID, Expected: expected, Actual: actual}
+	}
+	if pgErr.ConstraintName == "events_stream_version_key" {
+		// A concurrent append took the version after onboard_append read it.
+		actual, verr := s.currentVersion(ctx, streamID)
+		if verr != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w (reading its version: %w)", streamID, err, verr)
+		}
+		return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: streamID, Expected: expected, Actual: actual}
+	}
+	return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w", streamID, err)
+}
+
+// storedDuplicate reports whether events are all already stored in the
+// stream with the same content, and returns their original result. Events
+// stored with other content (or only some of them) are an *EventIDError.
+func (s *Store) storedDuplicate(ctx context.Context, streamID string, events []eventstore.NewEvent) (eventstore.AppendResult, bool, error) {
+	ids := make([]uuid.UUID, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	rows, err := s.pool.Query(ctx, selectEvents+` WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return eventstore.AppendResult{}, false, err
+	}
+	found, err := collectEnvelopes(rows, len(ids))
+	if err != nil {
+		return eventstore.AppendResult{}, false, err
+	}
+	if len(found) == 0 {
+		return eventstore.AppendResult{}, false, nil
+	}
+	byID := make(map[uuid.UUID]eventstore.Envelope, len(found))
+	for _, e := range found {
+		byID[e.ID] = e
+	}
+	res := eventstore.AppendResult{StreamID: streamID, Duplicate: true}
+	for i, e := range events {
+		st, ok := byID[e.ID]
+		if !ok || st.StreamID != streamID || !eventstore.SameContent(st, e) {
+			if !ok {
+				st = found[0]
+			}
+			return eventstore.AppendResult{}, false, &eventstore.EventIDError{EventID: st.ID, StreamID: st.StreamID}
+		}
+		if i == 0 {
+			res.FirstVersion = st.Version
+		}
+		res.LastVersion = st.Version
+		res.Positions = append(res.Positions, st.Position)
+		res.TransactionID = st.TransactionID
+	}
+	return res, true, nil
+}
+
+func (s *Store) currentVersion(ctx context.Context, streamID string) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v)
+	return v, err
+}
+
+func (s *Store) idempotencyError(ctx context.Context, streamID string, rec *eventstore.IdempotencyRecord) error {
+	if rec == nil {
+		return fmt.Errorf("append to stream %q: idempotency conflict without a record", streamID)
+	}
+	stored, found, err := s.LookupIdempotency(ctx, rec.Scope, rec.Key)
+	switch {
+	case err != nil:
+		return fmt.Errorf("append to stream %q: %w", streamID, err)
+	case !found:
+		// It expired between the append and this lookup: the caller may
+		// simply retry.
+		return fmt.Errorf("append to stream %q: idempotency key %q expired meanwhile: %w", streamID, rec.Key, eventstore.ErrConcurrencyConflict)
+	case stored.Fingerprint != rec.Fingerprint:
+		return &eventstore.IdempotencyError{Stored: stored, Err: eventstore.ErrIdempotencyKeyMismatch}
+	}
+	return &eventstore.IdempotencyError{Stored: stored, Err: eventstore.ErrIdempotencyKeyUsed}
+}

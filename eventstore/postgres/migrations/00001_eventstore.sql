@@ -1,0 +1,226 @@
+-- +goose Up
+
+-- The global position. It is unique, but positions of concurrent appends
+-- commit out of order: readers order by (transaction_id, position) instead.
+CREATE SEQUENCE events_position_seq AS bigint;
+
+CREATE TABLE events (
+    -- The appending transaction. Readers only read rows whose transaction is
+    -- older than every transaction still in flight (pg_snapshot_xmin), so a
+    -- transaction that commits late can never slip in behind a reader's
+    -- cursor. xid8 is 64 bits: it never wraps around.
+    transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    position        bigint      NOT NULL DEFAULT nextval('events_position_seq'),
+    event_id        uuid        NOT NULL,
+    stream_id       text        NOT NULL,
+    stream_type     text        NOT NULL,
+    version         bigint      NOT NULL CHECK (version > 0),
+    type            text        NOT NULL,
+    schema_version  integer     NOT NULL CHECK (schema_version > 0),
+    -- json, not jsonb: the hash covers the exact bytes, which jsonb would
+    -- reformat.
+    data            json        NOT NULL,
+    actor           text        NOT NULL DEFAULT '',
+    correlation_id  text        NOT NULL DEFAULT '',
+    causation_id    text        NOT NULL DEFAULT '',
+    request_id      text        NOT NULL DEFAULT '',
+    idempotency_key text        NOT NULL DEFAULT '',
+    trace           json,
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    prev_hash       bytea       NOT NULL,
+    hash            bytea       NOT NULL,
+    CONSTRAINT events_pkey PRIMARY KEY (transaction_id, position),
+    -- The optimistic concurrency control: two appends of the same version
+    -- cannot both commit.
+    CONSTRAINT events_stream_version_key UNIQUE (stream_id, version),
+    CONSTRAINT events_event_id_key UNIQUE (event_id)
+);
+
+ALTER SEQUENCE events_position_seq OWNED BY events.position;
+
+CREATE INDEX events_correlation_idx ON events (correlation_id) WHERE correlation_id <> '';
+
+-- Facts are never changed: reject UPDATE, DELETE and TRUNCATE. In
+-- production the application role should also hold only INSERT and SELECT
+-- (see the package README); the trigger catches everyone else short of a
+-- superuser who disables it.
+-- +goose StatementBegin
+CREATE FUNCTION events_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are immutable: % rejected', TG_OP USING ERRCODE = 'OB100';
+END
+$$;
+-- +goose StatementEnd
+
+CREATE TRIGGER events_immutable_rows BEFORE UPDATE OR DELETE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_immutable();
+CREATE TRIGGER events_immutable_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_immutable();
+
+-- Unique values across streams (one customer per email), claimed in the same
+-- transaction as the append that needs them.
+CREATE TABLE reservations (
+    kind            text        NOT NULL,
+    value           text        NOT NULL,
+    owner_stream_id text        NOT NULL,
+    reserved_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, value)
+);
+
+-- Stored outcomes of requests with an idempotency key, written in the same
+-- transaction as their events.
+CREATE TABLE idempotency (
+    scope          text        NOT NULL,
+    key            text        NOT NULL,
+    fingerprint    text        NOT NULL,
+    status_code    integer     NOT NULL,
+    response       bytea       NOT NULL,
+    stream_id      text        NOT NULL,
+    transaction_id xid8        NOT NULL,
+    positions      bigint[]    NOT NULL,
+    first_version  bigint      NOT NULL,
+    last_version   bigint      NOT NULL,
+    created_at     timestamptz NOT NULL,
+    expires_at     timestamptz NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+
+CREATE INDEX idempotency_expires_idx ON idempotency (expires_at);
+
+-- onboard_field encodes a string as in eventstore.CanonicalBytes: uint32
+-- big-endian byte length, then the UTF-8 bytes.
+CREATE FUNCTION onboard_field(s text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN int4send(octet_length(convert_to(s, 'UTF8'))) || convert_to(s, 'UTF8');
+
+-- onboard_append is one append: the whole transaction in one round trip.
+-- Order matters: the stream's version is read before the transaction's
+-- first write assigns its transaction id, so an append that builds on a
+-- committed one always gets a larger transaction id, and the global order
+-- keeps each stream in version order.
+--
+-- Errors: OB001 concurrency conflict (DETAIL: actual version), OB002
+-- reservation taken (DETAIL: owner, HINT: 1-based index), OB003 idempotency
+-- key already stored; 23505 when a concurrent append won a version or an
+-- event id is already stored.
+-- +goose StatementBegin
+CREATE FUNCTION onboard_append(
+    p_stream_id text, p_stream_type text, p_expected bigint,
+    p_ids uuid[], p_types text[], p_schema_versions integer[], p_data text[],
+    p_actors text[], p_correlation_ids text[], p_causation_ids text[],
+    p_request_ids text[], p_idempotency_keys text[], p_traces text[],
+    p_res_kinds text[], p_res_values text[], p_res_owners text[],
+    p_rel_kinds text[], p_rel_values text[], p_rel_owners text[],
+    p_idem_scope text, p_idem_key text, p_idem_fingerprint text,
+    p_idem_status integer, p_idem_response bytea, p_idem_ttl_ms bigint,
+    OUT out_transaction_id xid8, OUT out_positions bigint[], OUT out_first_version bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_current  bigint;
+    v_prev     bytea;
+    v_hash     bytea;
+    v_now      timestamptz := now();
+    v_micros   bigint := (extract(epoch FROM now()) * 1000000)::bigint;
+    v_position bigint;
+    v_owner    text;
+    v_n        integer := cardinality(p_ids);
+BEGIN
+    SELECT e.version, e.hash INTO v_current, v_prev
+      FROM events e WHERE e.stream_id = p_stream_id
+     ORDER BY e.version DESC LIMIT 1;
+    IF NOT FOUND THEN
+        v_current := 0;
+        v_prev := ''::bytea;
+    END IF;
+
+    -- A repeated request is recognised as such first, whatever else
+    -- changed since. (A concurrent one is caught by the insert below.)
+    IF p_idem_key IS NOT NULL AND EXISTS (
+        SELECT 1 FROM idempotency i
+         WHERE i.scope = p_idem_scope AND i.key = p_idem_key AND i.expires_at > v_now) THEN
+        RAISE EXCEPTION 'idempotency key already stored' USING ERRCODE = 'OB003';
+    END IF;
+
+    IF p_expected <> -1 AND p_expected <> v_current THEN
+        RAISE EXCEPTION 'concurrency conflict' USING ERRCODE = 'OB001', DETAIL = v_current::text;
+    END IF;
+
+    out_positions := '{}';
+    FOR i IN 1 .. v_n LOOP
+        -- eventstore.CanonicalBytes, byte for byte.
+        v_hash := sha256(v_prev
+            || uuid_send(p_ids[i])
+            || onboard_field(p_stream_id)
+            || onboard_field(p_stream_type)
+            || int8send(v_current + i)
+            || onboard_field(p_types[i])
+            || int4send(p_schema_versions[i])
+            || onboard_field(p_data[i])
+            || onboard_field(p_actors[i])
+            || onboard_field(p_correlation_ids[i])
+            || onboard_field(p_causation_ids[i])
+            || onboard_field(p_request_ids[i])
+            || onboard_field(p_idempotency_keys[i])
+            || onboard_field(coalesce(p_traces[i], ''))
+            || int8send(v_micros));
+        INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
+                            actor, correlation_id, causation_id, request_id, idempotency_key, trace,
+                            recorded_at, prev_hash, hash)
+        VALUES (p_ids[i], p_stream_id, p_stream_type, v_current + i, p_types[i], p_schema_versions[i],
+                p_data[i]::json, p_actors[i], p_correlation_ids[i], p_causation_ids[i], p_request_ids[i],
+                p_idempotency_keys[i], p_traces[i]::json, v_now, v_prev, v_hash)
+        RETURNING events.position INTO v_position;
+        out_positions := out_positions || v_position;
+        v_prev := v_hash;
+    END LOOP;
+    out_transaction_id := pg_current_xact_id();
+    out_first_version := v_current + 1;
+
+    FOR i IN 1 .. coalesce(cardinality(p_res_kinds), 0) LOOP
+        INSERT INTO reservations (kind, value, owner_stream_id)
+        VALUES (p_res_kinds[i], p_res_values[i], p_res_owners[i])
+        ON CONFLICT (kind, value) DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT r.owner_stream_id INTO v_owner FROM reservations r
+             WHERE r.kind = p_res_kinds[i] AND r.value = p_res_values[i];
+            IF v_owner IS DISTINCT FROM p_res_owners[i] THEN
+                RAISE EXCEPTION 'reservation taken' USING ERRCODE = 'OB002',
+                    DETAIL = coalesce(v_owner, ''), HINT = i::text;
+            END IF;
+        END IF;
+    END LOOP;
+
+    FOR i IN 1 .. coalesce(cardinality(p_rel_kinds), 0) LOOP
+        DELETE FROM reservations r
+         WHERE r.kind = p_rel_kinds[i] AND r.value = p_rel_values[i] AND r.owner_stream_id = p_rel_owners[i];
+    END LOOP;
+
+    IF p_idem_key IS NOT NULL THEN
+        INSERT INTO idempotency AS i (scope, key, fingerprint, status_code, response, stream_id,
+                                      transaction_id, positions, first_version, last_version,
+                                      created_at, expires_at)
+        VALUES (p_idem_scope, p_idem_key, p_idem_fingerprint, p_idem_status, p_idem_response,
+                p_stream_id, out_transaction_id, out_positions, v_current + 1, v_current + v_n,
+                v_now, v_now + p_idem_ttl_ms * interval '1 millisecond')
+        ON CONFLICT (scope, key) DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
+                response = EXCLUDED.response, stream_id = EXCLUDED.stream_id,
+                transaction_id = EXCLUDED.transaction_id, positions = EXCLUDED.positions,
+                first_version = EXCLUDED.first_version, last_version = EXCLUDED.last_version,
+                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+            WHERE i.expires_at <= v_now;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'idempotency key already stored' USING ERRCODE = 'OB003';
+        END IF;
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose Down
+DROP FUNCTION onboard_append;
+DROP FUNCTION onboard_field;
+DROP TABLE idempotency;
+DROP TABLE reservations;
+DROP TABLE events;
+DROP FUNCTION events_immutable;

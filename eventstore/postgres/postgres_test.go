@@ -1,0 +1,193 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/eventstore/eventstoretest"
+	"github.com/onboard/onboard/internal/pgtest"
+)
+
+// newTestStore migrates a fresh database and returns a Store on it with a
+// pool big enough for the suite's parallel subscriptions (each holds one
+// connection to listen on).
+func newTestStore(t testing.TB) (*Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	if err := Migrate(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(pool, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		pool.Close()
+	})
+	return s, dbURL
+}
+
+func TestConformance(t *testing.T) {
+	s, dbURL := newTestStore(t)
+	h := eventstoretest.Harness{
+		Store: s,
+		HoldAppend: func(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) (*eventstoretest.HeldAppend, error) {
+			return s.holdAppend(ctx, streamID, expected, events)
+		},
+		Tamper: func(ctx context.Context, streamID string, version int64, data json.RawMessage) error {
+			return tamper(ctx, dbURL, streamID, version, data)
+		},
+	}
+	eventstoretest.Run(t, func(*testing.T) eventstoretest.Harness { return h })
+}
+
+// holdAppend runs onboard_append in a transaction it leaves open.
+func (s *Store) holdAppend(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) (*eventstoretest.HeldAppend, error) {
+	o := eventstore.ApplyAppendOptions(streamID)
+	prepared, err := eventstore.PrepareAppend(streamID, expected, events, o)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runAppend(ctx, tx, streamID, appendArgs(streamID, expected, prepared, o))
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return &eventstoretest.HeldAppend{
+		Result: res,
+		Commit: func(ctx context.Context) error {
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			s.wakeSubscribers()
+			return nil
+		},
+		Rollback: tx.Rollback,
+	}, nil
+}
+
+// tamper rewrites an event as a superuser who disabled the triggers for
+// the session.
+func tamper(ctx context.Context, dbURL, streamID string, version int64, data json.RawMessage) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return err
+	}
+	tag, err := conn.Exec(ctx, `UPDATE events SET data = $3::text::json WHERE stream_id = $1 AND version = $2`, streamID, version, string(data))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("tamper: %d rows updated", tag.RowsAffected())
+	}
+	return nil
+}
+
+func TestEventsAreImmutable(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	res, err := s.Append(ctx, "imm-1", eventstore.NoStream, []eventstore.NewEvent{newTestEvent()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, sql string }{
+		{"update", `UPDATE events SET data = '{"x":1}' WHERE stream_id = 'imm-1'`},
+		{"update nothing", `UPDATE events SET data = '{"x":1}' WHERE false`},
+		{"delete", `DELETE FROM events WHERE stream_id = 'imm-1'`},
+		{"truncate", `TRUNCATE events`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.pool.Exec(ctx, tt.sql)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != codeImmutable {
+				t.Errorf("err = %v, want SQLSTATE %s", err, codeImmutable)
+			}
+		})
+	}
+	got, err := s.ReadStream(ctx, "imm-1", 0)
+	if err != nil || len(got) != 1 || got[0].Position != res.Positions[0] {
+		t.Errorf("stream after the attempts: %v, %v", got, err)
+	}
+}
+
+func TestMigrateIsIdempotentAndEnsureDatabase(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	for range 2 {
+		if err := Migrate(ctx, dbURL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := EnsureDatabase(ctx, dbURL); err != nil {
+		t.Fatalf("EnsureDatabase of an existing database: %v", err)
+	}
+
+	// A database that does not exist yet: create it, then drop it with the
+	// one pgtest made (a sibling name, so it is cleaned up here).
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path += "_ensured"
+	if err := EnsureDatabase(ctx, u.String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		name := u.Path[1:]
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Error(err)
+		}
+	})
+	s, err := Open(ctx, u.String(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Append(ctx, "ensure-1", eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{PollInterval: -1, BatchSize: -1}).Validate(); err == nil {
+		t.Error("Validate accepted negative settings")
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("Validate of the zero Config: %v", err)
+	}
+}

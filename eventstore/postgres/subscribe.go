@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// Subscribe implements eventstore.Subscriber. It holds one pooled connection
+// to LISTEN on Config.Channel and reads with ReadAll from another. When the
+// listening connection fails it polls until it can listen again.
+func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler eventstore.Handler) error {
+	l := &listener{pool: s.pool, channel: s.cfg.Channel}
+	defer l.close()
+	cursor := after
+	for {
+		// Listen before reading, so that a commit between the read and the
+		// wait still wakes the wait.
+		l.ensure(ctx)
+		events, err := s.ReadAll(ctx, cursor, s.cfg.BatchSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// A failed read is retried after the poll interval: the
+			// subscription outlives a database restart.
+			if werr := sleep(ctx, s.cfg.PollInterval); werr != nil {
+				return werr
+			}
+			continue
+		}
+		for _, e := range events {
+			if err := handler(ctx, e); err != nil {
+				return fmt.Errorf("subscription handler at %s: %w", e.Cursor(), err)
+			}
+			cursor = e.Cursor()
+		}
+		if len(events) == s.cfg.BatchSize {
+			continue // more to catch up on
+		}
+		if err := l.wait(ctx, s.cfg.PollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// listener is a connection that LISTENs, reacquired after failures.
+type listener struct {
+	pool    *pgxpool.Pool
+	channel string
+	conn    *pgxpool.Conn
+}
+
+func (l *listener) ensure(ctx context.Context) {
+	if l.conn != nil {
+		return
+	}
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		conn.Release()
+		return
+	}
+	l.conn = conn
+}
+
+// wait returns when a notification arrives or after the poll interval. It
+// returns an error only when ctx is done.
+func (l *listener) wait(ctx context.Context, poll time.Duration) error {
+	if l.conn == nil {
+		return sleep(ctx, poll)
+	}
+	wctx, cancel := context.WithTimeout(ctx, poll)
+	defer cancel()
+	_, err := l.conn.Conn().WaitForNotification(wctx)
+	switch {
+	case err == nil:
+		// Take every other pending notification too: one read covers them.
+		for {
+			dctx, dcancel := context.WithTimeout(ctx, time.Millisecond)
+			_, derr := l.conn.Conn().WaitForNotification(dctx)
+			dcancel()
+			if derr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if !errors.Is(derr, context.DeadlineExceeded) {
+					l.drop()
+				}
+				return nil
+			}
+		}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil
+	}
+	l.drop()
+	return nil
+}
+
+// drop discards a connection that failed: after an interrupted wait its
+// state is unknown.
+func (l *listener) drop() {
+	if l.conn == nil {
+		return
+	}
+	_ = l.conn.Conn().Close(context.Background())
+	l.conn.Release()
+	l.conn = nil
+}
+
+func (l *listener) close() {
+	if l.conn == nil {
+		return
+	}
+	// UNLISTEN so that the pooled connection does not keep queueing
+	// notifications for nobody.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := l.conn.Exec(ctx, "UNLISTEN *"); err != nil {
+		_ = l.conn.Conn().Close(ctx)
+	}
+	l.conn.Release()
+	l.conn = nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
