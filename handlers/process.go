@@ -1,0 +1,443 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+)
+
+// ProcessConfig configures the process managers.
+type ProcessConfig struct {
+	Commands  *Commands
+	Providers Providers
+	Timers    *Timers
+	// MaxAttempts is how many attempts a step gets (per attempt group)
+	// before the customer is paused; default 5 for every step.
+	MaxAttempts map[domain.Step]int
+	// BaseDelay and MaxDelay shape the durable retry backoff: attempt n
+	// waits a uniformly random time in [0, min(MaxDelay, BaseDelay·2^(n-1))]
+	// (full jitter). Defaults 1s and 5m.
+	BaseDelay, MaxDelay time.Duration
+	// VerificationDeadline is how long to wait for a KYC webhook before
+	// polling the provider; VerificationPolls how many polls before the
+	// customer is paused. Defaults 15m and 3.
+	VerificationDeadline time.Duration
+	VerificationPolls    int
+	// SupportEmail is told about rejected customers.
+	SupportEmail string
+	// OnPause is called for every pause (the operator alert's metric hook).
+	OnPause func(step domain.Step, class domain.ErrorClass)
+	Rand    func() float64
+	Now     func() time.Time
+	Logger  *slog.Logger
+}
+
+func (c *ProcessConfig) setDefaults() {
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = time.Second
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 5 * time.Minute
+	}
+	if c.VerificationDeadline <= 0 {
+		c.VerificationDeadline = 15 * time.Minute
+	}
+	if c.VerificationPolls <= 0 {
+		c.VerificationPolls = 3
+	}
+	if c.SupportEmail == "" {
+		c.SupportEmail = "support@onboard.dev"
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.OnPause == nil {
+		c.OnPause = func(domain.Step, domain.ErrorClass) {}
+	}
+}
+
+// Validate names every missing setting.
+func (c ProcessConfig) Validate() error {
+	var errs []error
+	if c.Commands == nil {
+		errs = append(errs, errors.New("handlers: process managers need Commands"))
+	}
+	if c.Timers == nil {
+		errs = append(errs, errors.New("handlers: process managers need Timers"))
+	}
+	errs = append(errs, c.Providers.Validate())
+	return errors.Join(errs...)
+}
+
+// ProcessManager reacts to customer events: it requests each step, calls
+// the step's provider, records the outcome, retries transient failures
+// durably with backoff, pauses and alerts on permanent failures or
+// exhausted retries, and compensates after a cancel.
+//
+// Every reaction is idempotent: it reloads the customer and acts only when
+// the event still describes the customer's present (a redelivered or late
+// event finds the step already moved on and does nothing), provider calls
+// carry idempotency keys, and the aggregate rejects duplicate results. So
+// at-least-once delivery is enough.
+type ProcessManager struct {
+	cfg ProcessConfig
+}
+
+// NewProcessManager returns the process managers, or an error naming every
+// missing setting.
+func NewProcessManager(cfg ProcessConfig) (*ProcessManager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &ProcessManager{cfg: cfg}, nil
+}
+
+// Handle reacts to one stored event. An error means the reaction could not
+// be completed (the store was unreachable) and the event must be delivered
+// again; provider failures are not errors, they are recorded as events.
+func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) error {
+	if env.StreamType != "customer" {
+		return nil
+	}
+	id, err := ParseStreamID(env.StreamID)
+	if err != nil {
+		return nil // not a customer stream: nothing to do
+	}
+	e, err := domain.DecodeEvent(env.Type, env.Data)
+	if err != nil {
+		// Redelivery cannot fix an event this code cannot read; the audit
+		// verifier reports it. Blocking the whole pipeline on it would not.
+		pm.cfg.Logger.ErrorContext(ctx, "process manager cannot decode an event; skipped", "event_id", env.ID, "type", env.Type, "err", err)
+		return nil
+	}
+	meta := func(step domain.Step) Meta {
+		return Meta{Actor: "system:" + string(step), CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID.String(), Trace: env.Metadata.Trace}
+	}
+	switch e := e.(type) {
+	case domain.SignedUp:
+		return pm.request(ctx, id, domain.StepVerification, meta(domain.StepVerification))
+	case domain.StepRequested:
+		return pm.perform(ctx, id, e, meta(e.Step))
+	case domain.VerificationCheckStarted:
+		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerDeadline, Step: domain.StepVerification, Attempt: 0, Ref: e.CheckID, DueAt: pm.cfg.Now().Add(pm.cfg.VerificationDeadline)})
+	case domain.StepSucceeded:
+		return pm.advance(ctx, id, meta(e.Step))
+	case domain.StepFailed:
+		return pm.failed(ctx, id, e, meta(e.Step))
+	case domain.VerificationRejected:
+		return pm.notifySupport(ctx, id, e.Reason, 0, meta(domain.StepVerification))
+	case domain.Paused:
+		pm.cfg.Logger.ErrorContext(ctx, "customer paused: operator action needed",
+			"customer_id", id, "step", e.Step, "reason", e.Reason, "attempts", e.Attempts, "error_class", e.Class,
+			"correlation_id", env.Metadata.CorrelationID)
+		pm.cfg.OnPause(e.Step, e.Class)
+		return nil
+	case domain.StepRetryRequested:
+		return pm.request(ctx, id, e.Step, meta(e.Step))
+	case domain.StepSkipped:
+		return pm.advance(ctx, id, meta(e.Step))
+	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
+		return pm.compensate(ctx, id, 0, meta("compensation"))
+	}
+	return nil
+}
+
+// benign reports whether a command's rejection only means that the event
+// it reacted to is no longer news (redelivery, a race already settled).
+func benign(err error) bool {
+	return errors.Is(err, domain.ErrInvalidTransition) || errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrDuplicateCommand)
+}
+
+func (pm *ProcessManager) exec(ctx context.Context, id uuid.UUID, meta Meta, decide func(*domain.Customer) error) error {
+	_, err := pm.cfg.Commands.Execute(ctx, id, nil, meta, decide)
+	if err != nil && benign(err) {
+		pm.cfg.Logger.DebugContext(ctx, "command not needed", "customer_id", id, "reason", err)
+		return nil
+	}
+	return err
+}
+
+// request starts the next attempt of step.
+func (pm *ProcessManager) request(ctx context.Context, id uuid.UUID, step domain.Step, meta Meta) error {
+	return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
+		_, err := c.RequestStep(step)
+		return err
+	})
+}
+
+// advance requests the customer's current step when nothing is in flight:
+// after a success, a skip or a late result.
+func (pm *ProcessManager) advance(ctx context.Context, id uuid.UUID, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch c.State() {
+	case domain.StateCancelling:
+		return pm.compensate(ctx, id, 0, meta)
+	case domain.StateVerified, domain.StateProvisioning:
+		step := c.CurrentStep()
+		if c.InFlight(step) != 0 || c.Snapshot().Steps[stepIndex(step)].Succeeded {
+			return nil
+		}
+		meta.Actor = "system:" + string(step)
+		return pm.request(ctx, id, step, meta)
+	}
+	return nil
+}
+
+func stepIndex(s domain.Step) int {
+	for i, x := range domain.Steps() {
+		if x == s {
+			return i
+		}
+	}
+	return 0
+}
+
+// perform carries out a requested attempt: it calls the step's provider and
+// records the outcome.
+func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, req domain.StepRequested, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.InFlight(req.Step) != req.Attempt {
+		return nil // already answered: a redelivery
+	}
+	if req.Step == domain.StepVerification && c.CheckID() != "" {
+		return nil // the check is running; its verdict comes by webhook
+	}
+	d, cid, key := c.Details(), id.String(), req.IdempotencyKey
+	var result map[string]string
+	switch req.Step {
+	case domain.StepVerification:
+		var checkID string
+		checkID, err = pm.cfg.Providers.KYC.StartCheck(ctx, CheckRequest{CustomerID: cid, Email: d.Email, Company: d.Company, Country: d.Country, IdempotencyKey: key})
+		if err == nil {
+			return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.RecordCheckStarted(req.Attempt, checkID) })
+		}
+	case domain.StepBilling:
+		var acct, sub string
+		acct, sub, err = pm.cfg.Providers.Billing.CreateAccount(ctx, BillingRequest{CustomerID: cid, Company: d.Company, Email: d.Email, Plan: string(d.Plan), IdempotencyKey: key})
+		result = map[string]string{"account_id": acct, "subscription_id": sub}
+	case domain.StepTenant:
+		var tenant string
+		tenant, err = pm.cfg.Providers.Tenants.CreateTenant(ctx, TenantRequest{CustomerID: cid, Company: d.Company, Plan: string(d.Plan), IdempotencyKey: key})
+		result = map[string]string{"tenant_id": tenant}
+	case domain.StepCRM:
+		var rec string
+		rec, err = pm.cfg.Providers.CRM.UpsertAccount(ctx, CRMRequest{CustomerID: cid, Company: d.Company, Email: d.Email, ContactName: d.ContactName, Plan: string(d.Plan), IdempotencyKey: key})
+		result = map[string]string{"crm_record_id": rec}
+	case domain.StepWelcome:
+		var msg string
+		msg, err = pm.cfg.Providers.Mailer.Send(ctx, EmailRequest{CustomerID: cid, To: d.Email, Template: "welcome", Subject: "Welcome to onboard, " + d.Company,
+			Data: map[string]string{"contact_name": d.ContactName, "company": d.Company}, IdempotencyKey: key})
+		result = map[string]string{"message_id": msg}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: the attempt stays in flight and is redelivered
+	}
+	if err != nil {
+		class, _ := classify(err)
+		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "customer_id", id, "step", req.Step, "attempt", req.Attempt, "error_class", class, "err", err)
+		return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
+			return c.RecordStepFailed(req.Step, req.Attempt, class, truncateMessage(err.Error()))
+		})
+	}
+	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.RecordStepSucceeded(req.Step, req.Attempt, result) })
+}
+
+func truncateMessage(s string) string {
+	const max = 500
+	if len(s) > max {
+		return s[:max]
+	}
+	return s
+}
+
+// failed decides what follows a failed attempt: a durable retry after a
+// backoff, or a pause for an operator.
+func (pm *ProcessManager) failed(ctx context.Context, id uuid.UUID, f domain.StepFailed, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.State() == domain.StateCancelling {
+		return pm.compensate(ctx, id, 0, meta)
+	}
+	if (c.State() != domain.StateVerifying && c.State() != domain.StateProvisioning) ||
+		c.CurrentStep() != f.Step || c.InFlight(f.Step) != 0 || c.Attempt(f.Step) != f.Attempt {
+		return nil // the customer has moved on
+	}
+	if f.Class == domain.ErrorPermanent || f.Attempt >= pm.maxAttempts(f.Step) {
+		reason := fmt.Sprintf("%s failed permanently: %s", f.Step, f.Message)
+		if f.Class != domain.ErrorPermanent {
+			reason = fmt.Sprintf("%s failed %d times; last error: %s", f.Step, f.Attempt, f.Message)
+		}
+		return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.Pause(f.Step, f.Class, reason) })
+	}
+	return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerRetry, Step: f.Step, Attempt: f.Attempt, DueAt: pm.cfg.Now().Add(pm.Backoff(f.Attempt))})
+}
+
+func (pm *ProcessManager) maxAttempts(step domain.Step) int {
+	if n := pm.cfg.MaxAttempts[step]; n > 0 {
+		return n
+	}
+	return 5
+}
+
+// Backoff is the durable retry delay after attempt n (1-based): full
+// jitter over an exponential, capped at MaxDelay. It is never negative and
+// never above the cap.
+func (pm *ProcessManager) Backoff(attempt int) time.Duration {
+	return FullJitter(pm.cfg.BaseDelay, pm.cfg.MaxDelay, attempt, pm.cfg.Rand())
+}
+
+// FullJitter returns r·min(capDelay, base·2^(attempt-1)) for r in [0,1).
+func FullJitter(base, capDelay time.Duration, attempt int, r float64) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	ceiling := float64(base) * math.Pow(2, float64(attempt-1))
+	if ceiling > float64(capDelay) || math.IsInf(ceiling, 0) || math.IsNaN(ceiling) {
+		ceiling = float64(capDelay)
+	}
+	r = math.Max(0, math.Min(r, 1))
+	return time.Duration(ceiling * r)
+}
+
+// compensate undoes what the customer's cancel requires and nothing else:
+// each pending compensation is one idempotent provider call, recorded as an
+// event. A failure is retried by a durable timer until it succeeds.
+func (pm *ProcessManager) compensate(ctx context.Context, id uuid.UUID, failures int, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, step := range c.PendingCompensations() {
+		key := domain.IdempotencyKey(id, step, 0) + ":compensate"
+		var existed bool
+		var callErr error
+		switch step {
+		case domain.StepBilling:
+			existed, callErr = pm.cfg.Providers.Billing.CloseAccount(ctx, id.String(), key)
+		case domain.StepTenant:
+			existed, callErr = pm.cfg.Providers.Tenants.DeleteTenant(ctx, id.String(), key)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if callErr != nil {
+			pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "customer_id", id, "step", step, "failures", failures+1, "err", callErr)
+			return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerCompensate, Step: step, Attempt: failures + 1, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
+		}
+		result := c.Result(step)
+		m := meta
+		m.Actor = "system:compensation"
+		err := pm.exec(ctx, id, m, func(c *domain.Customer) error {
+			if step == domain.StepBilling {
+				return c.RecordBillingClosed(result["account_id"], existed)
+			}
+			return c.RecordTenantDeprovisioned(result["tenant_id"], existed)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notifySupport tells support about a rejected customer, once.
+func (pm *ProcessManager) notifySupport(ctx context.Context, id uuid.UUID, reason string, failures int, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.State() != domain.StateRejected || c.Snapshot().SupportNotified {
+		return nil
+	}
+	d := c.Details()
+	_, err = pm.cfg.Providers.Mailer.Send(ctx, EmailRequest{CustomerID: id.String(), To: pm.cfg.SupportEmail, Template: "support_rejected",
+		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": reason},
+		IdempotencyKey: domain.IdempotencyKey(id, domain.StepVerification, 0) + ":support"})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerNotify, Step: domain.StepVerification, Attempt: failures + 1, Ref: reason, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
+	}
+	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.NotifySupport("email", reason) })
+}
+
+// Fire runs one due timer.
+func (pm *ProcessManager) Fire(ctx context.Context, tm Timer) error {
+	meta := Meta{Actor: "system:" + string(tm.Step), CausationID: "timer:" + string(tm.Kind)}
+	switch tm.Kind {
+	case TimerRetry:
+		c, err := pm.cfg.Commands.Load(ctx, tm.CustomerID)
+		if err != nil {
+			return err
+		}
+		if c.CurrentStep() != tm.Step || c.InFlight(tm.Step) != 0 || c.Attempt(tm.Step) != tm.Attempt {
+			return nil
+		}
+		return pm.request(ctx, tm.CustomerID, tm.Step, meta)
+	case TimerDeadline:
+		return pm.deadline(ctx, tm, meta)
+	case TimerCompensate:
+		meta.Actor = "system:compensation"
+		return pm.compensate(ctx, tm.CustomerID, tm.Attempt, meta)
+	case TimerNotify:
+		return pm.notifySupport(ctx, tm.CustomerID, tm.Ref, tm.Attempt, meta)
+	}
+	return nil
+}
+
+// deadline runs when a KYC verdict did not come in time: poll the provider;
+// when it stays silent after the last poll, pause for an operator.
+func (pm *ProcessManager) deadline(ctx context.Context, tm Timer, meta Meta) error {
+	c, err := pm.cfg.Commands.Load(ctx, tm.CustomerID)
+	if err != nil {
+		return err
+	}
+	if c.State() != domain.StateVerifying || c.CheckID() != tm.Ref {
+		return nil // the verdict came
+	}
+	v, err := pm.cfg.Providers.KYC.CheckVerdict(ctx, tm.Ref)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err == nil && v.Decided {
+		return pm.exec(ctx, tm.CustomerID, meta, func(c *domain.Customer) error { return c.RecordVerdict(tm.Ref, v.Approved, v.Reason) })
+	}
+	polls := tm.Attempt + 1
+	if polls < pm.cfg.VerificationPolls {
+		next := tm
+		next.Attempt, next.DueAt = polls, pm.cfg.Now().Add(pm.Backoff(polls)+pm.cfg.BaseDelay)
+		return pm.cfg.Timers.Schedule(ctx, next)
+	}
+	reason := fmt.Sprintf("no verdict from the identity provider for check %s after %d polls", tm.Ref, polls)
+	if err != nil {
+		reason += "; last poll failed: " + truncateMessage(err.Error())
+	}
+	return pm.exec(ctx, tm.CustomerID, meta, func(c *domain.Customer) error {
+		return c.Pause(domain.StepVerification, domain.ErrorTransient, reason)
+	})
+}
