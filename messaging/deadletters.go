@@ -237,7 +237,10 @@ func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
 	m := nats.NewMsg(d.stream.deadLetterSubject(handler))
 	m.Data = msg.Payload
 	for k, v := range msg.Metadata {
-		if k != HeaderMsgID && !strings.HasPrefix(k, "nats_") {
+		// Nats-* headers are JetStream's instructions for the original
+		// publish (its id, the relay's expected last sequence): they must
+		// not apply to this one.
+		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "nats_") {
 			m.Header.Set(k, v)
 		}
 	}

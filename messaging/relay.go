@@ -23,6 +23,10 @@ import (
 // the relay publishes the batch again.
 var ErrAckTimeout = errors.New("messaging: timed out waiting for jetstream acks")
 
+// errStreamMoved means the stream is not at the sequence the relay last
+// saw: it was recreated, or something else published to it (a redrive).
+var errStreamMoved = errors.New("stream moved since the last publish")
+
 // RelayConfig configures a Relay.
 type RelayConfig struct {
 	// Name identifies the relay: its cursor row and its advisory lock.
@@ -368,8 +372,12 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			failures++
 			s.check = true
+			if errors.Is(err, errStreamMoved) {
+				log.Debug("relay: stream moved, checking it", "err", err)
+				continue
+			}
+			failures++
 			log.Warn("relay: publish failed, publishing the batch again", "err", err, "from", s.from.String())
 			if err := sleep(ctx, backoff(failures)); err != nil {
 				return err
@@ -461,8 +469,33 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 	return nil
 }
 
-// publish publishes batch asynchronously and waits for every ack.
+// publish publishes batch and waits for every ack. The first event goes
+// alone, on the condition that the stream is still at the last sequence
+// seen: a stream deleted and recreated since then refuses it, and the relay
+// rewinds before publishing anything out of order into the new stream. The
+// rest go asynchronously, in a window of MaxPending.
 func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState) error {
+	first, err := eventMsg(r.cfg.Stream, batch[0])
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
+	ack, err := r.js.PublishMsg(pctx, first, jetstream.WithExpectStream(r.cfg.Stream.Name),
+		jetstream.WithExpectLastSequence(s.lastSeq))
+	cancel()
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			s.check = true
+			return fmt.Errorf("publish event %s: %w: %w", batch[0].ID, errStreamMoved, err)
+		}
+		return fmt.Errorf("publish event %s: %w", batch[0].ID, err)
+	}
+	if !ack.Duplicate {
+		s.lastSeq = ack.Sequence
+	}
+	batch = batch[1:]
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
 	for _, e := range batch {
 		m, err := eventMsg(r.cfg.Stream, e)

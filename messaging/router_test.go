@@ -1,0 +1,237 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// countingMetrics counts what the router and relay report.
+type countingMetrics struct {
+	NopMetrics
+	mu      sync.Mutex
+	handled map[string]int
+	failed  map[string]int
+	dead    map[string]int
+}
+
+func newCountingMetrics() *countingMetrics {
+	return &countingMetrics{handled: map[string]int{}, failed: map[string]int{}, dead: map[string]int{}}
+}
+
+func (m *countingMetrics) MessageHandled(h string, _ time.Duration, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.handled[h]++
+	if err != nil {
+		m.failed[h]++
+	}
+}
+
+func (m *countingMetrics) DeadLettered(h, _ string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dead[h]++
+}
+
+func (m *countingMetrics) get(f func() int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return f()
+}
+
+// TestDeadLetters: a handler that keeps failing sends each event to the dead
+// letters after MaxDeliver deliveries, with the error recorded in the table
+// and on the dead-letter subject, while other handlers are unaffected. A
+// redrive after the fault is fixed resolves it.
+func TestDeadLetters(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	metrics := newCountingMetrics()
+	var fixed atomic.Bool
+	var calls atomic.Int64
+	failing := func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+		calls.Add(1)
+		if !fixed.Load() {
+			return errors.New("billing provider said no")
+		}
+		return env.effectsHandler("failing")(ctx, tx, e)
+	}
+	router, _ := env.startRouter(RouterConfig{
+		MaxDeliver: 3, BackOff: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}, Metrics: metrics,
+	}, func(r *Router) {
+		ctx := context.Background()
+		if err := r.AddHandler(ctx, "failing", failing); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddHandler(ctx, "healthy", env.effectsHandler("healthy")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddHandler(ctx, "healthy", env.effectsHandler("healthy")); !errors.Is(err, ErrHandlerExists) {
+			t.Errorf("second AddHandler(healthy) = %v, want ErrHandlerExists", err)
+		}
+	})
+	ids := env.appendEvents(1, 3, 1)
+	dl := router.DeadLetters()
+	ctx := context.Background()
+	var dead []DeadLetter
+	waitFor(t, "three dead letters", func() (bool, error) {
+		var err error
+		dead, err = dl.List(ctx, DeadLetterFilter{Handler: "failing", Status: DeadLetterDead})
+		return len(dead) == 3, err
+	})
+	for i, d := range dead {
+		if d.EventID != ids[i] {
+			t.Errorf("dead letter %d is event %s, want %s (stream order)", i, d.EventID, ids[i])
+		}
+		if !strings.Contains(d.Error, "billing provider said no") || d.Deliveries != 3 {
+			t.Errorf("dead letter %d: error %q after %d deliveries, want the handler's error after 3", i, d.Error, d.Deliveries)
+		}
+		if e, err := UnmarshalEnvelope(d.Payload); err != nil || e.ID != d.EventID || e.Version != int64(i+1) {
+			t.Errorf("dead letter %d payload: %+v, %v", i, e, err)
+		}
+	}
+	if got := calls.Load(); got != 9 {
+		t.Errorf("failing handler called %d times, want 3 events x 3 deliveries", got)
+	}
+	if got := metrics.get(func() int { return metrics.dead["failing"] }); got != 3 {
+		t.Errorf("dead-letter metric = %d, want 3", got)
+	}
+	waitFor(t, "healthy handler", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'healthy'`)()
+		return n == 3, err
+	})
+
+	// The dead-letter subject carries them too, with the error.
+	cons, err := env.js.OrderedConsumer(ctx, DefaultDeadLetterStreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{DefaultDeadLetterPrefix + ".failing"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if !strings.Contains(m.Headers().Get(HeaderDeadLetterError), "billing provider said no") {
+			t.Errorf("dead-letter message without the error: %v", m.Headers())
+		}
+	}
+	if n != 3 {
+		t.Errorf("dead-letter subject has %d messages, want 3", n)
+	}
+
+	fixed.Store(true)
+	for _, d := range dead {
+		if err := dl.Redrive(ctx, d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dl.Redrive(ctx, 999999); !errors.Is(err, ErrDeadLetterNotFound) {
+		t.Errorf("Redrive(unknown) = %v, want ErrDeadLetterNotFound", err)
+	}
+	waitFor(t, "redriven dead letters to resolve", func() (bool, error) {
+		got, err := dl.List(ctx, DeadLetterFilter{Handler: "failing", Status: DeadLetterResolved})
+		return len(got) == 3, err
+	})
+	env.checkEffects("failing", ids)
+}
+
+// TestPermanentAndPanic: a Permanent error dead-letters at once; a panic is
+// a failed delivery like an error.
+func TestPermanentAndPanic(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	var permanentCalls atomic.Int64
+	router, _ := env.startRouter(RouterConfig{MaxDeliver: 2, BackOff: []time.Duration{time.Millisecond}}, func(r *Router) {
+		ctx := context.Background()
+		err := r.AddHandler(ctx, "permanent", func(context.Context, pgx.Tx, eventstore.Envelope) error {
+			permanentCalls.Add(1)
+			return Permanent(errors.New("malformed plan"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.AddHandler(ctx, "panicky", func(context.Context, pgx.Tx, eventstore.Envelope) error {
+			panic("nil map")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	env.appendEvents(1, 1, 1)
+	ctx := context.Background()
+	waitFor(t, "two dead letters", func() (bool, error) {
+		got, err := router.DeadLetters().List(ctx, DeadLetterFilter{})
+		return len(got) == 2, err
+	})
+	got, err := router.DeadLetters().List(ctx, DeadLetterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range got {
+		switch d.Handler {
+		case "permanent":
+			if d.Deliveries != 1 || !strings.Contains(d.Error, "malformed plan") {
+				t.Errorf("permanent: %d deliveries, error %q", d.Deliveries, d.Error)
+			}
+		case "panicky":
+			if d.Deliveries != 2 || !strings.Contains(d.Error, "panic: nil map") {
+				t.Errorf("panicky: %d deliveries, error %q", d.Deliveries, d.Error)
+			}
+		}
+	}
+	if n := permanentCalls.Load(); n != 1 {
+		t.Errorf("permanent handler called %d times, want 1", n)
+	}
+}
+
+// TestDurableConsumer stops the router and starts another with the same
+// handler name: it resumes where the first stopped, without JetStream
+// delivering any event twice.
+func TestDurableConsumer(t *testing.T) {
+	env := newTestEnv(t)
+	relay, _ := env.startRelay(RelayConfig{})
+	m1 := newCountingMetrics()
+	_, stop := env.startRouter(RouterConfig{Metrics: m1}, func(r *Router) {
+		if err := r.AddHandler(context.Background(), "durable", env.effectsHandler("durable")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	first := env.appendEvents(2, 50, 2)
+	waitFor(t, "first router", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'durable'`)()
+		return n == len(first), err
+	})
+	stop()
+	second := env.appendEvents(2, 50, 2)
+	waitFor(t, "relay to reach the head", env.relayedAll(relay))
+
+	m2 := newCountingMetrics()
+	env.startRouter(RouterConfig{Metrics: m2}, func(r *Router) {
+		if err := r.AddHandler(context.Background(), "durable", env.effectsHandler("durable")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	all := append(first, second...)
+	waitFor(t, "second router", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'durable'`)()
+		return n == len(all), err
+	})
+	env.checkEffects("durable", all)
+	if h1, h2 := m1.get(func() int { return m1.handled["durable"] }), m2.get(func() int { return m2.handled["durable"] }); h1 != len(first) || h2 != len(second) {
+		t.Errorf("deliveries: first router %d, second %d; want %d and %d", h1, h2, len(first), len(second))
+	}
+}
