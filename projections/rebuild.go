@@ -1,0 +1,141 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// RebuildResult describes a finished rebuild.
+type RebuildResult struct {
+	Projection string
+	// From and To are the versions before and after the switch.
+	From, To int
+	// Events is how many events were replayed into the new version.
+	Events int64
+	// Checkpoint is the new version's checkpoint at the switch.
+	Checkpoint eventstore.Cursor
+	Duration   time.Duration
+}
+
+// Rebuild replays the whole event log into new tables of the projection
+// while the current ones keep serving, then switches readers and the live
+// projector to them atomically and drops the old tables. It is what
+// `onboard replay rebuild <projection>` runs. A failed or cancelled rebuild
+// drops its half-built tables and leaves the current version in place.
+func (p *Projections) Rebuild(ctx context.Context, name string) (RebuildResult, error) {
+	start := time.Now()
+	proj, err := lookup(name)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	res := RebuildResult{Projection: name}
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, _, err := lockActive(ctx, tx, name); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT max(version) + 1 FROM projection_versions WHERE name = $1`, name).Scan(&res.To); err != nil {
+			return err
+		}
+		if err := proj.create(ctx, tx, res.To); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, $2)`, name, res.To)
+		return err
+	})
+	if err != nil {
+		return res, fmt.Errorf("rebuild %s: prepare: %w", name, err)
+	}
+	switched := false
+	defer func() {
+		if !switched {
+			p.dropVersion(proj, res.To)
+		}
+	}()
+
+	// Catch up outside any lock: the live projector keeps serving.
+	cp := eventstore.Start
+	for {
+		n, next, err := p.replay(ctx, nil, proj, res.To, cp)
+		if err != nil {
+			return res, fmt.Errorf("rebuild %s: %w", name, err)
+		}
+		res.Events += int64(n)
+		cp = next
+		if n < p.cfg.RebuildBatchSize {
+			break
+		}
+	}
+
+	// Switch: hold the active row (the live projector waits), replay the
+	// few events that arrived meanwhile, point the view at the new tables.
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		from, _, err := lockActive(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		res.From = from
+		for {
+			n, next, err := p.replay(ctx, tx, proj, res.To, cp)
+			if err != nil {
+				return err
+			}
+			res.Events += int64(n)
+			cp = next
+			if n < p.cfg.RebuildBatchSize {
+				break
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projection_active SET version = $2 WHERE name = $1`, name, res.To); err != nil {
+			return err
+		}
+		return pointView(ctx, tx, proj, res.To)
+	})
+	if err != nil {
+		return res, fmt.Errorf("rebuild %s: switch: %w", name, err)
+	}
+	switched = true
+	res.Checkpoint = cp
+	p.dropVersion(proj, res.From)
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// replay reads one batch after cp and applies it to version, in tx or, when
+// tx is nil, in a transaction of its own. It returns how many events it
+// read and the new checkpoint.
+func (p *Projections) replay(ctx context.Context, tx pgx.Tx, proj projection, version int, cp eventstore.Cursor) (int, eventstore.Cursor, error) {
+	events, err := p.cfg.Source.ReadAll(ctx, cp, p.cfg.RebuildBatchSize)
+	if err != nil || len(events) == 0 {
+		return 0, cp, err
+	}
+	apply := func(tx pgx.Tx) error {
+		next, err := applyBatch(ctx, tx, proj, version, cp, events)
+		cp = next
+		return err
+	}
+	if tx != nil {
+		err = apply(tx)
+	} else {
+		err = pgx.BeginFunc(ctx, p.pool, apply)
+	}
+	return len(events), cp, err
+}
+
+// dropVersion removes a version's tables and bookkeeping, best effort: a
+// leftover is harmless and the next rebuild uses a higher version.
+func (p *Projections) dropVersion(proj projection, version int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := proj.drop(ctx, tx, version); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM projection_versions WHERE name = $1 AND version = $2`, proj.name(), version)
+		return err
+	})
+}

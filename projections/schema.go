@@ -1,0 +1,184 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// The names of the projections, as Rebuild, Lag and WaitFor take them.
+const (
+	// Customers is the customer summary, from which the funnel and the
+	// operator queue are read as well.
+	Customers = "customers"
+	// ProviderStats counts provider calls per step.
+	ProviderStats = "provider_stats"
+)
+
+// ErrUnknownProjection is returned for a projection name that is not one of
+// Names().
+var ErrUnknownProjection = errors.New("projections: unknown projection")
+
+// Names lists the projections.
+func Names() []string { return []string{Customers, ProviderStats} }
+
+// projection is one read model: its versioned tables, the view readers
+// query, and how a batch of events changes it. Tables are versioned so that
+// a rebuild can fill new ones while the old ones serve.
+type projection interface {
+	name() string
+	// view is the name of the view that points at the active version.
+	view() string
+	// table is the name of the version's main table, which the view
+	// selects from.
+	table(version int) string
+	// create creates the version's tables (idempotently).
+	create(ctx context.Context, tx pgx.Tx, version int) error
+	// drop drops the version's tables.
+	drop(ctx context.Context, tx pgx.Tx, version int) error
+	// apply applies events, all after the version's checkpoint and in
+	// global order, in tx. It must leave the tables as if each event had
+	// been applied once.
+	apply(ctx context.Context, tx pgx.Tx, version int, events []eventstore.Envelope) error
+}
+
+func lookup(name string) (projection, error) {
+	switch name {
+	case Customers:
+		return customersProjection{}, nil
+	case ProviderStats:
+		return providerStatsProjection{}, nil
+	}
+	return nil, fmt.Errorf("%w: %q (known: %v)", ErrUnknownProjection, name, Names())
+}
+
+// migrateLockID serialises concurrent Migrate calls ("projectn" in ASCII).
+const migrateLockID = 0x70726f6a6563746e
+
+const metaDDL = `
+CREATE TABLE IF NOT EXISTS projection_versions (
+	name                text        NOT NULL,
+	version             integer     NOT NULL,
+	checkpoint_tx       xid8        NOT NULL DEFAULT '0',
+	checkpoint_position bigint      NOT NULL DEFAULT 0,
+	updated_at          timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (name, version)
+);
+-- The row of a projection is locked by every batch of its live projector
+-- and by the switch of a rebuild, which serialises the two.
+CREATE TABLE IF NOT EXISTS projection_active (
+	name    text    PRIMARY KEY,
+	version integer NOT NULL
+);`
+
+// Migrate creates the projections' bookkeeping tables and, for every
+// projection that has none yet, the tables and view of its first version.
+// It is idempotent and safe to run from several processes at once. The
+// event store's migrations are separate (eventstore/postgres).
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockID)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, metaDDL); err != nil {
+			return err
+		}
+		for _, name := range Names() {
+			p, _ := lookup(name)
+			var v int
+			err := tx.QueryRow(ctx, `SELECT version FROM projection_active WHERE name = $1`, name).Scan(&v)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			if err := p.create(ctx, tx, 1); err != nil {
+				return fmt.Errorf("create %s tables: %w", name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`, name); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO projection_active (name, version) VALUES ($1, 1)`, name); err != nil {
+				return err
+			}
+			if err := pointView(ctx, tx, p, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate projections: %w", err)
+	}
+	return nil
+}
+
+// pointView makes p's view select from the tables of version. Dropping and
+// creating (rather than CREATE OR REPLACE) lets a new version change columns;
+// inside the caller's transaction readers see either the old or the new
+// view, never none.
+func pointView(ctx context.Context, tx pgx.Tx, p projection, version int) error {
+	view := pgx.Identifier{p.view()}.Sanitize()
+	_, err := tx.Exec(ctx, `DROP VIEW IF EXISTS `+view+`; CREATE VIEW `+view+` AS SELECT * FROM `+
+		pgx.Identifier{p.table(version)}.Sanitize())
+	if err != nil {
+		return fmt.Errorf("point view %s at version %d: %w", p.view(), version, err)
+	}
+	return nil
+}
+
+// lockActive locks the projection's active row and returns the active
+// version and its checkpoint. The checkpoint is read by a second statement
+// on purpose: in READ COMMITTED a statement that waited for the lock still
+// sees the other rows of a join as of its own start, so a joined read could
+// return the checkpoint from before the batch that held the lock.
+func lockActive(ctx context.Context, tx pgx.Tx, name string) (int, eventstore.Cursor, error) {
+	var (
+		v  int
+		cp eventstore.Cursor
+	)
+	err := tx.QueryRow(ctx, `SELECT version FROM projection_active WHERE name = $1 FOR UPDATE`, name).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, cp, fmt.Errorf("projection %q has no active version: run projections.Migrate", name)
+	}
+	if err != nil {
+		return 0, cp, err
+	}
+	err = tx.QueryRow(ctx, `SELECT checkpoint_tx, checkpoint_position FROM projection_versions
+		WHERE name = $1 AND version = $2`, name, v).Scan(&cp.TransactionID, &cp.Position)
+	return v, cp, err
+}
+
+// activeCheckpoint reads the active version and its checkpoint without
+// locking.
+func activeCheckpoint(ctx context.Context, q querier, name string) (int, eventstore.Cursor, error) {
+	var (
+		v  int
+		cp eventstore.Cursor
+	)
+	err := q.QueryRow(ctx, `SELECT a.version, v.checkpoint_tx, v.checkpoint_position
+		FROM projection_active a JOIN projection_versions v USING (name, version)
+		WHERE a.name = $1`, name).Scan(&v, &cp.TransactionID, &cp.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, cp, fmt.Errorf("projection %q has no active version: run projections.Migrate", name)
+	}
+	return v, cp, err
+}
+
+func saveCheckpoint(ctx context.Context, tx pgx.Tx, name string, version int, cp eventstore.Cursor) error {
+	_, err := tx.Exec(ctx, `UPDATE projection_versions SET checkpoint_tx = $3::xid8, checkpoint_position = $4, updated_at = now()
+		WHERE name = $1 AND version = $2`, name, version, cp.TransactionID, cp.Position)
+	return err
+}
+
+// querier is a pool, a connection or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
