@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -25,8 +26,8 @@ const (
 )
 
 const appendSQL = `SELECT out_transaction_id, out_positions, out_first_version FROM onboard_append(
-	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-	$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`
+	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+	$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`
 
 // querier is what an append runs on: the pool, or a transaction in tests.
 type querier interface {
@@ -84,7 +85,9 @@ func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []e
 	requests := make([]string, n)
 	keys := make([]string, n)
 	traces := make([]*string, n)
+	bodies := make([][]byte, n)
 	for i, e := range events {
+		bodies[i] = canonicalBody(e)
 		ids[i] = e.ID
 		types[i] = e.Type
 		schemas[i] = int32(e.SchemaVersion)
@@ -119,10 +122,30 @@ func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []e
 	}
 	return []any{
 		streamID, o.StreamType, int64(expected),
-		ids, types, schemas, data, actors, correlations, causations, requests, keys, traces,
+		ids, types, schemas, data, actors, correlations, causations, requests, keys, traces, bodies,
 		resKinds, resValues, resOwners, relKinds, relValues, relOwners,
 		scope, key, fingerprint, status, response, ttl,
 	}
+}
+
+// Offsets into eventstore.CanonicalBytes of an envelope with an empty stream
+// id and type: the id, two empty length-prefixed strings and the version
+// come before the body, the recording time after it.
+const (
+	bodyStart = 16 + 4 + 4 + 8
+	bodyEnd   = 8 // bytes after the body
+)
+
+// canonicalBody returns the part of eventstore.CanonicalBytes that depends
+// on the event alone (type through trace). onboard_append adds the fields
+// only the database knows (stream, version, recording time); the
+// conformance suite checks that the result is eventstore.Hash.
+func canonicalBody(e eventstore.NewEvent) []byte {
+	b := eventstore.CanonicalBytes(eventstore.Envelope{
+		Type: e.Type, SchemaVersion: e.SchemaVersion, Data: e.Data, Metadata: e.Metadata,
+		RecordedAt: time.Unix(0, 0),
+	})
+	return b[bodyStart : len(b)-bodyEnd]
 }
 
 // reservationArrays sorts the reservations so that concurrent appends

@@ -1,12 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -189,5 +191,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("Validate of the zero Config: %v", err)
+	}
+}
+
+func TestCanonicalBodyIsTheMiddleOfCanonicalBytes(t *testing.T) {
+	e := newTestEvent()
+	e.Metadata.Trace = map[string]string{"traceparent": "x"}
+	env := eventstore.Envelope{ID: e.ID, StreamID: "stream-1", StreamType: "stream", Version: 7, Type: e.Type,
+		SchemaVersion: e.SchemaVersion, Data: e.Data, Metadata: e.Metadata, RecordedAt: time.UnixMicro(1234567)}
+	full := eventstore.CanonicalBytes(env)
+	body := canonicalBody(e)
+	start := 16 + 4 + len("stream-1") + 4 + len("stream") + 8
+	if !bytes.Equal(full[start:len(full)-8], body) {
+		t.Errorf("canonicalBody = %x, want %x", body, full[start:len(full)-8])
 	}
 }

@@ -24,6 +24,9 @@ type Config struct {
 	// BatchSize is how many events a subscriber reads at a time. Default
 	// 1000.
 	BatchSize int
+	// NotifyInterval is the least time between two notifications the Store
+	// sends to wake subscribers (see notify.go). Default 5ms.
+	NotifyInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -36,6 +39,9 @@ func (c *Config) setDefaults() {
 	if c.BatchSize == 0 {
 		c.BatchSize = 1000
 	}
+	if c.NotifyInterval == 0 {
+		c.NotifyInterval = 5 * time.Millisecond
+	}
 }
 
 // Validate reports every invalid setting.
@@ -43,6 +49,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll interval %v is negative", c.PollInterval))
+	}
+	if c.NotifyInterval < 0 {
+		errs = append(errs, fmt.Errorf("notify interval %v is negative", c.NotifyInterval))
 	}
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d is negative", c.BatchSize))

@@ -87,12 +87,6 @@ CREATE TABLE idempotency (
 
 CREATE INDEX idempotency_expires_idx ON idempotency (expires_at);
 
--- onboard_field encodes a string as in eventstore.CanonicalBytes: uint32
--- big-endian byte length, then the UTF-8 bytes.
-CREATE FUNCTION onboard_field(s text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN int4send(octet_length(convert_to(s, 'UTF8'))) || convert_to(s, 'UTF8');
-
 -- onboard_append is one append: the whole transaction in one round trip.
 -- Order matters: the stream's version is read before the transaction's
 -- first write assigns its transaction id, so an append that builds on a
@@ -108,7 +102,7 @@ CREATE FUNCTION onboard_append(
     p_stream_id text, p_stream_type text, p_expected bigint,
     p_ids uuid[], p_types text[], p_schema_versions integer[], p_data text[],
     p_actors text[], p_correlation_ids text[], p_causation_ids text[],
-    p_request_ids text[], p_idempotency_keys text[], p_traces text[],
+    p_request_ids text[], p_idempotency_keys text[], p_traces text[], p_bodies bytea[],
     p_res_kinds text[], p_res_values text[], p_res_owners text[],
     p_rel_kinds text[], p_rel_values text[], p_rel_owners text[],
     p_idem_scope text, p_idem_key text, p_idem_fingerprint text,
@@ -124,13 +118,21 @@ DECLARE
     v_position bigint;
     v_owner    text;
     v_n        integer := cardinality(p_ids);
+    v_stream   bytea := int4send(octet_length(convert_to(p_stream_id, 'UTF8'))) || convert_to(p_stream_id, 'UTF8')
+                     || int4send(octet_length(convert_to(p_stream_type, 'UTF8'))) || convert_to(p_stream_type, 'UTF8');
 BEGIN
-    SELECT e.version, e.hash INTO v_current, v_prev
-      FROM events e WHERE e.stream_id = p_stream_id
-     ORDER BY e.version DESC LIMIT 1;
-    IF NOT FOUND THEN
-        v_current := 0;
-        v_prev := ''::bytea;
+    -- A new stream needs no look-up: if it exists after all, inserting
+    -- version 1 violates events_stream_version_key.
+    v_current := 0;
+    v_prev := ''::bytea;
+    IF p_expected <> 0 THEN
+        SELECT e.version, e.hash INTO v_current, v_prev
+          FROM events e WHERE e.stream_id = p_stream_id
+         ORDER BY e.version DESC LIMIT 1;
+        IF NOT FOUND THEN
+            v_current := 0;
+            v_prev := ''::bytea;
+        END IF;
     END IF;
 
     -- A repeated request is recognised as such first, whatever else
@@ -147,21 +149,10 @@ BEGIN
 
     out_positions := '{}';
     FOR i IN 1 .. v_n LOOP
-        -- eventstore.CanonicalBytes, byte for byte.
-        v_hash := sha256(v_prev
-            || uuid_send(p_ids[i])
-            || onboard_field(p_stream_id)
-            || onboard_field(p_stream_type)
-            || int8send(v_current + i)
-            || onboard_field(p_types[i])
-            || int4send(p_schema_versions[i])
-            || onboard_field(p_data[i])
-            || onboard_field(p_actors[i])
-            || onboard_field(p_correlation_ids[i])
-            || onboard_field(p_causation_ids[i])
-            || onboard_field(p_request_ids[i])
-            || onboard_field(p_idempotency_keys[i])
-            || onboard_field(coalesce(p_traces[i], ''))
+        -- eventstore.CanonicalBytes, byte for byte: the client encodes the
+        -- fields it knows (p_bodies: type through trace), this function the
+        -- ones only it knows (stream fields, version, recording time).
+        v_hash := sha256(v_prev || uuid_send(p_ids[i]) || v_stream || int8send(v_current + i) || p_bodies[i]
             || int8send(v_micros));
         INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
                             actor, correlation_id, causation_id, request_id, idempotency_key, trace,
@@ -219,7 +210,6 @@ $$;
 
 -- +goose Down
 DROP FUNCTION onboard_append;
-DROP FUNCTION onboard_field;
 DROP TABLE idempotency;
 DROP TABLE reservations;
 DROP TABLE events;
