@@ -116,11 +116,11 @@ func (sg *saga) start() {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_ = sg.pm.Run(ctx, handlers.RunConfig{Name: "process-managers", Pool: sg.store.Pool(), Source: sg.store, Workers: 8})
+		_ = sg.pm.Run(ctx, handlers.RunConfig{Name: "process-managers", Pool: sg.store.Pool(), Source: sg.store, Workers: 16})
 	}()
 	go func() {
 		defer wg.Done()
-		_ = sg.pm.RunTimers(ctx, 10*time.Millisecond)
+		_ = sg.pm.RunTimers(ctx, 100*time.Millisecond)
 	}()
 	sg.stop = func() { cancel(); wg.Wait() }
 }
