@@ -59,9 +59,11 @@ type RouterConfig struct {
 	// handler error; the last one repeats. Default 1s, 5s, 15s, 30s.
 	BackOff []time.Duration
 	// MaxAckPending is how many unacknowledged messages JetStream lets a
-	// consumer have. The default 1 keeps per-stream order even while a
-	// message is being retried; higher values pipeline deliveries but a
-	// retried message then comes after later ones.
+	// handler's consumer have: up to that many events of different event
+	// streams are handled concurrently. Events of one stream are handled
+	// one at a time in stream order, and a retried event blocks the later
+	// events of its stream until it succeeds or becomes a dead letter.
+	// Default 64; 1 handles everything strictly one at a time.
 	MaxAckPending int
 	// CloseTimeout bounds how long Run waits for running handlers when it
 	// stops. Default 30s.
@@ -87,7 +89,7 @@ func (c *RouterConfig) setDefaults() {
 		c.BackOff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second}
 	}
 	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 1
+		c.MaxAckPending = 64
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 30 * time.Second

@@ -235,3 +235,35 @@ func TestDurableConsumer(t *testing.T) {
 		t.Errorf("deliveries: first router %d, second %d; want %d and %d", h1, h2, len(first), len(second))
 	}
 }
+
+// TestRetryKeepsStreamOrder fails the first delivery of every third event:
+// the retried event blocks the later events of its stream, so each stream
+// is still applied in version order, while other streams go on.
+func TestRetryKeepsStreamOrder(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	effects := env.effectsHandler("flaky")
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	env.startRouter(RouterConfig{BackOff: []time.Duration{50 * time.Millisecond}}, func(r *Router) {
+		err := r.AddHandler(context.Background(), "flaky", func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+			mu.Lock()
+			first := !failed[e.ID.String()]
+			failed[e.ID.String()] = true
+			mu.Unlock()
+			if e.Version%3 == 2 && first {
+				return errors.New("transient")
+			}
+			return effects(ctx, tx, e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	ids := env.appendEvents(4, 60, 5)
+	waitFor(t, "consumer to apply every event", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'flaky'`)()
+		return n >= len(ids), err
+	})
+	env.checkEffects("flaky", ids)
+}

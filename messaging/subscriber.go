@@ -29,12 +29,12 @@ const (
 // watermill-nats adapter neither makes its consumers durable by default nor
 // lets a Nack choose the redelivery delay.
 //
-// It hands out one message at a time and waits for its Ack or Nack before
-// the next, which keeps the stream's order for the handler: the Watermill
-// router would otherwise process messages concurrently. Ack acknowledges
-// the message to JetStream; Nack asks for redelivery after the backoff for
-// its delivery count. Closing (or cancelling the Subscribe context) Naks an
-// unfinished message so another instance gets it at once.
+// The Watermill router handles every message it receives concurrently, so
+// the subscriber decides what may run at once: messages of different event
+// streams, never two of the same stream (see deliver). Ack acknowledges the
+// message to JetStream; Nack asks for redelivery after the backoff for its
+// delivery count. Closing (or cancelling the Subscribe context) Naks the
+// messages not handled yet so another instance gets them at once.
 type consumerSubscriber struct {
 	js      jetstream.JetStream
 	stream  string
@@ -131,52 +131,183 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 
 // deliver hands out messages from it until ctx is done (true) or it fails
 // for good (false: the consumer must be looked up again).
+//
+// Messages of different event streams (the Onboard-Stream-Id header) are
+// handed out concurrently, up to the consumer's MaxAckPending; messages of
+// one stream one at a time, in the order they arrived. When a message is
+// Nacked its stream is blocked: later messages of that stream are held
+// (kept alive with InProgress) until the Nacked one comes back and is
+// acknowledged, so a retry never lets a later event of the same stream
+// overtake it.
 func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesContext, out chan<- *message.Message) bool {
-	for {
-		jm, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return true
+	type result struct {
+		key   string
+		jm    jetstream.Msg
+		acked bool
+		n     uint64
+	}
+	type keyState struct {
+		busy    bool
+		blocked uint64 // stream sequence of the Nacked message, 0 if none
+		// until is when to give up waiting for the Nacked message (taken
+		// by another instance, or gone with a recreated consumer).
+		until time.Time
+		queue []jetstream.Msg
+	}
+	incoming := make(chan jetstream.Msg)
+	gone := make(chan struct{})
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	go func() {
+		for {
+			jm, err := it.Next(jetstream.NextContext(fetchCtx))
+			if err != nil {
+				if fetchCtx.Err() != nil {
+					return
+				}
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+					errors.Is(err, jetstream.ErrConsumerNotFound) {
+					s.logger.Warn("messaging: consumer gone, re-creating", "err", err)
+					close(gone)
+					return
+				}
+				// Missing heartbeats while the server is away and the
+				// like: the iterator keeps pulling.
+				s.logger.Debug("messaging: pull", "err", err)
+				continue
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-				errors.Is(err, jetstream.ErrConsumerNotFound) {
-				s.logger.Warn("messaging: consumer gone, re-creating", "err", err)
-				return false
+			select {
+			case incoming <- jm:
+			case <-fetchCtx.Done():
+				return
 			}
-			// Missing heartbeats while the server is away and the like:
-			// the iterator keeps pulling.
-			s.logger.Debug("messaging: pull", "err", err)
-			continue
 		}
-		wm, delivered := toWatermill(jm)
+	}()
+
+	keys := map[string]*keyState{}
+	results := make(chan result)
+	inflight := 0
+	var handOut sync.WaitGroup
+	dispatch := func(key string, ks *keyState, jm jetstream.Msg) {
+		ks.busy = true
+		inflight++
+		wm, n := toWatermill(jm)
 		wm.SetContext(ctx)
-		select {
-		case out <- wm:
-		case <-ctx.Done():
-			_ = jm.Nak()
-			return true
-		}
-		select {
-		case <-wm.Acked():
-			if err := jm.Ack(); err != nil {
-				// The effect is committed with its inbox row: a
-				// redelivery will be skipped.
-				s.logger.Warn("messaging: ack failed", "err", err)
+		handOut.Add(1)
+		go func() {
+			defer handOut.Done()
+			select {
+			case out <- wm:
+			case <-ctx.Done():
+				results <- result{key: key, jm: jm, n: n}
+				return
 			}
-		case <-wm.Nacked():
-			_ = jm.NakWithDelay(s.delay(delivered))
-		case <-ctx.Done():
-			// The router is closing; it waits for running handlers, so an
-			// Ack or Nack may still come.
 			select {
 			case <-wm.Acked():
-				_ = jm.Ack()
+				results <- result{key: key, jm: jm, acked: true, n: n}
 			case <-wm.Nacked():
-				_ = jm.Nak()
+				results <- result{key: key, jm: jm, n: n}
 			}
-			return true
+		}()
+	}
+	next := func(key string, ks *keyState) {
+		for !ks.busy && ks.blocked == 0 && len(ks.queue) > 0 {
+			jm := ks.queue[0]
+			ks.queue = ks.queue[1:]
+			dispatch(key, ks, jm)
+		}
+		if !ks.busy && ks.blocked == 0 && len(ks.queue) == 0 {
+			delete(keys, key)
 		}
 	}
+	keepAlive := time.NewTicker(max(s.config.AckWait/3, 10*time.Millisecond))
+	defer keepAlive.Stop()
+	ok := true
+	running := true
+	done := ctx.Done()
+	for running || inflight > 0 {
+		select {
+		case jm := <-incoming:
+			key := jm.Headers().Get(HeaderStreamID)
+			if key == "" {
+				key = jm.Subject()
+			}
+			ks := keys[key]
+			if ks == nil {
+				ks = &keyState{}
+				keys[key] = ks
+			}
+			if ks.blocked != 0 && streamSeq(jm) == ks.blocked && !ks.busy {
+				ks.blocked = 0
+				dispatch(key, ks, jm)
+				continue
+			}
+			ks.queue = append(ks.queue, jm)
+			next(key, ks)
+		case r := <-results:
+			inflight--
+			ks := keys[r.key]
+			ks.busy = false
+			switch {
+			case r.acked:
+				if err := r.jm.Ack(); err != nil {
+					// The effect is committed with its inbox row: a
+					// redelivery will be skipped.
+					s.logger.Warn("messaging: ack failed", "err", err)
+				}
+			case !running || ctx.Err() != nil:
+				_ = r.jm.Nak()
+			default:
+				d := s.delay(r.n)
+				_ = r.jm.NakWithDelay(d)
+				ks.blocked = streamSeq(r.jm)
+				ks.until = time.Now().Add(d + 2*s.config.AckWait)
+			}
+			next(r.key, ks)
+		case <-keepAlive.C:
+			now := time.Now()
+			for key, ks := range keys {
+				for _, jm := range ks.queue {
+					_ = jm.InProgress()
+				}
+				if ks.blocked != 0 && now.After(ks.until) {
+					ks.blocked = 0
+					next(key, ks)
+				}
+			}
+		case <-gone:
+			gone = nil
+			ok = false
+			running = false
+			stopFetch()
+		case <-done:
+			done = nil
+			running = false
+			stopFetch()
+		}
+		if !running {
+			// Give back what is held so another instance gets it at once.
+			for key, ks := range keys {
+				for _, jm := range ks.queue {
+					_ = jm.Nak()
+				}
+				ks.queue = nil
+				if !ks.busy {
+					delete(keys, key)
+				}
+			}
+		}
+	}
+	handOut.Wait()
+	return ok
+}
+
+func streamSeq(jm jetstream.Msg) uint64 {
+	md, err := jm.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
 }
 
 // delay is the redelivery delay after the n-th delivery failed.
