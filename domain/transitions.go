@@ -136,3 +136,38 @@ func hasEdge(from State, cmd Command, to State) bool {
 	}
 	return false
 }
+
+// CommandOf names the command whose first event is e. Events that only
+// follow another in the same command (Cancelled, OnboardingCompleted) have
+// no command of their own: CommandOf returns "".
+func CommandOf(e Event) Command {
+	switch e.(type) {
+	case SignedUp:
+		return CmdSignUp
+	case StepRequested:
+		return CmdRequestStep
+	case VerificationCheckStarted:
+		return CmdStartCheck
+	case StepSucceeded:
+		return CmdRecordStepSucceeded
+	case StepFailed:
+		return CmdRecordStepFailed
+	case VerificationRejected:
+		return CmdRejectVerification
+	case SupportNotified:
+		return CmdNotifySupport
+	case Paused:
+		return CmdPause
+	case StepRetryRequested:
+		return CmdRetryStep
+	case StepSkipped:
+		return CmdSkipStep
+	case CancellationRequested:
+		return CmdCancel
+	case BillingClosed, TenantDeprovisioned:
+		return CmdRecordCompensation
+	case ResultIgnored:
+		return CmdIgnoreResult
+	}
+	return ""
+}

@@ -321,7 +321,7 @@ func TestEdges(t *testing.T) {
 			if c.State() != tc.state {
 				t.Fatalf("state = %s, want %s", c.State(), tc.state)
 			}
-			taken[domain.Transition{From: from, Command: commandOf(c.Changes()[0]), To: c.State()}] = true
+			taken[domain.Transition{From: from, Command: domain.CommandOf(c.Changes()[0]), To: c.State()}] = true
 			// The events, replayed, land in the same place.
 			replayed := load(t, append(clone(tc.given), c.Changes()...))
 			if !reflect.DeepEqual(replayed.Snapshot(), c.Snapshot()) {
@@ -334,37 +334,4 @@ func TestEdges(t *testing.T) {
 			t.Errorf("edge %q --%s--> %s is taken by no test case", tr.From, tr.Command, tr.To)
 		}
 	}
-}
-
-// commandOf names the command that raises e first.
-func commandOf(e domain.Event) domain.Command {
-	switch e.(type) {
-	case domain.SignedUp:
-		return domain.CmdSignUp
-	case domain.StepRequested:
-		return domain.CmdRequestStep
-	case domain.VerificationCheckStarted:
-		return domain.CmdStartCheck
-	case domain.StepSucceeded:
-		return domain.CmdRecordStepSucceeded
-	case domain.StepFailed:
-		return domain.CmdRecordStepFailed
-	case domain.VerificationRejected:
-		return domain.CmdRejectVerification
-	case domain.SupportNotified:
-		return domain.CmdNotifySupport
-	case domain.Paused:
-		return domain.CmdPause
-	case domain.StepRetryRequested:
-		return domain.CmdRetryStep
-	case domain.StepSkipped:
-		return domain.CmdSkipStep
-	case domain.CancellationRequested:
-		return domain.CmdCancel
-	case domain.BillingClosed, domain.TenantDeprovisioned:
-		return domain.CmdRecordCompensation
-	case domain.ResultIgnored:
-		return domain.CmdIgnoreResult
-	}
-	panic("commandOf: " + e.EventType())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -84,6 +85,7 @@ type Commands struct {
 	store      CustomerStore
 	newID      func() uuid.UUID
 	maxRetries int
+	observe    func(domain.Command, string, time.Duration)
 }
 
 // CommandsConfig configures Commands.
@@ -94,6 +96,10 @@ type CommandsConfig struct {
 	// MaxConflictRetries bounds reload-and-retry on a concurrency
 	// conflict; default 5.
 	MaxConflictRetries int
+	// Observe, when set, is told the outcome of every command ("ok",
+	// "rejected", "conflict", "error") and how long its append took (0 when
+	// it did not append): the metrics hook.
+	Observe func(cmd domain.Command, outcome string, appendDuration time.Duration)
 }
 
 // NewCommands returns command handlers over cfg.Store.
@@ -107,7 +113,10 @@ func NewCommands(cfg CommandsConfig) (*Commands, error) {
 	if cfg.MaxConflictRetries <= 0 {
 		cfg.MaxConflictRetries = 5
 	}
-	return &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries}, nil
+	if cfg.Observe == nil {
+		cfg.Observe = func(domain.Command, string, time.Duration) {}
+	}
+	return &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe}, nil
 }
 
 // StreamID is the event-store stream of a customer.
@@ -136,6 +145,7 @@ func (h *Commands) SignUp(ctx context.Context, details domain.SignupDetails, met
 	id := h.newID()
 	c, err := domain.SignUp(id, details)
 	if err != nil {
+		h.observe(domain.CmdSignUp, "rejected", 0)
 		return Result{}, err
 	}
 	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: c.Details().Email}))
@@ -200,6 +210,12 @@ func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *i
 			return Result{}, &VersionMismatchError{Expected: *expectedVersion, Actual: c.Version()}
 		}
 		if err := decide(c); err != nil {
+			var ce *domain.CommandError
+			cmd := domain.Command("")
+			if errors.As(err, &ce) {
+				cmd = ce.Command
+			}
+			h.observe(cmd, "rejected", 0)
 			return Result{}, err
 		}
 		if len(c.Changes()) == 0 {
@@ -240,10 +256,22 @@ func (h *Commands) append(ctx context.Context, c *domain.Customer, meta Meta, op
 		})
 	}
 	expected := eventstore.ExpectedVersion(c.Version())
+	start := time.Now()
 	ar, err := h.store.Append(ctx, StreamID(c.ID()), expected, events, append([]eventstore.AppendOption{eventstore.WithStreamType("customer")}, opts...)...)
+	took := time.Since(start)
+	cmd := domain.CommandOf(changes[0])
 	if err != nil {
+		outcome := "error"
+		switch {
+		case errors.Is(err, eventstore.ErrConcurrencyConflict):
+			outcome = "conflict"
+		case errors.Is(err, eventstore.ErrReservationTaken), errors.Is(err, eventstore.ErrIdempotencyKeyUsed), errors.Is(err, eventstore.ErrIdempotencyKeyMismatch):
+			outcome = "rejected"
+		}
+		h.observe(cmd, outcome, took)
 		return Result{}, err
 	}
+	h.observe(cmd, "ok", took)
 	c.MarkCommitted()
 	res := Result{CustomerID: c.ID(), State: c.State(), Version: int(ar.LastVersion), Cursor: ar.Cursor(), Events: changes}
 	if n := len(ar.Positions); n > 0 {

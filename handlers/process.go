@@ -36,6 +36,8 @@ type ProcessConfig struct {
 	SupportEmail string
 	// OnPause is called for every pause (the operator alert's metric hook).
 	OnPause func(step domain.Step, class domain.ErrorClass)
+	// OnRetry is called for every durable retry scheduled.
+	OnRetry func(step domain.Step)
 	Rand    func() float64
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -68,6 +70,9 @@ func (c *ProcessConfig) setDefaults() {
 	}
 	if c.OnPause == nil {
 		c.OnPause = func(domain.Step, domain.ErrorClass) {}
+	}
+	if c.OnRetry == nil {
+		c.OnRetry = func(domain.Step) {}
 	}
 }
 
@@ -293,7 +298,11 @@ func (pm *ProcessManager) failed(ctx context.Context, id uuid.UUID, f domain.Ste
 		}
 		return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.Pause(f.Step, f.Class, reason) })
 	}
-	return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerRetry, Step: f.Step, Attempt: f.Attempt, DueAt: pm.cfg.Now().Add(pm.Backoff(f.Attempt))})
+	if err := pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerRetry, Step: f.Step, Attempt: f.Attempt, DueAt: pm.cfg.Now().Add(pm.Backoff(f.Attempt))}); err != nil {
+		return err
+	}
+	pm.cfg.OnRetry(f.Step)
+	return nil
 }
 
 func (pm *ProcessManager) maxAttempts(step domain.Step) int {
