@@ -328,8 +328,14 @@ func FullJitter(base, capDelay time.Duration, attempt int, r float64) time.Durat
 	if ceiling > float64(capDelay) || math.IsInf(ceiling, 0) || math.IsNaN(ceiling) {
 		ceiling = float64(capDelay)
 	}
-	r = math.Max(0, math.Min(r, 1))
-	return time.Duration(ceiling * r)
+	if math.IsNaN(r) || r < 0 {
+		r = 0
+	}
+	d := ceiling * math.Min(r, 1)
+	if d >= float64(capDelay) { // float64(MaxInt64) rounds up: convert nothing that large
+		return capDelay
+	}
+	return time.Duration(d)
 }
 
 // compensate undoes what the customer's cancel requires and nothing else:
