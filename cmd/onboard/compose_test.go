@@ -1,0 +1,661 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v4"
+
+	"github.com/onboard/onboard/httpapi"
+)
+
+// No Docker engine runs where the tests run, so these tests hold
+// docker-compose.yml and the Dockerfile to what the binary really accepts
+// instead of starting them: every command must parse with the binary's own
+// cobra tree, every role must have its environment, every dependency and
+// health check must make sense.
+
+// composeFile models the part of the Compose specification the file uses.
+// It is decoded with known fields only, so a misspelt key fails the test
+// instead of being silently ignored by Compose.
+type composeFile struct {
+	Name       string                    `yaml:"name"`
+	Services   map[string]composeService `yaml:"services"`
+	Volumes    map[string]any            `yaml:"volumes"`
+	Configs    map[string]composeConfig  `yaml:"configs"`
+	Extensions map[string]any            `yaml:",inline"`
+}
+
+type composeService struct {
+	Image           string                       `yaml:"image"`
+	Build           *composeBuild                `yaml:"build"`
+	Restart         string                       `yaml:"restart"`
+	ReadOnly        bool                         `yaml:"read_only"`
+	Tmpfs           []string                     `yaml:"tmpfs"`
+	CapDrop         []string                     `yaml:"cap_drop"`
+	SecurityOpt     []string                     `yaml:"security_opt"`
+	StopGracePeriod string                       `yaml:"stop_grace_period"`
+	Entrypoint      []string                     `yaml:"entrypoint"`
+	Command         []string                     `yaml:"command"`
+	Environment     map[string]string            `yaml:"environment"`
+	Healthcheck     *composeHealthcheck          `yaml:"healthcheck"`
+	DependsOn       map[string]composeDependency `yaml:"depends_on"`
+	Volumes         []string                     `yaml:"volumes"`
+	Profiles        []string                     `yaml:"profiles"`
+	Ports           []string                     `yaml:"ports"`
+	Configs         []composeConfigRef           `yaml:"configs"`
+}
+
+type composeBuild struct {
+	Context    string `yaml:"context"`
+	Dockerfile string `yaml:"dockerfile"`
+}
+
+type composeHealthcheck struct {
+	Test        []string `yaml:"test"`
+	Interval    string   `yaml:"interval"`
+	Timeout     string   `yaml:"timeout"`
+	Retries     int      `yaml:"retries"`
+	StartPeriod string   `yaml:"start_period"`
+}
+
+type composeDependency struct {
+	Condition string `yaml:"condition"`
+	Required  *bool  `yaml:"required"`
+}
+
+type composeConfig struct {
+	Content string `yaml:"content"`
+	File    string `yaml:"file"`
+}
+
+type composeConfigRef struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+}
+
+// composeRoles are the roles of `onboard serve`, each run as the service of
+// the same name.
+var composeRoles = []string{"command", "query", "worker", "relay", "projector"}
+
+// composeProviderEnv are the per-provider base URLs a worker needs unless SIM_URL
+// is set.
+var composeProviderEnv = []string{"KYC_URL", "PAYMENTS_URL", "PROVISIONING_URL", "CRM_URL", "EMAIL_URL"}
+
+// composeRepoFile reads a file of the repository root (the test runs in
+// cmd/onboard).
+func composeRepoFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", name))
+	if err != nil {
+		t.Fatalf("read %s at the repository root: %v", name, err)
+	}
+	return b
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	var cf composeFile
+	if err := yaml.Load(composeRepoFile(t, "docker-compose.yml"), &cf, yaml.WithKnownFields()); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	if len(cf.Services) == 0 {
+		t.Fatal("docker-compose.yml: no services")
+	}
+	return cf
+}
+
+// composeInterpolation matches what Compose substitutes: $$, ${VAR}, ${VAR:-def},
+// ${VAR-def}, ${VAR:?err}, ${VAR?err}.
+var composeInterpolation = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}`)
+
+// composeInterpolate substitutes as Compose does with an empty environment, which
+// is how `docker compose up` meets the file on a fresh machine; a required
+// variable (${VAR:?...}) without a value is an error.
+func composeInterpolate(s string) (string, error) {
+	var err error
+	out := composeInterpolation.ReplaceAllStringFunc(s, func(m string) string {
+		if m == "$$" {
+			return "$"
+		}
+		g := composeInterpolation.FindStringSubmatch(m)
+		switch {
+		case strings.HasSuffix(g[2], "-"):
+			return g[3]
+		case strings.HasSuffix(g[2], "?"):
+			err = fmt.Errorf("%s is required: %s", g[1], g[3])
+		}
+		return ""
+	})
+	return out, err
+}
+
+func composeMustInterpolate(t *testing.T, where, s string) string {
+	t.Helper()
+	v, err := composeInterpolate(s)
+	if err != nil {
+		t.Errorf("%s: %v", where, err)
+	}
+	return v
+}
+
+// composeOnboardServices are the services that run the onboard image.
+func composeOnboardServices(cf composeFile) []string {
+	var out []string
+	for name, s := range cf.Services {
+		if s.Build != nil {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// composeFlag returns the value of --name in args (as "--name v" or
+// "--name=v").
+func composeFlag(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if a == "--"+name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func TestComposeServices(t *testing.T) {
+	cf := loadCompose(t)
+	for _, name := range append([]string{"postgres", "nats", "migrate", "sim"}, composeRoles...) {
+		s, ok := cf.Services[name]
+		if !ok {
+			t.Errorf("service %s is missing", name)
+			continue
+		}
+		if len(s.Profiles) > 0 {
+			t.Errorf("service %s is in profiles %v; it must run by default", name, s.Profiles)
+		}
+	}
+	for key := range cf.Extensions {
+		if !strings.HasPrefix(key, "x-") {
+			t.Errorf("unknown top-level key %q", key)
+		}
+	}
+	if pg := cf.Services["postgres"]; !strings.HasPrefix(pg.Image, "postgres:16") {
+		t.Errorf("postgres image %q, want postgres:16", pg.Image)
+	}
+
+	// The onboard services all run the one image, built from the
+	// repository's Dockerfile.
+	images := map[string]bool{}
+	for _, name := range composeOnboardServices(cf) {
+		s := cf.Services[name]
+		if s.Build.Context != "." || (s.Build.Dockerfile != "" && s.Build.Dockerfile != "Dockerfile") {
+			t.Errorf("%s: build %+v, want context . and the root Dockerfile", name, *s.Build)
+		}
+		images[s.Image] = true
+	}
+	if len(images) != 1 {
+		t.Errorf("onboard services use images %v, want one", images)
+	}
+	for _, name := range append([]string{"migrate", "sim"}, composeRoles...) {
+		if cf.Services[name].Build == nil {
+			t.Errorf("%s does not run the onboard image (no build)", name)
+		}
+	}
+	for name, s := range cf.Services {
+		if s.Image == "" {
+			t.Errorf("%s: no image", name)
+		}
+		if s.Image != "" && !strings.Contains(composeMustInterpolate(t, name+" image", s.Image), ":") {
+			t.Errorf("%s: image %q has no tag", name, s.Image)
+		}
+		if len(s.Command) == 0 && s.Build != nil {
+			t.Errorf("%s: no command", name)
+		}
+	}
+
+	// Published host ports must not collide.
+	seen := map[string]string{}
+	for name, s := range cf.Services {
+		for _, p := range s.Ports {
+			host := strings.Split(composeMustInterpolate(t, name+" ports", p), ":")[0]
+			if other, dup := seen[host]; dup {
+				t.Errorf("%s and %s both publish host port %s", name, other, host)
+			}
+			seen[host] = name
+		}
+	}
+}
+
+// TestComposeCommandsMatchTheBinary parses each onboard service's command
+// with the binary's own command tree: the subcommand must exist, every flag
+// must exist on it and parse, and no stray argument may be left.
+func TestComposeCommandsMatchTheBinary(t *testing.T) {
+	cf := loadCompose(t)
+	for _, name := range composeOnboardServices(cf) {
+		t.Run(name, func(t *testing.T) {
+			s := cf.Services[name]
+			args := make([]string, len(s.Command))
+			for i, a := range s.Command {
+				args[i] = composeMustInterpolate(t, name+" command", a)
+			}
+			root := newRootCmd()
+			cmd, rest, err := root.Find(args)
+			if err != nil || cmd == root || len(args) == 0 || cmd.Name() != args[0] {
+				t.Fatalf("command %q: no such subcommand of onboard (err %v)", args, err)
+			}
+			if err := cmd.ParseFlags(rest); err != nil {
+				t.Fatalf("command %q: %v", args, err)
+			}
+			if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
+				t.Fatalf("command %q: %v", args, err)
+			}
+			if f := cmd.Flags().Lookup("addr"); f != nil {
+				host, _, err := net.SplitHostPort(f.Value.String())
+				if err != nil || host != "0.0.0.0" {
+					t.Errorf("--addr %q: listen on 0.0.0.0 so that other containers reach it", f.Value.String())
+				}
+			}
+		})
+	}
+
+	// Each role runs in a service of its own name, and every role runs.
+	if got := cf.Services["migrate"].Command; !slices.Equal(got, []string{"migrate"}) {
+		t.Errorf("migrate: command %q, want [migrate]", got)
+	}
+	for _, role := range composeRoles {
+		args := cf.Services[role].Command
+		roles, _ := composeFlag(args, "roles")
+		if len(args) == 0 || args[0] != "serve" || roles != role {
+			t.Errorf("%s: command %q, want serve --roles %s", role, args, role)
+		}
+	}
+	sim := cf.Services["sim"].Command
+	if len(sim) == 0 || sim[0] != "sim" {
+		t.Errorf("sim: command %q, want sim ...", sim)
+	}
+}
+
+// composeAddr returns the host:port a service's command listens on.
+func composeAddr(t *testing.T, s composeService) string {
+	t.Helper()
+	addr, ok := composeFlag(s.Command, "addr")
+	if !ok {
+		// The flag's default, as the binary would use it.
+		cmd, _, err := newRootCmd().Find(s.Command)
+		if err != nil || cmd.Flags().Lookup("addr") == nil {
+			return ""
+		}
+		addr = cmd.Flags().Lookup("addr").DefValue
+	}
+	return addr
+}
+
+func TestComposeEnvironment(t *testing.T) {
+	cf := loadCompose(t)
+	env := func(service, key string) string {
+		raw, ok := cf.Services[service].Environment[key]
+		if !ok {
+			return ""
+		}
+		return composeMustInterpolate(t, service+" "+key, raw)
+	}
+	pg := cf.Services["postgres"].Environment
+
+	// DATABASE_URL: the compose Postgres, its user, password and database.
+	for _, name := range append([]string{"migrate"}, composeRoles...) {
+		raw := env(name, "DATABASE_URL")
+		u, err := url.Parse(raw)
+		if raw == "" || err != nil {
+			t.Errorf("%s: DATABASE_URL %q missing or invalid", name, raw)
+			continue
+		}
+		pass, _ := u.User.Password()
+		if u.Hostname() != "postgres" || u.User.Username() != env("postgres", "POSTGRES_USER") ||
+			pass != env("postgres", "POSTGRES_PASSWORD") || strings.TrimPrefix(u.Path, "/") != env("postgres", "POSTGRES_DB") {
+			t.Errorf("%s: DATABASE_URL %q does not match the postgres service (%v)", name, raw, pg)
+		}
+	}
+
+	// NATS_URL: every serve role, pointing at a NATS service's client port.
+	for _, name := range composeRoles {
+		raw := env(name, "NATS_URL")
+		if raw == "" {
+			t.Errorf("%s: NATS_URL missing", name)
+			continue
+		}
+		for _, one := range strings.Split(raw, ",") {
+			u, err := url.Parse(one)
+			if err != nil || u.Scheme != "nats" || u.Port() != "4222" || !composeIsNATS(cf.Services[u.Hostname()]) {
+				t.Errorf("%s: NATS_URL %q does not name a NATS service", name, one)
+			}
+		}
+	}
+
+	// API keys: the roles that serve the API parse them as the binary does,
+	// and one is an operator's (for the console).
+	for _, name := range []string{"command", "query"} {
+		keys, err := httpapi.ParseAPIKeys(env(name, "ONBOARD_API_KEYS"))
+		if err != nil || len(keys) == 0 {
+			t.Errorf("%s: ONBOARD_API_KEYS: %d keys, %v", name, len(keys), err)
+		}
+		if !slices.ContainsFunc(keys, func(k httpapi.APIKey) bool { return k.Role == httpapi.RoleOperator }) {
+			t.Errorf("%s: ONBOARD_API_KEYS has no operator key for the console", name)
+		}
+	}
+
+	// The KYC webhook: the simulator signs with the secret the command role
+	// verifies, and calls back a URL the command role serves.
+	secret := env("command", "KYC_WEBHOOK_SECRET")
+	if len(secret) < 16 {
+		t.Errorf("command: KYC_WEBHOOK_SECRET %q: want at least 16 characters", secret)
+	}
+	simArgs := cf.Services["sim"].Command
+	if got, _ := composeFlag(simArgs, "kyc-secret"); composeMustInterpolate(t, "sim --kyc-secret", got) != secret {
+		t.Errorf("sim --kyc-secret %q differs from command's KYC_WEBHOOK_SECRET %q", got, secret)
+	}
+	callback, _ := composeFlag(simArgs, "kyc-callback")
+	if u, err := url.Parse(callback); err != nil || u.Path != "/v1/webhooks/kyc" || !composeServesOn(t, cf, u.Hostname(), u.Port(), "command") {
+		t.Errorf("sim --kyc-callback %q: want the command service's /v1/webhooks/kyc", callback)
+	}
+
+	// Providers: SIM_URL at the simulator's /sim root, or all five URLs.
+	if sim := env("worker", "SIM_URL"); sim != "" {
+		u, err := url.Parse(sim)
+		if err != nil || u.Path != "/sim" || !composeServesOn(t, cf, u.Hostname(), u.Port(), "sim") {
+			t.Errorf("worker: SIM_URL %q: want the sim service's /sim root", sim)
+		}
+	} else {
+		for _, k := range composeProviderEnv {
+			if env("worker", k) == "" {
+				t.Errorf("worker: neither SIM_URL nor %s is set", k)
+			}
+		}
+	}
+
+	// No value may end up empty on a machine with no variables set.
+	for name, s := range cf.Services {
+		for k, v := range s.Environment {
+			if composeMustInterpolate(t, name+" "+k, v) == "" {
+				t.Errorf("%s: %s is empty without an environment; give it a default", name, k)
+			}
+		}
+	}
+}
+
+func composeIsNATS(s composeService) bool { return strings.HasPrefix(s.Image, "nats:") }
+
+// composeServesOn reports whether host:port is the service named want, listening
+// on that port.
+func composeServesOn(t *testing.T, cf composeFile, host, port, want string) bool {
+	t.Helper()
+	s, ok := cf.Services[host]
+	if host != want || !ok {
+		return false
+	}
+	_, p, err := net.SplitHostPort(composeMustInterpolate(t, host+" --addr", composeAddr(t, s)))
+	return err == nil && p == port
+}
+
+func TestComposeHealthAndDependencies(t *testing.T) {
+	cf := loadCompose(t)
+	conditions := []string{"service_started", "service_healthy", "service_completed_successfully"}
+	for name, s := range cf.Services {
+		oneShot := name == "migrate"
+		switch {
+		case oneShot && s.Restart != "no":
+			t.Errorf("migrate: restart %q, want \"no\" for a one-shot", s.Restart)
+		case !oneShot && (s.Healthcheck == nil || len(s.Healthcheck.Test) < 2):
+			t.Errorf("%s: no health check", name)
+		case !oneShot && s.Healthcheck.Test[0] != "CMD" && s.Healthcheck.Test[0] != "CMD-SHELL":
+			t.Errorf("%s: health check %q must start with CMD or CMD-SHELL", name, s.Healthcheck.Test)
+		}
+		for dep, d := range s.DependsOn {
+			target, ok := cf.Services[dep]
+			switch {
+			case !ok:
+				t.Errorf("%s depends on %s, which does not exist", name, dep)
+			case !slices.Contains(conditions, d.Condition):
+				t.Errorf("%s depends on %s with condition %q", name, dep, d.Condition)
+			case d.Condition == "service_healthy" && target.Healthcheck == nil:
+				t.Errorf("%s waits for %s to be healthy, which has no health check", name, dep)
+			case len(target.Profiles) > 0 && len(s.Profiles) == 0 && (d.Required == nil || *d.Required):
+				t.Errorf("%s (always on) requires %s, which runs only in profiles %v", name, dep, target.Profiles)
+			}
+		}
+	}
+
+	// The roles start on a migrated database; the migration on a healthy one.
+	if d := cf.Services["migrate"].DependsOn["postgres"]; d.Condition != "service_healthy" {
+		t.Errorf("migrate must wait for a healthy postgres, has %+v", d)
+	}
+	for _, name := range composeRoles {
+		if d := cf.Services[name].DependsOn["migrate"]; d.Condition != "service_completed_successfully" {
+			t.Errorf("%s must wait for migrate to complete successfully, has %+v", name, d)
+		}
+	}
+	for _, name := range []string{"worker", "relay", "projector"} {
+		if d := cf.Services[name].DependsOn["nats"]; d.Condition != "service_healthy" {
+			t.Errorf("%s must wait for a healthy nats, has %+v", name, d)
+		}
+	}
+	if d := cf.Services["worker"].DependsOn["sim"]; d.Condition != "service_healthy" {
+		t.Errorf("worker must wait for a healthy sim, has %+v", d)
+	}
+
+	// The onboard image has no shell: its health checks run a probe the
+	// Dockerfile installs, against the health routes on the --addr port.
+	dockerfile := string(composeRepoFile(t, "Dockerfile"))
+	for _, name := range composeOnboardServices(cf) {
+		s := cf.Services[name]
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 {
+			continue
+		}
+		test := s.Healthcheck.Test
+		if test[0] != "CMD" || !strings.Contains(dockerfile, test[1]) {
+			t.Errorf("%s: health check %q: use CMD with a probe the Dockerfile installs", name, test)
+		}
+		_, port, _ := net.SplitHostPort(composeMustInterpolate(t, name+" --addr", composeAddr(t, s)))
+		probe := test[len(test)-1]
+		u, err := url.Parse(probe)
+		if err != nil || u.Port() != port {
+			t.Errorf("%s: health check probes %q, but the service listens on port %s", name, probe, port)
+		}
+		if slices.Contains(composeRoles, name) && u != nil && u.Path != "/healthz" && u.Path != "/readyz" {
+			t.Errorf("%s: health check probes %q, want /healthz or /readyz", name, probe)
+		}
+	}
+}
+
+func TestComposeVolumesAndNATS(t *testing.T) {
+	cf := loadCompose(t)
+	used := map[string]bool{}
+	mounts := map[string]map[string]string{} // service → target → volume
+	for name, s := range cf.Services {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) < 2 {
+				t.Errorf("%s: volume %q: want source:target", name, v)
+				continue
+			}
+			src := parts[0]
+			if !strings.HasPrefix(src, ".") && !strings.HasPrefix(src, "/") {
+				if _, ok := cf.Volumes[src]; !ok {
+					t.Errorf("%s mounts volume %s, which is not declared", name, src)
+				}
+				used[src] = true
+			}
+			if mounts[name] == nil {
+				mounts[name] = map[string]string{}
+			}
+			mounts[name][parts[1]] = src
+		}
+	}
+	for v := range cf.Volumes {
+		if !used[v] {
+			t.Errorf("volume %s is declared but not mounted", v)
+		}
+	}
+	if mounts["postgres"]["/var/lib/postgresql/data"] == "" {
+		t.Error("postgres: its data directory is not on a volume")
+	}
+
+	// NATS: JetStream on file storage kept on a volume; the cluster profile
+	// has three nodes routed to each other.
+	var cluster []string
+	for name, s := range cf.Services {
+		if !composeIsNATS(s) {
+			continue
+		}
+		args := slices.Concat(s.Entrypoint, s.Command)
+		if !slices.Contains(args, "--jetstream") && !slices.Contains(args, "-js") {
+			t.Errorf("%s: JetStream is not enabled", name)
+		}
+		dir, ok := composeFlag(args, "store_dir")
+		if !ok || mounts[name][dir] == "" {
+			t.Errorf("%s: the JetStream store dir %q is not on a volume", name, dir)
+		}
+		if slices.Contains(s.Profiles, "cluster") {
+			cluster = append(cluster, name)
+		}
+	}
+	slices.Sort(cluster)
+	if len(cluster) != 3 {
+		t.Fatalf("cluster profile has NATS nodes %v, want 3", cluster)
+	}
+	names := map[string]bool{}
+	for _, name := range cluster {
+		args := cf.Services[name].Command
+		serverName, _ := composeFlag(args, "name")
+		clusterName, _ := composeFlag(args, "cluster_name")
+		routes, _ := composeFlag(args, "routes")
+		if serverName == "" || names[serverName] || clusterName == "" {
+			t.Errorf("%s: needs a unique --name and a --cluster_name, has %q, %q", name, serverName, clusterName)
+		}
+		names[serverName] = true
+		for _, other := range cluster {
+			if !strings.Contains(routes, "nats://"+other+":6222") {
+				t.Errorf("%s: --routes %q misses %s", name, routes, other)
+			}
+		}
+	}
+	// R3 streams need the replication factor to reach the binary.
+	for _, name := range []string{"relay", "worker", "projector"} {
+		if _, ok := cf.Services[name].Environment["NATS_REPLICAS"]; !ok {
+			t.Errorf("%s: NATS_REPLICAS is not passed (3 with the cluster profile)", name)
+		}
+	}
+}
+
+func TestComposeGateway(t *testing.T) {
+	cf := loadCompose(t)
+	for name, s := range cf.Services {
+		for _, ref := range s.Configs {
+			c, ok := cf.Configs[ref.Source]
+			if !ok {
+				t.Errorf("%s uses config %s, which is not declared", name, ref.Source)
+				continue
+			}
+			content := composeMustInterpolate(t, "config "+ref.Source, c.Content)
+			for _, m := range regexp.MustCompile(`proxy_pass http://([^:;/]+):(\d+)`).FindAllStringSubmatch(content, -1) {
+				if !composeServesOn(t, cf, m[1], m[2], m[1]) {
+					t.Errorf("config %s proxies to %s:%s, which no service listens on", ref.Source, m[1], m[2])
+				}
+			}
+			if strings.Contains(content, "${") {
+				t.Errorf("config %s: an uninterpolated ${ remains; write $$ for nginx variables", ref.Source)
+			}
+		}
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	lines := strings.Split(string(composeRepoFile(t, "Dockerfile")), "\n")
+	type stage struct {
+		from, name string
+		body       []string
+	}
+	var stages []stage
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		fields := strings.Fields(l)
+		if strings.EqualFold(fields[0], "FROM") {
+			st := stage{from: fields[1]}
+			if len(fields) == 4 && strings.EqualFold(fields[2], "AS") {
+				st.name = fields[3]
+			}
+			stages = append(stages, st)
+			continue
+		}
+		if len(stages) == 0 {
+			t.Fatalf("Dockerfile: %q before the first FROM", l)
+		}
+		stages[len(stages)-1].body = append(stages[len(stages)-1].body, l)
+	}
+	if len(stages) < 2 {
+		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", len(stages))
+	}
+	var build *stage
+	for i := range stages {
+		if strings.Contains(strings.Join(stages[i].body, "\n"), "go build") {
+			build = &stages[i]
+		}
+	}
+	if build == nil || build.name == "" {
+		t.Fatal("Dockerfile: no named stage runs go build")
+	}
+	body := strings.Join(build.body, " ")
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/onboard"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("Dockerfile: the build stage lacks %q", want)
+		}
+	}
+	final := stages[len(stages)-1]
+	if !strings.Contains(final.from, "distroless") && final.from != "scratch" {
+		t.Errorf("Dockerfile: final image %s, want distroless or scratch", final.from)
+	}
+	finalBody := strings.Join(final.body, "\n")
+	if !strings.Contains(finalBody, "COPY --from="+build.name) {
+		t.Errorf("Dockerfile: the final stage does not copy the binary from stage %s", build.name)
+	}
+	user := ""
+	for _, l := range final.body {
+		if f := strings.Fields(l); strings.EqualFold(f[0], "USER") && len(f) > 1 {
+			user = f[1]
+		}
+	}
+	if u := strings.Split(user, ":")[0]; u == "" || u == "root" || u == "0" {
+		t.Errorf("Dockerfile: final stage runs as %q, want a non-root USER", user)
+	}
+	if !strings.Contains(finalBody, "ENTRYPOINT") {
+		t.Error("Dockerfile: no ENTRYPOINT")
+	}
+	// Whatever the Dockerfile's default command is, the binary accepts it.
+	for _, l := range final.body {
+		if raw, ok := strings.CutPrefix(l, "CMD "); ok {
+			var args []string
+			if err := yaml.Load([]byte(raw), &args); err != nil {
+				t.Fatalf("Dockerfile: CMD %s: use the JSON form: %v", raw, err)
+			}
+			cmd, rest, err := newRootCmd().Find(args)
+			if err != nil || cmd.Name() != args[0] {
+				t.Fatalf("Dockerfile: CMD %q: no such subcommand", args)
+			}
+			if err := cmd.ParseFlags(rest); err != nil {
+				t.Errorf("Dockerfile: CMD %q: %v", args, err)
+			}
+		}
+	}
+}
