@@ -7,9 +7,9 @@ import "time"
 // called from several goroutines and must be safe for concurrent use and
 // fast: they run on the delivery path.
 type Metrics interface {
-	// EventsRelayed is called after the relay committed its cursor past
-	// n events that JetStream acknowledged; lag is the time from the
-	// recording of the last of them to the acknowledgement.
+	// EventsRelayed is called after JetStream acknowledged a batch of n
+	// events; lag is the time from the recording of the last of them (the
+	// database clock) to the acknowledgement.
 	EventsRelayed(n int, lag time.Duration)
 	// RelayRewound is called when the relay found the stream behind its
 	// cursor and publishes again from an earlier place.

@@ -64,6 +64,12 @@ type RelayConfig struct {
 	// LockRetryInterval is how often a standby relay tries to take the
 	// lock. Default 1s.
 	LockRetryInterval time.Duration
+	// CursorInterval is how often an active relay that is not idle stores
+	// its cursor; an idle relay stores it before it waits. Storing less
+	// often than every batch saves a write per batch; a relay that dies
+	// publishes the events since again (duplicates JetStream and the
+	// consumers drop). Default 100ms.
+	CursorInterval time.Duration
 	// CheckInterval is how often an active relay compares the stream's
 	// last stored event with its cursor even without a reconnect, to catch
 	// a stream that was deleted and recreated. Default 10s.
@@ -100,6 +106,9 @@ func (c *RelayConfig) setDefaults() {
 	}
 	if c.LockRetryInterval <= 0 {
 		c.LockRetryInterval = time.Second
+	}
+	if c.CursorInterval <= 0 {
+		c.CursorInterval = 100 * time.Millisecond
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 10 * time.Second
@@ -303,6 +312,10 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	cc.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
+	// The session only writes the cursor: losing its last writes in a
+	// database crash means publishing some events again, which is safe,
+	// so it need not wait for the WAL flush.
+	cc.RuntimeParams["synchronous_commit"] = "off"
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: connect: %w", r.cfg.Name, err)
@@ -363,6 +376,9 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		}
 		if len(batch) == 0 {
 			failures = 0
+			if err := r.storeCursor(ctx, conn, &s); err != nil {
+				return err
+			}
 			if err := r.idle(ctx, conn, r.cfg.PollInterval); err != nil {
 				return err
 			}
@@ -389,27 +405,43 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			r.cfg.afterPublish(ctx, batch)
 		}
 		last := batch[len(batch)-1]
-		// The incarnation is stored only once the stream has everything up
-		// to the cursor again: a relay that dies while re-publishing into a
-		// recreated stream leaves its successor a reason to start over.
-		if cmp := last.Cursor().Compare(s.committed); cmp > 0 || cmp == 0 && s.incarnation != s.storedIncarnation {
-			if err := storeCursor(ctx, conn, r.cfg.Name, last.Cursor(), s.incarnation); err != nil {
-				return err
-			}
-			s.committed = last.Cursor()
-			s.storedIncarnation = s.incarnation
-		}
 		s.from = last.Cursor()
 		r.published.Add(int64(len(batch)))
 		r.cfg.Metrics.EventsRelayed(len(batch), time.Since(last.RecordedAt))
+		if time.Since(s.storedAt) >= r.cfg.CursorInterval {
+			if err := r.storeCursor(ctx, conn, &s); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// storeCursor stores s.from as the cursor when the relay has come past the
+// stored one. The stream incarnation is stored only once the stream has
+// everything up to the cursor again: a relay that dies while re-publishing
+// into a recreated stream leaves its successor a reason to start over.
+func (r *Relay) storeCursor(ctx context.Context, conn *pgx.Conn, s *leadState) error {
+	cmp := s.from.Compare(s.committed)
+	if cmp < 0 || cmp == 0 && s.incarnation == s.storedIncarnation {
+		return nil
+	}
+	if err := storeCursor(ctx, conn, r.cfg.Name, s.from, s.incarnation); err != nil {
+		return err
+	}
+	s.committed = s.from
+	s.storedIncarnation = s.incarnation
+	s.storedAt = time.Now()
+	return nil
 }
 
 // leadState is what an active relay tracks between rounds.
 type leadState struct {
-	// committed is the stored cursor; from is where the next read starts
-	// (before committed after a rewind).
+	// committed is the stored cursor; from is where the next read starts:
+	// everything up to it is acknowledged (it is before committed after a
+	// rewind).
 	committed, from eventstore.Cursor
+	// storedAt is when the cursor was last stored.
+	storedAt time.Time
 	// check asks for a comparison of the stream with the cursor before
 	// the next round; checkedAt is when the last one happened.
 	check     bool

@@ -69,11 +69,13 @@ func TestRelayCrashBeforeCursorCommit(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var crashed atomic.Bool
+	var firstBatch int
 	r, err := NewRelay(RelayConfig{
 		Store: env.store, Pool: env.pool, Conn: env.nc, NotifyChannel: notifyChannel,
 		BatchSize: 150, Logger: env.log,
-		afterPublish: func(context.Context, []eventstore.Envelope) {
+		afterPublish: func(_ context.Context, batch []eventstore.Envelope) {
 			if crashed.CompareAndSwap(false, true) {
+				firstBatch = len(batch)
 				cancel()
 			}
 		},
@@ -84,8 +86,10 @@ func TestRelayCrashBeforeCursorCommit(t *testing.T) {
 	if err := r.Run(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if got := r.Stats().Published; got != 0 {
-		t.Errorf("crashed relay counted %d published, want 0 (it never committed)", got)
+	// The first batch holds up to 150 events: fewer when a transaction
+	// elsewhere on the server holds the store's safe horizon back.
+	if got := r.Stats().Published; got != int64(firstBatch) || firstBatch == 0 {
+		t.Errorf("crashed relay counted %d acknowledged, want its first batch of %d", got, firstBatch)
 	}
 	c, err := r.Cursor(context.Background())
 	if err != nil {
@@ -94,8 +98,8 @@ func TestRelayCrashBeforeCursorCommit(t *testing.T) {
 	if !c.IsZero() {
 		t.Fatalf("cursor after crash = %s, want the start", c)
 	}
-	if got := len(env.streamEventIDs()); got != 150 {
-		t.Fatalf("stream holds %d messages after the crash, want the first batch of 150", got)
+	if got := len(env.streamEventIDs()); got != firstBatch {
+		t.Fatalf("stream holds %d messages after the crash, want the first batch of %d", got, firstBatch)
 	}
 
 	relay, _ := env.startRelay(RelayConfig{BatchSize: 150})
