@@ -234,6 +234,13 @@ func TestDurableConsumer(t *testing.T) {
 	if h1, h2 := m1.get(func() int { return m1.handled["durable"] }), m2.get(func() int { return m2.handled["durable"] }); h1 != len(first) || h2 != len(second) {
 		t.Errorf("deliveries: first router %d, second %d; want %d and %d", h1, h2, len(first), len(second))
 	}
+	ctx := context.Background()
+	if n, err := PruneInbox(ctx, env.pool, time.Hour, 1000); err != nil || n != 0 {
+		t.Errorf("PruneInbox(1h) = %d, %v; want nothing that young", n, err)
+	}
+	if n, err := PruneInbox(ctx, env.pool, -time.Hour, 1000); err != nil || n != int64(len(all)) {
+		t.Errorf("PruneInbox(-1h) = %d, %v; want all %d rows", n, err, len(all))
+	}
 }
 
 // TestRetryKeepsStreamOrder fails the first delivery of every third event:
