@@ -61,6 +61,8 @@ func (p providerStatsProjection) create(ctx context.Context, tx pgx.Tx, version 
 	return err
 }
 
+func (providerStatsProjection) index(context.Context, pgx.Tx, int) error { return nil }
+
 func (p providerStatsProjection) drop(ctx context.Context, tx pgx.Tx, version int) error {
 	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+p.table(version))
 	return err

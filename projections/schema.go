@@ -37,8 +37,10 @@ type projection interface {
 	// table is the name of the version's main table, which the view
 	// selects from.
 	table(version int) string
-	// create creates the version's tables (idempotently).
+	// create creates the version's tables (idempotently), and index
+	// their secondary indexes.
 	create(ctx context.Context, tx pgx.Tx, version int) error
+	index(ctx context.Context, tx pgx.Tx, version int) error
 	// drop drops the version's tables.
 	drop(ctx context.Context, tx pgx.Tx, version int) error
 	// apply applies events, all after the version's checkpoint and in
@@ -100,6 +102,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			if err := p.create(ctx, tx, 1); err != nil {
 				return fmt.Errorf("create %s tables: %w", name, err)
+			}
+			if err := p.index(ctx, tx, 1); err != nil {
+				return fmt.Errorf("index %s tables: %w", name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`, name); err != nil {
 				return err
