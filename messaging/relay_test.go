@@ -260,3 +260,18 @@ func TestRelayLosesLockSession(t *testing.T) {
 	}
 	assertStreamHoldsOnce(t, env, ids)
 }
+
+// TestRelayIdleKeepsLock lets an active relay wake from many notification
+// timeouts: the lock session survives them (the relay leads once).
+func TestRelayIdleKeepsLock(t *testing.T) {
+	env := newTestEnv(t)
+	relay, _ := env.startRelay(RelayConfig{PollInterval: 20 * time.Millisecond})
+	waitFor(t, "relay to take the lock", func() (bool, error) { return relay.Stats().Active, nil })
+	time.Sleep(time.Second) // some 50 idle rounds, not an assertion on time
+	ids := env.appendEvents(1, 10, 1)
+	waitFor(t, "relay to reach the head", env.relayedAll(relay))
+	if got := relay.Stats(); got.Leads != 1 || !got.Active {
+		t.Errorf("relay after idling: %+v, want one lead, still active", got)
+	}
+	assertStreamHoldsOnce(t, env, ids)
+}
