@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"context"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+)
+
+// ManagerCompensation names the process manager that undoes effects after
+// a cancel; the other managers are named after their steps.
+const ManagerCompensation = "compensation"
+
+// Managers lists the process managers: one per step, and compensation.
+// Each can run as its own durable consumer (see ForManager).
+func Managers() []string {
+	out := make([]string, 0, len(domain.Steps())+1)
+	for _, s := range domain.Steps() {
+		out = append(out, string(s))
+	}
+	return append(out, ManagerCompensation)
+}
+
+// Route names the one process manager that reacts to e, or "" when none
+// does. A step's manager starts its step after the previous one succeeded
+// or was skipped, performs its attempts, and retries, pauses and alerts for
+// it; the verification manager also notifies support of a rejection.
+func Route(e domain.Event) string {
+	next := func(s domain.Step) string {
+		if n, ok := s.Next(); ok {
+			return string(n)
+		}
+		return string(s) // after the last step: its own manager, which finds nothing to do
+	}
+	switch e := e.(type) {
+	case domain.SignedUp, domain.VerificationCheckStarted, domain.VerificationRejected:
+		return string(domain.StepVerification)
+	case domain.StepRequested:
+		return string(e.Step)
+	case domain.StepSucceeded:
+		return next(e.Step)
+	case domain.StepFailed:
+		return string(e.Step)
+	case domain.Paused:
+		return string(e.Step)
+	case domain.StepRetryRequested:
+		return string(e.Step)
+	case domain.StepSkipped:
+		return next(e.Step)
+	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
+		return ManagerCompensation
+	}
+	return ""
+}
+
+// ForManager returns the handler of one process manager: it reacts only to
+// the events Route gives it, so that every manager can be a durable
+// consumer of the whole event stream and each event still causes one
+// reaction.
+func (pm *ProcessManager) ForManager(name string) func(ctx context.Context, env eventstore.Envelope) error {
+	return func(ctx context.Context, env eventstore.Envelope) error {
+		if env.StreamType != "customer" {
+			return nil
+		}
+		e, err := domain.DecodeEvent(env.Type, env.Data)
+		if err != nil || Route(e) != name {
+			return nil // not this manager's, or undecodable (the audit verifier reports those)
+		}
+		return pm.Handle(ctx, env)
+	}
+}
