@@ -341,6 +341,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	s := leadState{committed: committed, from: committed, check: true, storedIncarnation: incarnation}
 	reconnects := r.cfg.Conn.Stats().Reconnects
 	failures := 0
+	var ahead chan readResult
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -362,7 +363,18 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 				continue
 			}
 		}
-		batch, err := r.cfg.Store.ReadAll(ctx, s.from, r.cfg.BatchSize)
+		var batch []eventstore.Envelope
+		var err error
+		if ra := ahead; ra != nil {
+			ahead = nil
+			res := <-ra
+			if res.err == nil && res.from == s.from && !s.check {
+				batch = res.events
+			}
+		}
+		if batch == nil {
+			batch, err = r.cfg.Store.ReadAll(ctx, s.from, r.cfg.BatchSize)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -384,7 +396,20 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			}
 			continue
 		}
-		if err := r.publish(ctx, batch, &s); err != nil {
+		// While JetStream acknowledges a full batch, read the next one.
+		readAhead := func() {
+			if len(batch) < r.cfg.BatchSize {
+				return
+			}
+			from := batch[len(batch)-1].Cursor()
+			ch := make(chan readResult, 1)
+			ahead = ch
+			go func() {
+				events, err := r.cfg.Store.ReadAll(ctx, from, r.cfg.BatchSize)
+				ch <- readResult{from: from, events: events, err: err}
+			}()
+		}
+		if err := r.publish(ctx, batch, &s, readAhead); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -432,6 +457,13 @@ func (r *Relay) storeCursor(ctx context.Context, conn *pgx.Conn, s *leadState) e
 	s.storedIncarnation = s.incarnation
 	s.storedAt = time.Now()
 	return nil
+}
+
+// readResult is a batch read ahead.
+type readResult struct {
+	from   eventstore.Cursor
+	events []eventstore.Envelope
+	err    error
 }
 
 // leadState is what an active relay tracks between rounds.
@@ -506,7 +538,10 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 // seen: a stream deleted and recreated since then refuses it, and the relay
 // rewinds before publishing anything out of order into the new stream. The
 // rest go asynchronously, in a window of MaxPending.
-func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState) error {
+//
+// whileWaiting is called once every message is sent, before the acks are
+// awaited.
+func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState, whileWaiting func()) error {
 	first, err := eventMsg(r.cfg.Stream, batch[0])
 	if err != nil {
 		return err
@@ -540,6 +575,7 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 		}
 		futures = append(futures, f)
 	}
+	whileWaiting()
 	timer := time.NewTimer(r.cfg.AckTimeout)
 	defer timer.Stop()
 	for i, f := range futures {
