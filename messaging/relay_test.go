@@ -245,8 +245,10 @@ func TestRelayLosesLockSession(t *testing.T) {
 
 	// Terminate a's lock session; b (polling every 100ms) and a race for
 	// the lock, and exactly one of them wins each time.
+	// pg_locks is cluster-wide: only this test's database is touched.
 	_, err := env.pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`)
+		WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
 	if err != nil {
 		t.Fatal(err)
 	}
