@@ -173,6 +173,14 @@
 
   const views = {};
   let current = null; // {name, refresh}
+  // minPosition is the global position of the operator's last command: the
+  // next refresh asks the read models to have applied it (min_position), so
+  // the operator sees the effect of what they just did.
+  let minPosition = 0;
+  function withMin(path) {
+    if (!minPosition) return path;
+    return path + (path.includes("?") ? "&" : "?") + "min_position=" + minPosition;
+  }
   let inFlight = false;
   let again = false; // a forced refresh arrived while one was in flight
   let lastOK = 0;
@@ -227,7 +235,15 @@
     try {
       // load fetches and returns the drawing; a view left while its data
       // was on the way is not drawn over the new one.
-      const draw = await view.load();
+      const waited = minPosition;
+      let draw;
+      try {
+        draw = await view.load();
+      } finally {
+        // Waited for once, successfully or not (a read model that is
+        // behind answers 504): later polls catch up anyway.
+        if (minPosition === waited) minPosition = 0;
+      }
       if (current === view) draw();
       lastOK = Date.now();
       setLive("ok", "updated " + new Date(lastOK).toLocaleTimeString());
@@ -247,10 +263,16 @@
   views.overview = () => ({
     name: "overview",
     async load() {
-      const [funnel, queue] = await Promise.all([api("GET", "/v1/stats/funnel"), api("GET", "/v1/operator/queue")]);
+      const [funnel, queue, providers] = await Promise.all([
+        api("GET", withMin("/v1/stats/funnel")),
+        api("GET", withMin("/v1/operator/queue")),
+        // Provider statistics are a nicety: the overview works without them.
+        api("GET", "/v1/stats/providers").catch(() => null),
+      ]);
       return () => {
         renderFunnel(funnel || {});
         renderQueue(listOf(queue));
+        renderProviders(providers && Array.isArray(providers.providers) ? providers.providers : null);
       };
     },
   });
@@ -289,6 +311,16 @@
     $("tta").textContent = tta && tta.count
       ? "Time to active (" + tta.count + " since " + fmtTime(tta.since) + "): p50 " + fmtDuration(tta.p50_seconds) + ", p95 " + fmtDuration(tta.p95_seconds)
       : "";
+  }
+
+  function renderProviders(rows) {
+    $("providers-wrap").hidden = !rows;
+    if (!rows) return;
+    const cols = ["requested", "succeeded", "failed", "permanent_failures"];
+    $("providers").replaceChildren(
+      h("thead", {}, h("tr", {}, h("th", {text: "step"}), h("th", {text: "provider"}), cols.map((c) => h("th", {text: c.replace("_", " ")})))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {text: r.step}), h("td", {text: r.provider}),
+        cols.map((c) => h("td", {class: "num", text: String(r[c] ?? 0)}))))));
   }
 
   function renderQueue(entries) {
@@ -346,7 +378,7 @@
       // A refresh reloads what is on screen (at least one page), so that
       // rows change state live without losing the pages loaded so far.
       async load() {
-        const body = await api("GET", query(Math.min(200, Math.max(50, shown)), ""));
+        const body = await api("GET", withMin(query(Math.min(200, Math.max(50, shown)), "")));
         return () => {
           const items = listOf(body);
           next = nextCursorOf(body);
@@ -405,7 +437,7 @@
       name: "customer",
       async load() {
         const path = "/v1/customers/" + encodeURIComponent(id);
-        const [c, events] = await Promise.all([api("GET", path), api("GET", path + "/events")]);
+        const [c, events] = await Promise.all([api("GET", withMin(path)), api("GET", path + "/events")]);
         return () => {
           renderCustomer(c || {});
           const list = listOf(events);
@@ -534,6 +566,7 @@
       $("action-dialog").close();
       pending = null;
       toast(ACTIONS[p.action].title + " accepted: now " + (res && res.state ? res.state : "updated") + ".");
+      if (res && res.position > minPosition) minPosition = res.position;
       refresh(true);
     } catch (err) {
       $("action-confirm").disabled = false;
