@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/onboard/onboard/domain"
@@ -109,6 +111,28 @@ func NewChecker(maxProblems int) *Checker {
 // decodes with today's code, and the transition it records is in today's
 // table.
 func (c *Checker) Add(e eventstore.Envelope) {
+	c.add(e, precheck(e))
+}
+
+// prechecked is the part of an event's check that needs no other event:
+// whether its content matches its hash given its stored previous hash, and
+// its decoded form. Computing it is most of the cost of a check, and it can
+// run in parallel.
+type prechecked struct {
+	hashOK    bool
+	event     domain.Event
+	decodeErr error
+}
+
+func precheck(e eventstore.Envelope) prechecked {
+	p := prechecked{hashOK: bytes.Equal(eventstore.Hash(e.PrevHash, e), e.Hash)}
+	if isCustomerStream(e) {
+		p.event, p.decodeErr = domain.DecodeEvent(e.Type, e.Data)
+	}
+	return p
+}
+
+func (c *Checker) add(e eventstore.Envelope, p prechecked) {
 	c.report.Events++
 	s := c.streams[e.StreamID]
 	if s == nil {
@@ -127,8 +151,9 @@ func (c *Checker) Add(e eventstore.Envelope) {
 	case !bytes.Equal(e.PrevHash, s.lastHash):
 		c.fail(s, e.StreamID, e.Version, ProblemHashChain, "previous hash does not match the previous event")
 		return
-	}
-	if !bytes.Equal(eventstore.Hash(s.lastHash, e), e.Hash) {
+	case !p.hashOK:
+		// The previous hash is the stream's last one (checked above), so
+		// this is the chain's own check.
 		c.fail(s, e.StreamID, e.Version, ProblemContent, "content does not match its hash")
 		return
 	}
@@ -139,12 +164,11 @@ func (c *Checker) Add(e eventstore.Envelope) {
 	if !s.customer {
 		return
 	}
-	ev, err := domain.DecodeEvent(e.Type, e.Data)
-	if err != nil {
-		c.fail(s, e.StreamID, e.Version, ProblemDecode, err.Error())
+	if p.decodeErr != nil {
+		c.fail(s, e.StreamID, e.Version, ProblemDecode, p.decodeErr.Error())
 		return
 	}
-	if terr := s.m.next(c.set, e.Version, e.TransactionID, ev); terr != nil {
+	if terr := s.m.next(c.set, e.Version, e.TransactionID, p.event); terr != nil {
 		c.fail(s, e.StreamID, terr.version, ProblemTransition, terr.detail)
 	}
 }
@@ -187,36 +211,68 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 
 	type page struct {
 		events []eventstore.Envelope
+		checks []prechecked
 		err    error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The next page is fetched while this one is checked.
-	pages := make(chan page, 2)
+	send := func(ch chan<- page, p page) bool {
+		select {
+		case ch <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	// A pipeline: one goroutine fetches pages, one prechecks each page on
+	// every core (hashes and decoding, the bulk of the work), and this one
+	// applies them in order (links, versions, the state machine).
+	fetched := make(chan page, 2)
 	go func() {
-		defer close(pages)
+		defer close(fetched)
 		err := readLog(ctx, r, opts.PageSize, opts.Until, opts.PollInterval, func(events []eventstore.Envelope) error {
-			select {
-			case pages <- page{events: events}:
-				return nil
-			case <-ctx.Done():
+			if !send(fetched, page{events: events}) {
 				return ctx.Err()
 			}
+			return nil
 		})
 		if err != nil {
-			select {
-			case pages <- page{err: err}:
-			case <-ctx.Done():
+			send(fetched, page{err: err})
+		}
+	}()
+	prepared := make(chan page, 2)
+	go func() {
+		defer close(prepared)
+		workers := runtime.GOMAXPROCS(0)
+		for p := range fetched {
+			if p.err == nil {
+				p.checks = make([]prechecked, len(p.events))
+				var wg sync.WaitGroup
+				chunk := (len(p.events) + workers - 1) / workers
+				for lo := 0; lo < len(p.events); lo += chunk {
+					hi := min(lo+chunk, len(p.events))
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := lo; i < hi; i++ {
+							p.checks[i] = precheck(p.events[i])
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			if !send(prepared, p) {
+				return
 			}
 		}
 	}()
 
-	for p := range pages {
+	for p := range prepared {
 		if p.err != nil {
 			return c.report, fmt.Errorf("verify: %w", p.err)
 		}
-		for _, e := range p.events {
-			c.Add(e)
+		for i, e := range p.events {
+			c.add(e, p.checks[i])
 		}
 		if opts.Progress != nil {
 			opts.Progress(c.report.Events)
