@@ -13,7 +13,7 @@ import (
 )
 
 // benchCustomers is how many customers the benchmarks sign up;
-// ONBOARD_BENCH_CUSTOMERS overrides it. 70,000 journeys make about
+// ONBOARD_BENCH_CUSTOMERS overrides it. 82,000 journeys make about
 // 1,000,000 events.
 func benchCustomers(b *testing.B, def int) int {
 	if v, err := strconv.Atoi(os.Getenv("ONBOARD_BENCH_CUSTOMERS")); err == nil && v > 0 {
@@ -30,7 +30,7 @@ func BenchmarkRebuildCustomers(b *testing.B) {
 	ctx := context.Background()
 	start := time.Now()
 	if _, err := projectiontest.Seed(ctx, e.store, projectiontest.Config{
-		Customers: benchCustomers(b, 70000), Seed: 42, Workers: 8, WholeHistory: true,
+		Customers: benchCustomers(b, 82000), Seed: 42, Workers: 8, WholeHistory: true,
 	}); err != nil {
 		b.Fatal(err)
 	}

@@ -237,7 +237,9 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 		ev  domain.Event
 	}
 	items := make([]item, 0, len(events))
-	var ids []uuid.UUID
+	// Only customers whose first event in the batch is not their
+	// signed_up can have a row already: the others are not looked up.
+	var existing []uuid.UUID
 	seen := map[uuid.UUID]bool{}
 	for _, env := range events {
 		id, ev, ok, err := decodeCustomerEvent(env)
@@ -250,14 +252,16 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 		items = append(items, item{id, env, ev})
 		if !seen[id] {
 			seen[id] = true
-			ids = append(ids, id)
+			if env.Version != 1 {
+				existing = append(existing, id)
+			}
 		}
 	}
 	if len(items) == 0 {
 		return nil
 	}
 	t := p.table(version)
-	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM `+t+` WHERE id = ANY($1)`, ids)
+	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM `+t+` WHERE id = ANY($1)`, existing)
 	if err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
@@ -265,7 +269,7 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 	if err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
-	byID := make(map[uuid.UUID]*Customer, len(ids))
+	byID := make(map[uuid.UUID]*Customer, len(seen))
 	for i := range current {
 		byID[current[i].ID] = &current[i]
 	}
