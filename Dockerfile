@@ -4,7 +4,7 @@
 # user. Build with `docker build -t onboard .` or through docker-compose.yml.
 
 # ---- build -------------------------------------------------------------
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26 AS build
 WORKDIR /src
 # Modules first, so that a code change does not download them again.
 COPY go.mod go.sum ./
