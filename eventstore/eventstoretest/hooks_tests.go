@@ -107,6 +107,11 @@ func testReservations(t *testing.T, h Harness) {
 	if owner, _, _ := h.Store.ReservationOwner(ctx, "email", email); owner != bob {
 		t.Errorf("owner = %q after release and claim, want %s", owner, bob)
 	}
+	for _, stream := range []string{alice, bob} {
+		if err := h.Store.Verify(ctx, stream); err != nil {
+			t.Errorf("Verify %s: %v", stream, err)
+		}
+	}
 }
 
 func testIdempotencyRecords(t *testing.T, h Harness) {
@@ -163,4 +168,7 @@ func testIdempotencyRecords(t *testing.T, h Harness) {
 	other := rec
 	other.Scope = prefix + "key-2 POST /v1/customers"
 	mustAppend(t, h.Store, prefix+"c-3", eventstore.NoStream, newEvents(t, 1), eventstore.WithIdempotency(other))
+	if err := h.Store.Verify(ctx, prefix+"c-1"); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
 }

@@ -34,6 +34,10 @@ func newTestStore(t testing.TB) (*Store, string) {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 40
+	// Commits need not be durable in tests: visibility, and so every
+	// ordering property tested, is the same without waiting for the WAL
+	// flush, which is slow on a loaded CI machine.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
