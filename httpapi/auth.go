@@ -176,6 +176,8 @@ func routeRoles(method, path string) (roles []Role, public bool) {
 	switch {
 	case path == "/healthz" || path == "/readyz" || path == "/openapi.yaml" || path == "/metrics":
 		return nil, true
+	case (method == http.MethodGet || method == http.MethodHead) && (path == "/" || strings.HasPrefix(path, "/console/")):
+		return nil, true // the console's static files; its API calls carry the operator's key
 	case strings.HasPrefix(path, "/v1/webhooks/"):
 		return nil, true // HMAC-signed by the provider
 	case strings.HasPrefix(path, "/v1/operator/") || strings.HasPrefix(path, "/v1/stats/"):

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/onboard/onboard/eventstore/postgres"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/messaging"
+)
+
+// The development keys `onboard dev` prints at start. They are for a
+// laptop: serve refuses nothing, but never use them anywhere else.
+const (
+	devClientKey     = "dev-client-key-0123456789"
+	devOperatorKey   = "dev-operator-key-0123456789"
+	devWebhookSecret = "whsec_dev_0123456789abcdef"
+)
+
+type devOptions struct {
+	addr, dataDir string
+	demo          int
+	stdout        io.Writer
+	logLevel      slog.Level
+	// simConfig replaces the default failure mix (tests).
+	simConfig *sim.Config
+	// process tunes the process managers (tests); zero means dev defaults.
+	process *handlers.ProcessConfig
+}
+
+func newDevCmd() *cobra.Command {
+	opts := devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole pipeline in one process, with the provider simulator",
+		Long: `Runs migrations, an embedded NATS JetStream server (unless NATS_URL is set), the
+provider simulator, the relay, the process managers, the projectors, the command
+and query APIs and the operator console, all on --addr, against DATABASE_URL
+(default: the local Postgres; the onboard database is created if missing).
+--demo N also signs up N simulated customers with the simulator's default
+failure mix, so that the console fills with live data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.stdout = cmd.OutOrStdout()
+			return runDev(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.addr, "addr", "127.0.0.1:8080", "listen address of the APIs, console and simulator")
+	cmd.Flags().StringVar(&opts.dataDir, "data-dir", "./.onboard", "where the embedded NATS server keeps its files")
+	cmd.Flags().IntVar(&opts.demo, "demo", 0, "sign up this many simulated customers")
+	return cmd
+}
+
+// devSimConfig is the default failure mix of the simulator in dev: flaky
+// enough to show retries, pauses and the ledger at work.
+func devSimConfig(demo bool) sim.Config {
+	cfg := sim.Config{Seed: uint64(time.Now().UnixNano()), KYC: sim.KYCConfig{
+		Approve: 0.9, Reject: 0.07, Silent: 0.03,
+		Delay: sim.Latency{Min: sim.Duration(200 * time.Millisecond), Max: sim.Duration(2 * time.Second)},
+	}}
+	if demo {
+		flaky := sim.ProviderConfig{Latency: sim.Latency{Min: sim.Duration(5 * time.Millisecond), Max: sim.Duration(80 * time.Millisecond)},
+			TransientRate: 0.1, PermanentRate: 0.01, LostResponseRate: 0.02, RetryAfter: sim.Duration(500 * time.Millisecond)}
+		cfg.Providers = map[string]sim.ProviderConfig{"kyc": flaky, "payments": flaky, "provisioning": flaky, "crm": flaky, "email": flaky}
+	}
+	return cfg
+}
+
+func runDev(ctx context.Context, opts devOptions) error {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	url := databaseURL()
+	if err := postgres.EnsureDatabase(ctx, url); err != nil {
+		return fmt.Errorf("postgres is not reachable at %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", url, err)
+	}
+	ln, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", opts.addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+
+	natsURL := os.Getenv("NATS_URL")
+	if natsURL == "" {
+		srv, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: filepath.Join(opts.dataDir, "nats")})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("start the embedded NATS server in %s: %w", opts.dataDir, err)
+		}
+		defer srv.Shutdown()
+		natsURL = srv.ClientURL()
+	}
+
+	simCfg := devSimConfig(opts.demo > 0)
+	if opts.simConfig != nil {
+		simCfg = *opts.simConfig
+	}
+	simCfg.KYC.CallbackURL = base + "/v1/webhooks/kyc"
+	simCfg.KYC.WebhookSecret = devWebhookSecret
+	s, err := sim.New(simCfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer s.Close()
+
+	keys, err := httpapi.ParseAPIKeys("client:dev-client:" + devClientKey + ",operator:dev-operator:" + devOperatorKey)
+	if err != nil {
+		return err
+	}
+	var providers [5]external.Config
+	for i, name := range providerNames {
+		providers[i] = external.Config{BaseURL: base + "/sim/" + name}
+	}
+	cfg := runConfig{
+		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: url, natsURL: natsURL,
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: providers,
+		process: handlers.ProcessConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, VerificationDeadline: 30 * time.Second},
+		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
+	}
+	fmt.Fprintf(opts.stdout, `onboard dev is running
+  console      %[1]s/            (operator key: %[2]s)
+  API          %[1]s/v1/...      (client key: %[3]s)
+  OpenAPI      %[1]s/openapi.yaml
+  metrics      %[1]s/metrics
+  simulator    %[1]s/sim/ledger   %[1]s/sim/admin/config
+  NATS         %[4]s
+Sign a customer up:
+  curl -s -X POST %[1]s/v1/customers -H 'Authorization: Bearer %[3]s' \
+    -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \
+    -d '{"email":"ada@example.com","company":"Analytical Engines","contact_name":"Ada Lovelace","country":"GB","plan":"growth"}'
+`, base, devOperatorKey, devClientKey, natsURL)
+	if opts.demo > 0 {
+		go driveDemo(ctx, base, opts.demo, log)
+	}
+	return run(ctx, cfg, log)
+}
+
+// driveDemo signs up n simulated customers through the API, a few per
+// second, so that the console shows customers at every stage.
+func driveDemo(ctx context.Context, base string, n int, log *slog.Logger) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	run := time.Now().Unix()
+	for i := 0; i < n; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		body := fmt.Sprintf(`{"email":"demo%d-%d@example.com","company":"Demo Company %d","contact_name":"Demo Contact","country":"DE","plan":"growth"}`, run, i, i)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/customers", bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer "+devClientKey)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("demo-%d-%d", run, i))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("demo signup failed", "err", err)
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	log.Info("demo signups sent", "count", n)
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/internal/pgtest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer and the test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startDev runs `onboard dev` in-process against a fresh database and
+// returns its base URL.
+func startDev(t *testing.T, simCfg sim.Config) string {
+	t.Helper()
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("NATS_URL", "")
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runDev(ctx, devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: slog.LevelError, simConfig: &simCfg,
+			process: &handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second,
+				MaxAttempts: nil}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dev stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("dev did not stop within 30s")
+		}
+	})
+	re := regexp.MustCompile(`console\s+(http://\S+)/`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			base := m[1]
+			waitReady(t, base)
+			return base
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("dev stopped: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"nats":"ok"`) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func call(t *testing.T, method, url, key, body string, headers ...string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// TestDevEndToEnd drives the whole pipeline of `onboard dev` over HTTP:
+// signups through the command API, the relay to the embedded JetStream, the
+// process managers as durable consumers calling the simulator with 20%
+// transient failures and 2% lost responses, the projections behind the
+// query API, and the simulator's ledger.
+func TestDevEndToEnd(t *testing.T) {
+	flaky := sim.ProviderConfig{TransientRate: 0.2, TransientKinds: []sim.Fault{sim.Fault503, sim.FaultReset}, LostResponseRate: 0.02}
+	base := startDev(t, sim.Config{Seed: 11, KYC: sim.KYCConfig{Delay: sim.Latency{Max: sim.Duration(20 * time.Millisecond)}},
+		Providers: map[string]sim.ProviderConfig{"payments": flaky, "provisioning": flaky, "crm": flaky, "email": flaky}})
+
+	const n = 30
+	var ids []string
+	for i := 0; i < n; i++ {
+		status, body := call(t, "POST", base+"/v1/customers", devClientKey,
+			fmt.Sprintf(`{"email":"e2e%d@example.com","company":"E2E %d","contact_name":"Tester","country":"SE","plan":"enterprise"}`, i, i),
+			"Idempotency-Key", fmt.Sprintf("e2e-%d", i))
+		if status != http.StatusAccepted {
+			t.Fatalf("signup: %d %s", status, body)
+		}
+		var out struct{ ID string }
+		_ = json.Unmarshal(body, &out)
+		ids = append(ids, out.ID)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range ids {
+		for {
+			status, body := call(t, "GET", base+"/v1/customers/"+id, devOperatorKey, "")
+			var c struct{ State string }
+			_ = json.Unmarshal(body, &c)
+			if status == http.StatusOK && c.State == "active" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("customer %s not active: %d %s", id, status, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	status, body := call(t, "GET", base+"/sim/ledger", "", "")
+	var ledger sim.Ledger
+	if err := json.Unmarshal(body, &ledger); status != http.StatusOK || err != nil {
+		t.Fatalf("ledger: %d %v", status, err)
+	}
+	if ledger.DuplicateEffects != 0 {
+		t.Errorf("%d duplicate effects", ledger.DuplicateEffects)
+	}
+	for _, id := range ids {
+		e := ledger.Customers[id]
+		if e.BillingAccounts != 1 || e.Tenants != 1 || e.CRMRecords != 1 || e.EmailsByType["welcome"] != 1 {
+			t.Errorf("customer %s: effects %+v", id, e)
+		}
+	}
+	// A client sees its own customers; the funnel is the operator's.
+	if status, body := call(t, "GET", base+"/v1/customers/"+ids[0], devClientKey, ""); status != http.StatusOK {
+		t.Errorf("client read: %d %s", status, body)
+	}
+	if status, _ := call(t, "GET", base+"/v1/stats/funnel", devClientKey, ""); status != http.StatusForbidden {
+		t.Errorf("client funnel: %d, want 403", status)
+	}
+	_, metrics := call(t, "GET", base+"/metrics", "", "")
+	for _, want := range []string{`onboard_commands_total{command="sign_up",outcome="ok"} 30`, `onboard_customers{state="active"} 30`, "onboard_relay_events_total", "onboard_external_attempts_total"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if status, page := call(t, "GET", base+"/", "", ""); status != http.StatusOK || !strings.Contains(string(page), "<html") {
+		t.Errorf("console: %d", status)
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/eventstore/postgres"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/projections"
+)
+
+// runConfig is what the roles of one process need; `serve` reads it from
+// flags and the environment, `dev` fills it for a laptop.
+type runConfig struct {
+	addr          string
+	roles         []string
+	databaseURL   string
+	natsURL       string // empty: the worker reads the event store directly and no relay runs
+	natsReplicas  int
+	apiKeys       []httpapi.APIKey
+	webhookSecret string
+	providers     [5]external.Config // kyc, payments, provisioning, crm, email
+	process       handlers.ProcessConfig
+	// public routes mounted beside the authenticated API (the simulator in
+	// dev); nil for none.
+	public func(mux *http.ServeMux)
+	// listener, when set, is where the HTTP server listens instead of addr.
+	listener net.Listener
+}
+
+func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role) }
+
+// run runs the configured roles until ctx is done or one of them fails,
+// then stops the others and returns the first error (nil on a clean stop).
+func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
+	if err := postgres.EnsureDatabase(ctx, cfg.databaseURL); err != nil {
+		return fmt.Errorf("cannot reach Postgres at DATABASE_URL (is it running? see README): %w", err)
+	}
+	if err := postgres.Migrate(ctx, cfg.databaseURL); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx, cfg.databaseURL, minPoolConns)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store, err := postgres.New(pool, postgres.Config{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	m := newMetrics()
+	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, Observe: m.observeCommand})
+	if err != nil {
+		return err
+	}
+
+	var proj *projections.Projections
+	if cfg.has("query") || cfg.has("projector") {
+		if err := projections.Migrate(ctx, pool); err != nil {
+			return err
+		}
+		proj, err = projections.New(projections.Config{Pool: pool, Source: store, OnError: func(name string, err error) {
+			log.Error("projection batch failed; retrying", "projection", name, "err", err)
+		}})
+		if err != nil {
+			return err
+		}
+		m.reg.MustRegister(newReadModelCollector(proj))
+	}
+
+	var nc *nats.Conn
+	if cfg.natsURL != "" && (cfg.has("relay") || cfg.has("worker")) {
+		nc, err = messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles))
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w", cfg.natsURL, err)
+		}
+		defer nc.Close()
+	}
+	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1)}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		role string
+		err  error
+	}
+	results := make(chan result, 8)
+	running := 0
+	start := func(role string, f func(context.Context) error) {
+		running++
+		go func() { results <- result{role, f(ctx)} }()
+	}
+
+	if cfg.has("relay") {
+		relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: nc, Stream: stream,
+			NotifyChannel: "onboard_events", Logger: log, Metrics: m})
+		if err != nil {
+			return err
+		}
+		start("relay", relay.Run)
+	}
+	if cfg.has("projector") {
+		start("projector", proj.Run)
+	}
+	if cfg.has("worker") {
+		if err := startWorker(ctx, cfg, store, commands, nc, stream, m, log, start); err != nil {
+			return err
+		}
+	}
+
+	mux := http.NewServeMux()
+	httpapi.RegisterOpenAPI(mux)
+	mux.Handle("GET /metrics", m.handler())
+	checks := []httpapi.ReadinessCheck{{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }}}
+	if nc != nil {
+		checks = append(checks, httpapi.ReadinessCheck{Name: "nats", Check: func(context.Context) error {
+			if s := nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("nats connection is %s", s)
+			}
+			return nil
+		}})
+	}
+	httpapi.Health{Checks: checks}.Register(mux)
+	if cfg.has("command") {
+		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: commands, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log})
+		if err != nil {
+			return err
+		}
+		api.Register(mux)
+	}
+	if cfg.has("query") {
+		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Logger: log}).Register(mux)
+		httpapi.RegisterConsole(mux)
+	}
+	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: cfg.apiKeys})
+	root := http.NewServeMux()
+	root.Handle("/", auth.Middleware(mux))
+	if cfg.public != nil {
+		cfg.public(root)
+	}
+	ln := cfg.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
+			return err
+		}
+	}
+	log.Info("onboard running", "addr", ln.Addr().String(), "roles", cfg.roles, "nats", cfg.natsURL != "")
+	start("http", func(ctx context.Context) error {
+		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
+	})
+
+	// The first role to stop stops the others.
+	first := <-results
+	cancel()
+	for range running - 1 {
+		<-results
+	}
+	if first.err != nil && !errors.Is(first.err, context.Canceled) {
+		return fmt.Errorf("%s: %w", first.role, first.err)
+	}
+	return nil
+}
+
+// startWorker starts the process managers and their timers. With NATS, each
+// manager is a durable JetStream consumer; without, one catch-up
+// subscription of the event store feeds them all.
+func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, commands *handlers.Commands, nc *nats.Conn,
+	stream messaging.StreamConfig, m *metrics, log *slog.Logger, start func(string, func(context.Context) error)) error {
+	em, err := external.NewMetrics(m.reg)
+	if err != nil {
+		return err
+	}
+	p := cfg.providers
+	for i := range p {
+		p[i].Policy.Hooks = em.Hooks()
+	}
+	clients, err := external.NewClients(p[0], p[1], p[2], p[3], p[4])
+	if err != nil {
+		return err
+	}
+	timers := handlers.NewTimers(store.Pool())
+	if err := timers.Migrate(ctx); err != nil {
+		return err
+	}
+	pc := cfg.process
+	pc.Commands, pc.Providers, pc.Timers, pc.Logger = commands, clients.ForHandlers(), timers, log
+	pc.OnPause, pc.OnRetry = m.onPause, m.onRetry
+	pm, err := handlers.NewProcessManager(pc)
+	if err != nil {
+		return err
+	}
+	start("timers", func(ctx context.Context) error { return pm.RunTimers(ctx, 100*time.Millisecond) })
+	if nc == nil {
+		start("worker", func(ctx context.Context) error {
+			return pm.Run(ctx, handlers.RunConfig{Name: "process-managers", Pool: store.Pool(), Source: store, Workers: 16})
+		})
+		return nil
+	}
+	// The router holds a transaction (its inbox row) open for every
+	// delivery in progress, while the process managers need connections of
+	// their own: on one pool, deliveries would take every connection and
+	// wait forever for the handlers'. So the router gets a pool of its own.
+	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns)
+	if err != nil {
+		return err
+	}
+	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Conn: nc, Stream: stream, Logger: log, Metrics: m,
+		MaxAckPending: routerMaxAckPending})
+	if err != nil {
+		routerPool.Close()
+		return err
+	}
+	for _, name := range handlers.Managers() {
+		h := pm.ForManager(name)
+		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
+			messaging.WithSubjects(messaging.DefaultSubjectPrefix+".customer.>"))
+		if err != nil {
+			return err
+		}
+	}
+	start("worker", func(ctx context.Context) error {
+		defer routerPool.Close()
+		return router.Run(ctx)
+	})
+	return nil
+}
+
+// minPoolConns is the smallest pool that runs every role in one process:
+// each subscription (worker, two projectors, relay) holds a listening
+// connection, and the relay its advisory-lock session, besides the
+// connections the commands, timers and queries use. pgxpool's default
+// (max(4, CPUs)) starves them. pool_max_conns in DATABASE_URL raises it.
+const minPoolConns = 32
+
+// routerPoolConns bounds the deliveries the worker's router runs at once;
+// routerMaxAckPending is per process manager (six of them).
+const (
+	routerPoolConns     = 24
+	routerMaxAckPending = 16
+)
+
+func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	pc.MaxConns = max(pc.MaxConns, minConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	}
+	return pool, nil
+}
