@@ -50,7 +50,8 @@ func loadContract(t *testing.T) (*openapi3.T, routers.Router) {
 // servedRoutes are the routes the binary serves through the command API and
 // health endpoints; the document must list exactly these.
 func servedRoutes() []string {
-	routes := append(slices.Clone(httpapi.CommandRoutes), "GET /healthz", "GET /readyz")
+	routes := append(slices.Clone(httpapi.CommandRoutes), httpapi.QueryRoutes...)
+	routes = append(routes, "GET /healthz", "GET /readyz", "GET /", "GET /console/{file}", "GET /metrics", "GET /openapi.yaml")
 	sort.Strings(routes)
 	return routes
 }
