@@ -56,7 +56,8 @@ type RouterConfig struct {
 	// handler before it becomes a dead letter. Default 5.
 	MaxDeliver int
 	// BackOff are the delays before the 2nd, 3rd, ... delivery after a
-	// handler error; the last one repeats. Default 1s, 5s, 15s, 30s.
+	// handler error; the last one repeats. Default (nil) 1s, 5s, 15s,
+	// 30s; an empty slice redelivers at once.
 	BackOff []time.Duration
 	// MaxAckPending is how many unacknowledged messages JetStream lets a
 	// handler's consumer have: up to that many events of different event
