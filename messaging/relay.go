@@ -342,6 +342,9 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	reconnects := r.cfg.Conn.Stats().Reconnects
 	failures := 0
 	var ahead chan readResult
+	// eager is the next short wait after activity; 0 means wait for the
+	// polling interval.
+	var eager time.Duration
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -357,7 +360,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 				}
 				failures++
 				log.Warn("relay: stream check failed, retrying", "err", err)
-				if err := r.idle(ctx, conn, backoff(failures)); err != nil {
+				if _, err := r.idle(ctx, conn, backoff(failures)); err != nil {
 					return err
 				}
 				continue
@@ -381,7 +384,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			}
 			failures++
 			log.Warn("relay: read events failed, retrying", "err", err)
-			if err := r.idle(ctx, conn, backoff(failures)); err != nil {
+			if _, err := r.idle(ctx, conn, backoff(failures)); err != nil {
 				return err
 			}
 			continue
@@ -391,11 +394,29 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			if err := r.storeCursor(ctx, conn, &s); err != nil {
 				return err
 			}
-			if err := r.idle(ctx, conn, r.cfg.PollInterval); err != nil {
+			// Events that committed may not be safe to read yet: a
+			// transaction elsewhere (any that writes, on the whole
+			// server) holds the store's horizon back, and its end sends
+			// no notification. After activity, look again soon, backing
+			// off to the polling interval.
+			d := r.cfg.PollInterval
+			if eager > 0 {
+				d = min(eager, d)
+				eager *= 2
+				if eager >= r.cfg.PollInterval {
+					eager = 0
+				}
+			}
+			woken, err := r.idle(ctx, conn, d)
+			if err != nil {
 				return err
+			}
+			if woken {
+				eager = time.Millisecond
 			}
 			continue
 		}
+		eager = time.Millisecond
 		// While JetStream acknowledges a full batch, read the next one.
 		readAhead := func() {
 			if len(batch) < r.cfg.BatchSize {
@@ -602,23 +623,29 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	return nil
 }
 
-// idle waits up to d for a notification, a Wake or ctx. It also proves the
-// lock session alive: an error from it means the lock may be gone.
-func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) error {
+// idle waits up to d for a notification, a Wake or ctx, and reports
+// whether one of the first two came. It also proves the lock session alive:
+// an error from it means the lock may be gone.
+func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) (woken bool, err error) {
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	if r.cfg.NotifyChannel == "" {
 		select {
 		case <-r.wake:
+			woken = true
 		case <-wctx.Done():
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
-		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-			return fmt.Errorf("lock session: %w", err)
+		// Prove the session alive at the polling pace, not at every
+		// short wait.
+		if d >= r.cfg.PollInterval {
+			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+				return false, fmt.Errorf("lock session: %w", err)
+			}
 		}
-		return nil
+		return woken, nil
 	}
 	stop := make(chan struct{})
 	defer close(stop)
@@ -629,16 +656,16 @@ func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) error
 		case <-stop:
 		}
 	}()
-	_, err := conn.WaitForNotification(wctx)
+	_, err = conn.WaitForNotification(wctx)
 	switch {
 	case err == nil:
-		return nil
+		return true, nil
 	case ctx.Err() != nil:
-		return ctx.Err()
+		return false, ctx.Err()
 	case wctx.Err() != nil && !conn.IsClosed():
-		return nil
+		return errors.Is(wctx.Err(), context.Canceled), nil
 	}
-	return fmt.Errorf("lock session: %w", err)
+	return false, fmt.Errorf("lock session: %w", err)
 }
 
 func loadCursor(ctx context.Context, conn *pgx.Conn, relay string) (eventstore.Cursor, int64, error) {
