@@ -210,3 +210,29 @@ func TestCanonicalBodyIsTheMiddleOfCanonicalBytes(t *testing.T) {
 		t.Errorf("canonicalBody = %x, want %x", body, full[start:len(full)-8])
 	}
 }
+
+func TestDecodeTrace(t *testing.T) {
+	tests := []map[string]string{
+		{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"traceparent": "a", "tracestate": "x=1,y=2"},
+		{`quote"d`: `back\slash`, "uni": "é\u2028<>&"},
+		{"": ""},
+	}
+	for _, want := range tests {
+		b := eventstore.CanonicalTrace(want)
+		got, err := decodeTrace(b)
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("decodeTrace(%s) = %v, %v", b, got, err)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("decodeTrace(%s)[%q] = %q, want %q", b, k, got[k], v)
+			}
+		}
+	}
+	for _, bad := range []string{`{"a"}`, `{"a":1}`, `{"a":"b",}`, `{`} {
+		if _, err := decodeTrace([]byte(bad)); err == nil {
+			t.Errorf("decodeTrace(%s) succeeded", bad)
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/onboard/onboard/eventstore"
 )
@@ -23,33 +25,108 @@ const selectEvents = `SELECT transaction_id, position, event_id, stream_id, stre
 // committed is visible to it.
 const safeHorizon = `transaction_id < pg_snapshot_xmin(pg_current_snapshot())`
 
-// collectEnvelopes scans rows of selectEvents.
+// collectEnvelopes scans rows of selectEvents. It shares the strings that
+// repeat from row to row (types, stream types, actors) instead of
+// allocating them for every row: ReadAll is the relay's and the projectors'
+// hot path.
 func collectEnvelopes(rows pgx.Rows, sizeHint int) ([]eventstore.Envelope, error) {
 	defer rows.Close()
 	out := make([]eventstore.Envelope, 0, sizeHint)
+	var in interner
 	for rows.Next() {
 		var (
-			e      eventstore.Envelope
-			schema int32
-			data   []byte
-			trace  []byte
+			e                     eventstore.Envelope
+			schema                int32
+			data, trace           []byte
+			streamType, typ, actr pgtype.DriverBytes
 		)
 		m := &e.Metadata
-		if err := rows.Scan(&e.TransactionID, &e.Position, &e.ID, &e.StreamID, &e.StreamType, &e.Version, &e.Type,
-			&schema, &data, &m.Actor, &m.CorrelationID, &m.CausationID, &m.RequestID, &m.IdempotencyKey, &trace,
+		if err := rows.Scan(&e.TransactionID, &e.Position, &e.ID, &e.StreamID, &streamType, &e.Version, &typ,
+			&schema, &data, &actr, &m.CorrelationID, &m.CausationID, &m.RequestID, &m.IdempotencyKey, &trace,
 			&e.RecordedAt, &e.PrevHash, &e.Hash); err != nil {
 			return nil, err
 		}
+		e.StreamType, e.Type, m.Actor = in.string(streamType), in.string(typ), in.string(actr)
 		e.SchemaVersion = int(schema)
 		e.Data = json.RawMessage(data)
 		if len(trace) > 0 {
-			if err := json.Unmarshal(trace, &m.Trace); err != nil {
+			t, err := decodeTrace(trace)
+			if err != nil {
 				return nil, fmt.Errorf("event %s: trace: %w", e.ID, err)
 			}
+			m.Trace = t
 		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// interner shares the strings of one read. It stops growing at a bound, so
+// a column that does not repeat after all costs no more than usual.
+type interner map[string]string
+
+func (in *interner) string(b []byte) string {
+	if s, ok := (*in)[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if *in == nil {
+		*in = make(interner, 16)
+	}
+	if len(*in) < 256 {
+		(*in)[s] = s
+	}
+	return s
+}
+
+// decodeTrace decodes the trace column, which holds
+// eventstore.CanonicalTrace: a flat JSON object of strings. The common case,
+// without escapes, is split directly; anything else goes to encoding/json.
+func decodeTrace(b []byte) (map[string]string, error) {
+	if bytes.IndexByte(b, '\\') < 0 && len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' {
+		if t, ok := splitTrace(b[1 : len(b)-1]); ok {
+			return t, nil
+		}
+	}
+	var t map[string]string
+	err := json.Unmarshal(b, &t)
+	return t, err
+}
+
+// splitTrace parses `"k":"v","k":"v"` without escapes; ok is false for
+// anything else.
+func splitTrace(b []byte) (map[string]string, bool) {
+	t := make(map[string]string, 2)
+	for len(b) > 0 {
+		k, rest, ok := quoted(b)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return nil, false
+		}
+		v, rest, ok := quoted(rest[1:])
+		if !ok {
+			return nil, false
+		}
+		t[k] = v
+		if len(rest) > 0 {
+			if rest[0] != ',' || len(rest) == 1 {
+				return nil, false
+			}
+			rest = rest[1:]
+		}
+		b = rest
+	}
+	return t, true
+}
+
+func quoted(b []byte) (s string, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != '"' {
+		return "", nil, false
+	}
+	end := bytes.IndexByte(b[1:], '"')
+	if end < 0 {
+		return "", nil, false
+	}
+	return string(b[1 : 1+end]), b[2+end:], true
 }
 
 // ReadStream implements eventstore.StreamReader.
