@@ -57,6 +57,7 @@ func BenchmarkQueryList(b *testing.B) {
 	}
 	run := func(b *testing.B, calls []call) {
 		lat := make([]time.Duration, 0, b.N)
+		worst := make([]time.Duration, len(calls))
 		i := 0
 		for b.Loop() {
 			c := calls[i%len(calls)]
@@ -72,11 +73,15 @@ func BenchmarkQueryList(b *testing.B) {
 			}
 			_, _ = resp.Body.Read(make([]byte, 1<<20))
 			resp.Body.Close()
-			lat = append(lat, time.Since(t0))
+			d := time.Since(t0)
+			lat = append(lat, d)
+			worst[(i-1)%len(calls)] = max(worst[(i-1)%len(calls)], d)
 			if resp.StatusCode != http.StatusOK {
 				b.Fatalf("GET %s = %d", c.path, resp.StatusCode)
 			}
 		}
+		slowest := slices.Index(worst, slices.Max(worst))
+		b.Logf("slowest call: %s at %v", calls[slowest].path, worst[slowest])
 		slices.Sort(lat)
 		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 		b.ReportMetric(q(0.5), "p50-ms")

@@ -73,7 +73,9 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (RebuildResult, 
 		if err := proj.index(ctx, tx, res.To); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `ALTER TABLE `+proj.table(res.To)+` SET LOGGED`)
+		// Statistics now, not when autovacuum gets to it: readers switch
+		// to the table in a moment and need good plans at once.
+		_, err := tx.Exec(ctx, `ALTER TABLE `+proj.table(res.To)+` SET LOGGED; ANALYZE `+proj.table(res.To))
 		return err
 	})
 	if err != nil {
