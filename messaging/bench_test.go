@@ -167,6 +167,32 @@ func BenchmarkCommitToConsumer(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+	// A raw JetStream consumer measures the relay's part alone.
+	published := map[uuid.UUID]time.Time{}
+	scfg := env.stream
+	scfg.setDefaults()
+	oc, err := env.js.OrderedConsumer(ctx, env.streamName(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{scfg.AllEventsFilter()}, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := oc.Consume(func(m jetstream.Msg) {
+		now := time.Now()
+		id, err := uuid.Parse(m.Headers().Get(HeaderMsgID))
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		if _, ok := published[id]; !ok {
+			published[id] = now
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
 	mu.Lock()
 	want = b.N
 	mu.Unlock()
@@ -204,6 +230,17 @@ func BenchmarkCommitToConsumer(b *testing.B) {
 	}
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
+	relayed := make([]time.Duration, 0, len(published))
+	for id, t := range published {
+		if c, ok := committed[id]; ok {
+			relayed = append(relayed, t.Sub(c))
+		}
+	}
+	slices.Sort(relayed)
+	if len(relayed) > 0 {
+		b.ReportMetric(float64(relayed[len(relayed)/2].Microseconds())/1000, "relay-p50-ms")
+		b.ReportMetric(float64(relayed[(len(relayed)-1)*99/100].Microseconds())/1000, "relay-p99-ms")
+	}
 	if os.Getenv("MESSAGING_BENCH_DEBUG") != "" {
 		type pt struct {
 			at  time.Time
