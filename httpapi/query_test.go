@@ -45,7 +45,7 @@ func newQueryEnv(t testing.TB, customers int) *queryEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcfg.MaxConns = 32 // projectors hold listening connections
+	pcfg.MaxConns = 12 // projectors hold listening connections
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		t.Fatal(err)

@@ -208,6 +208,38 @@ CREATE INDEX IF NOT EXISTS %[1]s_step_idx ON %[1]s (step, id);
 CREATE INDEX IF NOT EXISTS %[1]s_created_by_idx ON %[1]s (created_by, id);
 CREATE INDEX IF NOT EXISTS %[1]s_paused_idx ON %[1]s (paused_at, id) WHERE state = 'paused';
 CREATE INDEX IF NOT EXISTS %[1]s_activated_idx ON %[1]s (activated_at) WHERE activated_at IS NOT NULL;`, p.table(version)))
+	if err != nil {
+		return err
+	}
+	return trigramIndexes(ctx, tx, p.table(version))
+}
+
+// trigramIndexes indexes email and company for substring search (?q=),
+// when the pg_trgm extension is there or can be created. Without it search
+// still works, by scanning: a database role that may not create extensions
+// costs speed, not function.
+func trigramIndexes(ctx context.Context, tx pgx.Tx, table string) error {
+	var have bool
+	err := tx.QueryRow(ctx, `SELECT exists(SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')`).Scan(&have)
+	if err != nil {
+		return err
+	}
+	if !have {
+		// In a savepoint: a refusal must not abort the caller's transaction.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := sp.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_trgm`); err != nil {
+			return sp.Rollback(ctx)
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(ctx, fmt.Sprintf(`
+CREATE INDEX IF NOT EXISTS %[1]s_email_trgm_idx ON %[1]s USING gin (email gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS %[1]s_company_trgm_idx ON %[1]s USING gin (lower(company) gin_trgm_ops);`, table))
 	return err
 }
 

@@ -13,6 +13,10 @@
 //   - "provider_stats": per step (and so per provider) how many calls were
 //     requested, succeeded and failed (provider_stats view).
 //
+// The tables are created by Migrate (CREATE ... IF NOT EXISTS, apart from the
+// event store's migrations). Substring search uses pg_trgm indexes when the
+// extension exists or can be created, and a scan otherwise.
+//
 // # Exactly-once effect
 //
 // A projector consumes the event store by catch-up subscription
@@ -35,6 +39,9 @@
 // WaitFor blocks until a projection's checkpoint has reached a cursor;
 // CursorAt finds the cursor of the event at a global position, so that a
 // client holding only a position can wait for it.
+//
+// Package projectiontest generates realistic histories for the read side's
+// tests and benchmarks.
 //
 // It may import domain and eventstore (and pgx); never httpapi or messaging.
 package projections

@@ -41,7 +41,7 @@ func newEnv(t testing.TB, src func(*postgres.Store) projections.Source) env {
 	// Every projector holds a listening connection while it runs, and the
 	// seeders append concurrently: the default pool (4 on 2 cores) is too
 	// small.
-	pcfg.MaxConns = 32
+	pcfg.MaxConns = 12
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +304,7 @@ func TestProjectionMatchesReplay(t *testing.T) {
 	// loser resubscribes.
 	e.run(t)
 	ids, err := projectiontest.Seed(ctx, e.store, projectiontest.Config{
-		Customers: 1000, Seed: 7, Workers: 8, Actors: []string{"client:shop", "client:market"},
+		Customers: 1000, Seed: 7, Workers: 6, Actors: []string{"client:shop", "client:market"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,10 @@ type Source interface {
 // Config configures Projections. Pool and Source are required.
 type Config struct {
 	// Pool holds the read models. It is the event store's database:
-	// CursorAt reads the events table.
+	// CursorAt reads the events table. Each running projector holds one
+	// connection of the Source's pool to listen and briefly uses two more;
+	// size the pools for that plus the readers (pgxpool's default of
+	// max(4, CPUs) is too small when Source shares this pool).
 	Pool *pgxpool.Pool
 	// Source is the event store.
 	Source Source

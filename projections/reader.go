@@ -93,7 +93,9 @@ func (p *Projections) ListCustomers(ctx context.Context, q ListQuery) (CustomerP
 	if q.Search != "" {
 		like := "%" + escapeLike(strings.ToLower(q.Search)) + "%"
 		a := arg(like)
-		where = append(where, "(lower(email) LIKE "+a+" OR lower(company) LIKE "+a+")")
+		// Emails are stored lower-cased; both sides match the trigram
+		// indexes' expressions.
+		where = append(where, "(email LIKE "+a+" OR lower(company) LIKE "+a+")")
 	}
 	if q.After != uuid.Nil {
 		where = append(where, "id < "+arg(q.After))
