@@ -33,7 +33,7 @@ func newTestStore(t testing.TB) (*Store, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = 40
+	cfg.MaxConns = 12
 	// Commits need not be durable in tests: visibility, and so every
 	// ordering property tested, is the same without waiting for the WAL
 	// flush, which is slow on a loaded CI machine.
