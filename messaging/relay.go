@@ -342,9 +342,10 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	reconnects := r.cfg.Conn.Stats().Reconnects
 	failures := 0
 	var ahead chan readResult
-	// eager is the next short wait after activity; 0 means wait for the
-	// polling interval.
-	var eager time.Duration
+	// eager is the next short wait after activity (taking the lead counts:
+	// appends notified before the LISTEN may still be held back); 0 means
+	// wait for the polling interval.
+	eager := time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
