@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -170,7 +171,7 @@ func printReplay(out io.Writer, rep audit.Replay) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "VERSION\tRECORDED AT\tEVENT\tACTOR\tCORRELATION\tWHAT\tREASON")
 	for _, e := range rep.Timeline {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.RecordedAt.UTC().Format(time.RFC3339Nano),
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.RecordedAt.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
 			strings.TrimPrefix(e.Type, "customer."), dash(e.Actor), dash(e.CorrelationID), e.Summary, dash(e.Reason))
 	}
 	return w.Flush()
@@ -226,11 +227,15 @@ func newReplayVerifyCmd() *cobra.Command {
 				if until, err = lastCommitted(ctx, store); err != nil {
 					return err
 				}
+				// Verification allocates per event (decoding, hashing) and
+				// keeps little alive: collecting less often saves a fifth of
+				// its CPU for a heap of a few hundred MB at most.
+				defer debug.SetGCPercent(debug.SetGCPercent(400))
 				opts := audit.VerifyOptions{Until: until}
 				if errOut := cmd.ErrOrStderr(); isTerminal(errOut) && !asJSON {
 					bar := newVerifyBar(until, errOut)
 					opts.Progress = func(n int64) { _ = bar.Set64(n) }
-					defer func() { _ = bar.Exit() }()
+					defer func() { _ = bar.Finish() }()
 				}
 				rep, err = audit.VerifyAll(ctx, store, opts)
 			}
@@ -422,7 +427,7 @@ func newReplayRebuildCmd() *cobra.Command {
 					for {
 						select {
 						case <-stop:
-							_ = spinner.Exit()
+							_ = spinner.Finish()
 							return
 						case <-t.C:
 							_ = spinner.Add(1)
@@ -431,6 +436,9 @@ func newReplayRebuildCmd() *cobra.Command {
 				}()
 			}
 			return audit.Rebuild(ctx, p, args, func(r projections.RebuildResult) {
+				if spinner != nil {
+					_ = spinner.Clear()
+				}
 				rate := 0.0
 				if r.Duration > 0 {
 					rate = float64(r.Events) / r.Duration.Seconds()
