@@ -19,6 +19,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler 
 	l := &listener{pool: s.pool, channel: s.cfg.Channel}
 	defer l.close()
 	cursor := after
+	backoff := time.Duration(0)
 	for {
 		// Listen before reading, so that a commit between the read and the
 		// wait still wakes the wait.
@@ -44,10 +45,30 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler 
 		if len(events) == s.cfg.BatchSize {
 			continue // more to catch up on
 		}
-		if err := l.wait(ctx, s.cfg.PollInterval); err != nil {
+		// Events that committed but are held back behind an older open
+		// transaction get no notification of their own when that
+		// transaction ends (it may not be an append): look again soon,
+		// backing off, rather than after the whole poll interval.
+		wait := s.cfg.PollInterval
+		if len(events) > 0 {
+			backoff = 0
+		}
+		if held, err := s.heldBack(ctx); err == nil && held {
+			backoff = min(max(2*backoff, time.Millisecond), s.cfg.PollInterval)
+			wait = backoff
+		}
+		if err := l.wait(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// heldBack reports whether committed events wait behind the horizon.
+func (s *Store) heldBack(ctx context.Context) (bool, error) {
+	var held bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events
+		WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))`).Scan(&held)
+	return held, err
 }
 
 // listener is a connection that LISTENs, reacquired after failures.
