@@ -33,6 +33,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDevCmd())
+	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDevCmd(), newBenchCmd())
 	return root
 }

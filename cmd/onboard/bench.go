@@ -1,0 +1,529 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/internal/bench"
+	"github.com/onboard/onboard/messaging"
+)
+
+type benchOptions struct {
+	only     []string
+	sizes    bench.Sizes
+	json     bool
+	stdout   io.Writer
+	progress io.Writer
+}
+
+func newBenchCmd() *cobra.Command {
+	opts := benchOptions{sizes: bench.DefaultSizes()}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure each throughput figure beside its ceiling and print a table",
+		Long: `Measures, in one process and one run, each figure of the pipeline beside its
+ceiling on the same machine:
+
+  append   Append events/s vs raw INSERTs of the same rows, per concurrency level
+  read     ReadAll events/s vs one raw SELECT of the same columns
+  relay    relay events/s (event store to JetStream acks) vs raw JetStream async publishes
+  e2e      onboardings/s and signup-to-active latency p50/p99 through the whole
+           pipeline over HTTP (embedded NATS, zero-latency simulated providers),
+           per concurrency level
+  rebuild  projection rebuild events/s vs the raw SELECT scan
+  verify   hash-chain and state-machine verification events/s vs the raw SELECT scan
+
+Each figure runs in fresh temporary databases on the Postgres server of
+DATABASE_URL, which the run creates and drops; NATS is embedded in a
+temporary directory. Progress goes to stderr, the table (or --json) to stdout.
+The exit status is 0 even when a goal is missed; it is 1 when a figure fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.stdout, opts.progress = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			return runBench(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&opts.only, "only", nil, "measure only these figures (append, read, relay, e2e, rebuild, verify)")
+	f.IntVar(&opts.sizes.Events, "events", opts.sizes.Events, "events per append level and side, and for read and relay")
+	f.IntVar(&opts.sizes.ReplayEvents, "replay-events", opts.sizes.ReplayEvents, "events of generated journeys for rebuild and verify")
+	f.IntVar(&opts.sizes.Customers, "customers", opts.sizes.Customers, "onboardings per end-to-end concurrency level")
+	f.IntSliceVar(&opts.sizes.AppendConcurrency, "append-concurrency", opts.sizes.AppendConcurrency, "concurrency levels of the append figure")
+	f.IntSliceVar(&opts.sizes.E2EConcurrency, "e2e-concurrency", opts.sizes.E2EConcurrency, "concurrency levels of the end-to-end figure")
+	f.BoolVar(&opts.json, "json", false, "print the report as JSON instead of a table")
+	return cmd
+}
+
+// benchFigures lists every figure in the order a run measures them: those
+// of package bench, plus the two that need NATS and the whole pipeline,
+// which only this package may wire.
+func benchFigures() []bench.Figure {
+	f := bench.Figures()
+	return []bench.Figure{f[0], f[1],
+		{Name: "relay", Run: benchRelay},
+		{Name: "e2e", Run: benchEndToEnd},
+		f[2], f[3]}
+}
+
+// ErrBenchFailed is returned when a figure could not be measured.
+var ErrBenchFailed = errors.New("benchmark failed")
+
+func runBench(ctx context.Context, opts benchOptions) error {
+	figures, err := bench.Select(benchFigures(), opts.only)
+	if err != nil {
+		return err
+	}
+	env, err := bench.NewEnv(ctx, databaseURL(), opts.sizes, opts.progress)
+	if err != nil {
+		return err
+	}
+	rep, err := bench.Run(ctx, env, figures)
+	// The databases are dropped even when the run was interrupted.
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if cerr := env.Close(closeCtx); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if opts.json {
+		err = rep.WriteJSON(opts.stdout)
+	} else {
+		err = rep.WriteTable(opts.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if len(rep.Failures) > 0 {
+		return fmt.Errorf("%w: %d figure(s) failed", ErrBenchFailed, len(rep.Failures))
+	}
+	return nil
+}
+
+// benchRelay seeds Sizes.Events events, then measures a relay publishing
+// them all from the start to an embedded JetStream (until every one is
+// acknowledged), and the ceiling: async publishes of messages of the same
+// subject, size and headers, each with a fresh Nats-Msg-Id, through the
+// same window of 4,096 pending acks.
+func benchRelay(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+	store, err := env.OpenStore(ctx, "relay", 4)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	n := env.Sizes().Events
+	if err := bench.SeedEvents(ctx, store.Pool(), n); err != nil {
+		return nil, err
+	}
+	if err := bench.WaitReadable(ctx, store); err != nil {
+		return nil, err
+	}
+	srv, cleanup, err := startBenchNATS()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	nc, err := messaging.Connect(srv.ClientURL(), "onboard-bench")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+
+	stream := messaging.StreamConfig{}
+	relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: store.Pool(), Conn: nc, Stream: stream,
+		NotifyChannel: "onboard_events", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- relay.Run(rctx) }()
+	for relay.Stats().Published < int64(n) {
+		select {
+		case err := <-done:
+			stop()
+			return nil, fmt.Errorf("relay stopped: %w", err)
+		case <-ctx.Done():
+			stop()
+			<-done
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	relayed := time.Since(start)
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, messaging.DefaultStreamName)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sample, err := s.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	const batch = 1000
+	for i := 0; i < n; i += batch {
+		futures := make([]jetstream.PubAckFuture, 0, batch)
+		for range min(batch, n-i) {
+			m := nats.NewMsg(sample.Subject)
+			m.Data = sample.Data
+			for k, v := range sample.Header {
+				m.Header[k] = v
+			}
+			m.Header.Del("Nats-Expected-Last-Sequence")
+			m.Header.Set(messaging.HeaderMsgID, uuid.NewString())
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				return nil, fmt.Errorf("raw publish: %w", err)
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return nil, fmt.Errorf("raw publish: %w", err)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	raw := time.Since(start)
+	return []bench.Result{bench.NewResult("relay", "events/s", int64(n), relayed, float64(n)/raw.Seconds(), "raw publish",
+		bench.RatioAtLeast(0.70))}, nil
+}
+
+// startBenchNATS starts an embedded NATS server with JetStream in a
+// temporary directory; cleanup stops it and removes the directory.
+func startBenchNATS() (*messaging.Server, func(), error) {
+	dir, err := os.MkdirTemp("", "onboard-bench-nats-")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: dir})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("start the embedded NATS server: %w", err)
+	}
+	return srv, func() {
+		srv.Shutdown()
+		os.RemoveAll(dir)
+	}, nil
+}
+
+// benchEndToEnd runs the whole pipeline of `onboard dev` in this process
+// (command API, relay, embedded JetStream, process managers, projectors,
+// the simulator over HTTP with zero provider latency and a 1ms KYC
+// verdict) on a fresh database, and drives Sizes.Customers onboardings per
+// concurrency level through the API: each of c clients signs a customer up
+// and waits for its onboarding to complete before the next. The latency is
+// from sending the signup to seeing the customer's completion event in the
+// event store.
+func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+	dbURL, err := env.NewDatabase(ctx, "e2e")
+	if err != nil {
+		return nil, err
+	}
+	srv, cleanup, err := startBenchNATS()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	base := "http://" + ln.Addr().String()
+	s, err := sim.New(sim.Config{Seed: 1, KYC: sim.KYCConfig{CallbackURL: base + "/v1/webhooks/kyc", WebhookSecret: devWebhookSecret,
+		Delay: sim.Latency{Max: sim.Duration(time.Millisecond)}}})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	defer s.Close()
+	keys, err := httpapi.ParseAPIKeys("client:bench-client:" + devClientKey)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	var providers [5]external.Config
+	for i, name := range providerNames {
+		providers[i] = external.Config{BaseURL: base + "/sim/" + name}
+	}
+	cfg := runConfig{
+		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: srv.ClientURL(),
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: providers,
+		process: handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
+		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
+	}
+	log := slog.New(slog.NewTextHandler(env.ProgressWriter(), &slog.HandlerOptions{Level: slog.LevelError}))
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(pctx, cfg, log) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	if err := waitPipeline(ctx, base, done); err != nil {
+		return nil, err
+	}
+
+	w, err := watchCompletions(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: slices.Max(env.Sizes().E2EConcurrency), IdleConnTimeout: time.Minute}}
+	var results []bench.Result
+	n := env.Sizes().Customers
+	for _, c := range env.Sizes().E2EConcurrency {
+		env.Progressf("e2e: %d onboardings at concurrency %d", n, c)
+		latencies, elapsed, err := driveOnboardings(ctx, client, base, w, c, n)
+		if err != nil {
+			return nil, fmt.Errorf("concurrency %d: %w", c, err)
+		}
+		slices.Sort(latencies)
+		p50 := bench.Percentile(latencies, 0.50).Seconds() * 1000
+		p99 := bench.Percentile(latencies, 0.99).Seconds() * 1000
+		rate, p99Goal := bench.Goal{}, bench.Goal{}
+		if c == 50 {
+			rate, p99Goal = bench.AtLeast(300, "onboardings/s"), bench.Below(250, "ms")
+		}
+		results = append(results,
+			bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", rate),
+			bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
+			bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), p99Goal))
+	}
+	return results, nil
+}
+
+// waitPipeline waits until the pipeline answers ready with NATS connected,
+// or fails when it stops.
+func waitPipeline(ctx context.Context, base string, done <-chan error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"nats":"ok"`) {
+				return nil
+			}
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("the pipeline stopped while starting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the pipeline was not ready within a minute")
+		}
+	}
+}
+
+// driveOnboardings runs n onboardings from c clients, each signing up a
+// customer and waiting for its completion before the next, and returns
+// their latencies and the wall time of the whole.
+func driveOnboardings(ctx context.Context, client *http.Client, base string, w *completionWatcher, c, n int) ([]time.Duration, time.Duration, error) {
+	var (
+		next      atomic.Int64
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, n)
+		first     error
+		wg        sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	run := uuid.NewString()[:8]
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				lat, err := onboardOne(ctx, client, base, w, fmt.Sprintf("%s-%d-%d", run, c, i))
+				mu.Lock()
+				if err != nil {
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				latencies = append(latencies, lat)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return latencies, time.Since(start), first
+}
+
+// onboardOne signs one customer up and waits until its onboarding is
+// complete.
+func onboardOne(ctx context.Context, client *http.Client, base string, w *completionWatcher, key string) (time.Duration, error) {
+	body := fmt.Sprintf(`{"email":"bench-%s@example.com","company":"Bench %s","contact_name":"Bench Client","country":"DE","plan":"growth"}`, key, key)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/customers", bytes.NewReader([]byte(body)))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+devClientKey)
+	req.Header.Set("Idempotency-Key", "bench-"+key)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("signup: %w", err)
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, fmt.Errorf("signup: %w", err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return 0, fmt.Errorf("signup: %s: %s", resp.Status, out)
+	}
+	var signed struct {
+		ID uuid.UUID `json:"id"`
+	}
+	if err := json.Unmarshal(out, &signed); err != nil {
+		return 0, fmt.Errorf("signup answer %s: %w", out, err)
+	}
+	end, err := w.wait(ctx, signed.ID, time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	return end.Sub(start), nil
+}
+
+// completionWatcher follows the event store and tells waiters when their
+// customer's onboarding completed, or that it ended otherwise (rejected,
+// paused, cancelled).
+type completionWatcher struct {
+	store  *bench.Store
+	cancel context.CancelFunc
+	done   chan error
+
+	mu      sync.Mutex
+	ended   map[uuid.UUID]completion
+	waiters map[uuid.UUID]chan completion
+}
+
+type completion struct {
+	at        time.Time
+	eventType string
+}
+
+func watchCompletions(ctx context.Context, dbURL string) (*completionWatcher, error) {
+	store, err := bench.OpenStore(ctx, dbURL, 4)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &completionWatcher{store: store, cancel: cancel, done: make(chan error, 1),
+		ended: map[uuid.UUID]completion{}, waiters: map[uuid.UUID]chan completion{}}
+	go func() {
+		w.done <- store.Subscribe(ctx, eventstore.Start, func(_ context.Context, e eventstore.Envelope) error {
+			switch e.Type {
+			case domain.TypeOnboardingCompleted, domain.TypeVerificationRejected, domain.TypePaused, domain.TypeCancelled:
+			default:
+				return nil
+			}
+			id, err := uuid.Parse(strings.TrimPrefix(e.StreamID, "customer-"))
+			if err != nil {
+				return nil // not a customer stream
+			}
+			w.notify(id, completion{at: time.Now(), eventType: e.Type})
+			return nil
+		})
+	}()
+	return w, nil
+}
+
+func (w *completionWatcher) notify(id uuid.UUID, c completion) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch, ok := w.waiters[id]; ok {
+		delete(w.waiters, id)
+		ch <- c
+		return
+	}
+	w.ended[id] = c
+}
+
+// wait returns when the customer's onboarding completed, or an error when
+// it ended otherwise or took longer than timeout.
+func (w *completionWatcher) wait(ctx context.Context, id uuid.UUID, timeout time.Duration) (time.Time, error) {
+	w.mu.Lock()
+	c, ok := w.ended[id]
+	var ch chan completion
+	if ok {
+		delete(w.ended, id)
+	} else {
+		ch = make(chan completion, 1)
+		w.waiters[id] = ch
+	}
+	w.mu.Unlock()
+	if !ok {
+		select {
+		case c = <-ch:
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(timeout):
+			return time.Time{}, fmt.Errorf("customer %s: onboarding not complete after %s", id, timeout)
+		}
+	}
+	if c.eventType != domain.TypeOnboardingCompleted {
+		return time.Time{}, fmt.Errorf("customer %s ended with %s instead of completing", id, c.eventType)
+	}
+	return c.at, nil
+}
+
+func (w *completionWatcher) close() {
+	w.cancel()
+	<-w.done
+	w.store.Close()
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/onboard/onboard/internal/bench"
+	"github.com/onboard/onboard/internal/pgtest"
+)
+
+// runBenchCmd runs `onboard bench args...` in-process and returns its
+// stdout.
+func runBenchCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	// The bench creates and drops its own databases on DATABASE_URL's
+	// server; a fresh database of the test's own is where it connects.
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	var stdout, stderr bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs(append([]string{"bench"}, args...))
+	if err := root.Execute(); err != nil {
+		t.Fatalf("onboard bench %v: %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// tinySizes keep the whole run to seconds; the figures mean nothing.
+var tinySizes = []string{"--events", "300", "--replay-events", "500", "--customers", "4",
+	"--append-concurrency", "1,2", "--e2e-concurrency", "2,3"}
+
+// TestBenchJSON runs every figure with tiny sizes and checks the report's
+// shape, never its figures.
+func TestBenchJSON(t *testing.T) {
+	out := runBenchCmd(t, append([]string{"--json"}, tinySizes...)...)
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Failures) > 0 {
+		t.Fatalf("failures: %+v", rep.Failures)
+	}
+	if rep.Machine.CPUs == 0 || rep.Machine.Postgres == "" || rep.Sizes.Events != 300 {
+		t.Errorf("machine or sizes missing: %+v %+v", rep.Machine, rep.Sizes)
+	}
+	want := []string{"append c=1", "append c=2", "read-all", "relay",
+		"e2e c=2", "e2e c=2 p50 signup-to-active", "e2e c=2 p99 signup-to-active",
+		"e2e c=3", "e2e c=3 p50 signup-to-active", "e2e c=3 p99 signup-to-active",
+		"rebuild customers", "rebuild provider_stats", "verify"}
+	var got []string
+	for _, r := range rep.Results {
+		got = append(got, r.Figure)
+		if r.Value <= 0 || r.Unit == "" || r.Count <= 0 {
+			t.Errorf("%s: value %v %q, count %d", r.Figure, r.Value, r.Unit, r.Count)
+		}
+		if hasCeiling := r.Ceiling > 0; hasCeiling != (r.CeilingName != "") || hasCeiling != (r.Ratio > 0) {
+			t.Errorf("%s: ceiling %v %q, ratio %v", r.Figure, r.Ceiling, r.CeilingName, r.Ratio)
+		}
+		if (r.Goal != "") != (r.Met != nil) {
+			t.Errorf("%s: goal %q without a verdict, or the reverse", r.Figure, r.Goal)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("figures\n got %q\nwant %q", got, want)
+	}
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Figure, "append") || r.Figure == "relay" || r.Figure == "read-all" ||
+			strings.HasPrefix(r.Figure, "rebuild") || r.Figure == "verify" {
+			if r.Ceiling <= 0 || r.Goal == "" {
+				t.Errorf("%s has no ceiling or goal", r.Figure)
+			}
+		}
+	}
+}
+
+// TestBenchTable checks the table of a run of two figures: a header, a
+// Markdown separator and one row per result with every column.
+func TestBenchTable(t *testing.T) {
+	out := runBenchCmd(t, append([]string{"--only", "read,verify"}, tinySizes...)...)
+	if !strings.HasPrefix(out, "machine: ") {
+		t.Errorf("no machine line:\n%s", out)
+	}
+	var rows [][]string
+	for line := range strings.Lines(out) {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, cells)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("want header, separator and 2 rows, got %d:\n%s", len(rows), out)
+	}
+	if !slices.Equal(rows[0], bench.TableHeader) {
+		t.Errorf("header %q", rows[0])
+	}
+	for i, row := range rows[2:] {
+		if len(row) != len(bench.TableHeader) {
+			t.Errorf("row %d has %d cells: %q", i, len(row), row)
+			continue
+		}
+		if want := []string{"read-all", "verify"}[i]; row[0] != want || !strings.HasSuffix(row[1], "events/s") ||
+			!strings.Contains(row[2], "raw SELECT") || !strings.HasSuffix(row[3], "%") || row[4] == "" ||
+			(row[5] != "yes" && row[5] != "no") {
+			t.Errorf("row %d: %q", i, row)
+		}
+	}
+}
+
+func TestBenchRejectsUnknownFigure(t *testing.T) {
+	root := newRootCmd()
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs([]string{"bench", "--only", "append,warp-speed"})
+	if err := root.Execute(); !errors.Is(err, bench.ErrUnknownFigure) {
+		t.Errorf("err = %v, want ErrUnknownFigure", err)
+	}
+}
