@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/onboard/onboard/eventstore"
@@ -170,5 +172,50 @@ func testIdempotencyRecords(t *testing.T, h Harness) {
 	mustAppend(t, h.Store, prefix+"c-3", eventstore.NoStream, newEvents(t, 1), eventstore.WithIdempotency(other))
 	if err := h.Store.Verify(ctx, prefix+"c-1"); err != nil {
 		t.Errorf("Verify: %v", err)
+	}
+}
+
+// testIdempotentRequestsInFlight repeats one request (same key, same
+// reservation, new stream each time, as a command API would) while the first
+// is still in flight: exactly one succeeds, the others must be recognised as
+// repeats (replay the response), not as a clash over the reservation.
+func testIdempotentRequestsInFlight(t *testing.T, h Harness) {
+	const (
+		rounds  = 20
+		repeats = 4
+	)
+	ctx := context.Background()
+	prefix := streamPrefix(t)
+	for round := range rounds {
+		rec := eventstore.IdempotencyRecord{Scope: prefix + "scope", Key: fmt.Sprint("key-", round), Fingerprint: "fp", StatusCode: 202}
+		email := eventstore.Reservation{Kind: "email", Value: fmt.Sprintf("%s%d@example.com", prefix, round)}
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			errs  = make([]error, repeats)
+		)
+		for i := range repeats {
+			wg.Go(func() {
+				events := newEvents(t, 1)
+				stream := fmt.Sprintf("%sc-%d-%d", prefix, round, i)
+				<-start
+				_, errs[i] = h.Store.Append(ctx, stream, eventstore.NoStream, events,
+					eventstore.WithIdempotency(rec), eventstore.WithReservation(email))
+			})
+		}
+		close(start)
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, eventstore.ErrIdempotencyKeyUsed):
+				t.Fatalf("round %d: err = %v, want nil or ErrIdempotencyKeyUsed", round, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d repeats succeeded, want exactly 1", round, wins)
+		}
 	}
 }

@@ -26,6 +26,7 @@ func Run(t *testing.T, factory Factory) {
 		{"IdempotentReappend", testIdempotentReappend},
 		{"Reservations", testReservations},
 		{"IdempotencyRecords", testIdempotencyRecords},
+		{"IdempotentRequestsInFlight", testIdempotentRequestsInFlight},
 		{"ReadAllGlobalOrder", testReadAllGlobalOrder},
 		{"Subscribe", testSubscribe},
 		{"SubscribeHandlerError", testSubscribeHandlerError},

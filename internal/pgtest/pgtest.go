@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // DefaultAdminURL is used when TEST_DATABASE_URL is not set.
@@ -32,9 +34,9 @@ func AdminURL() string {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	admin := AdminURL()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
+	conn, err := connect(ctx, admin)
 	if err != nil {
 		unreachable(t, admin, err)
 	}
@@ -45,9 +47,9 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
+		conn, err := connect(ctx, admin)
 		if err != nil {
 			t.Errorf("pgtest: drop database %s: %v", name, err)
 			return
@@ -63,6 +65,25 @@ func NewDatabase(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// connect retries while the server is reachable but cannot take the
+// connection yet: when every package of `go test ./...` runs at once, the
+// cluster's max_connections is briefly exhausted, which must not fail a
+// test (or skip it as "unreachable").
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	for {
+		conn, err := pgx.Connect(ctx, url)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || (pgErr.Code != "53300" && pgErr.Code != "57P03") {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func unreachable(t testing.TB, admin string, err error) {
