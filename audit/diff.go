@@ -117,7 +117,7 @@ func scanLog(ctx context.Context, src eventstore.AllReader, cp eventstore.Cursor
 	if cp.IsZero() {
 		return nil
 	}
-	return readLog(ctx, src, 10000, cp, 50*time.Millisecond, func(events []eventstore.Envelope) error {
+	return readLog(ctx, src, 10000, cp, 50*time.Millisecond, nil, func(events []eventstore.Envelope) error {
 		for _, e := range events {
 			fn(e)
 		}

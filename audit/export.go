@@ -159,7 +159,7 @@ func Export(ctx context.Context, src ExportSource, w io.Writer, opts ExportOptio
 		return n, out.flush()
 	}
 
-	if err := readLog(ctx, src, opts.PageSize, opts.Until, 50*time.Millisecond, write); err != nil {
+	if err := readLog(ctx, src, opts.PageSize, opts.Until, 50*time.Millisecond, nil, write); err != nil {
 		return n, fmt.Errorf("export: %w", err)
 	}
 	return n, out.flush()

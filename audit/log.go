@@ -17,9 +17,14 @@ import (
 // the log when until says more was committed: readLog waits poll and asks
 // again, for as long as ctx allows. A caller that wants "everything
 // committed when I started" passes the last committed event's cursor.
+// waiting, when set, is told how long readLog has waited so far, after
+// each wait.
 func readLog(ctx context.Context, r eventstore.AllReader, pageSize int, until eventstore.Cursor, poll time.Duration,
-	fn func([]eventstore.Envelope) error) error {
-	var after eventstore.Cursor
+	waiting func(time.Duration), fn func([]eventstore.Envelope) error) error {
+	var (
+		after  eventstore.Cursor
+		waited time.Duration
+	)
 	for {
 		if !until.IsZero() && after.Compare(until) >= 0 {
 			return nil
@@ -53,8 +58,13 @@ func readLog(ctx context.Context, r eventstore.AllReader, pageSize int, until ev
 				return ctx.Err()
 			case <-t.C:
 			}
+			waited += poll
+			if waiting != nil {
+				waiting(waited)
+			}
 			continue
 		}
+		waited = 0
 		if err := fn(events); err != nil {
 			return err
 		}

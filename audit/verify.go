@@ -61,6 +61,12 @@ type VerifyOptions struct {
 	// PollInterval is how long to wait for the safe horizon to reach
 	// Until. Default 50ms.
 	PollInterval time.Duration
+	// Waiting, when set, is told how long verification has been waiting
+	// for transactions in flight to end, after each PollInterval of it:
+	// a long-running transaction anywhere in the database cluster holds
+	// the safe horizon back, and a user should be told why nothing moves.
+	// It runs on the reading goroutine.
+	Waiting func(waited time.Duration)
 }
 
 func (o *VerifyOptions) setDefaults() {
@@ -230,7 +236,7 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 	fetched := make(chan page, 2)
 	go func() {
 		defer close(fetched)
-		err := readLog(ctx, r, opts.PageSize, opts.Until, opts.PollInterval, func(events []eventstore.Envelope) error {
+		err := readLog(ctx, r, opts.PageSize, opts.Until, opts.PollInterval, opts.Waiting, func(events []eventstore.Envelope) error {
 			if !send(fetched, page{events: events}) {
 				return ctx.Err()
 			}

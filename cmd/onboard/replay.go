@@ -232,6 +232,13 @@ func newReplayVerifyCmd() *cobra.Command {
 				// its CPU for a heap of a few hundred MB at most.
 				defer debug.SetGCPercent(debug.SetGCPercent(400))
 				opts := audit.VerifyOptions{Until: until}
+				told := false
+				opts.Waiting = func(waited time.Duration) {
+					if !told && waited >= 2*time.Second {
+						told = true
+						fmt.Fprintf(cmd.ErrOrStderr(), "waiting for transactions in flight to end before reading further (%s so far)\n", waited)
+					}
+				}
 				if errOut := cmd.ErrOrStderr(); isTerminal(errOut) && !asJSON {
 					bar := newVerifyBar(until, errOut)
 					opts.Progress = func(n int64) { _ = bar.Set64(n) }

@@ -241,7 +241,10 @@ func TestReplayVerifyReportsTampering(t *testing.T) {
 	if !failed || !strings.HasPrefix(stdout, want) || !strings.Contains(stdout, "1 FAILED") {
 		t.Fatalf("failed %t, stdout %q, want it to start with %q", failed, stdout, want)
 	}
-	if stderr != fmt.Sprintf("onboard: 1 of %d streams failed verification\n", len(e.ids)) {
+	// The last line: a line about waiting for other transactions may
+	// precede it on a busy database cluster.
+	if !strings.HasSuffix(stderr, fmt.Sprintf("\nonboard: 1 of %d streams failed verification\n", len(e.ids))) &&
+		stderr != fmt.Sprintf("onboard: 1 of %d streams failed verification\n", len(e.ids)) {
 		t.Fatalf("stderr %q", stderr)
 	}
 }
