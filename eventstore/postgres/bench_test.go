@@ -208,27 +208,12 @@ func BenchmarkReadAll(b *testing.B) {
 
 func newBenchStore(b *testing.B) *Store {
 	b.Helper()
-	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(b)
-	if err := Migrate(ctx, dbURL); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	migrate(b, dbURL)
+	s, err := New(pgtest.NewPool(b, dbURL, 20), Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := New(pool, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		s.Close()
-		pool.Close()
-	})
+	b.Cleanup(s.Close)
 	return s
 }

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/eventstoretest"
@@ -21,36 +21,40 @@ import (
 
 // newTestStore migrates a fresh database and returns a Store on it with a
 // pool big enough for the suite's parallel subscriptions (each holds one
-// connection to listen on).
+// connection to listen on), opened up front (see pgtest.NewPool).
+//
+// Commits need not be durable in tests: visibility, and so every ordering
+// property tested, is the same without waiting for the WAL flush, which is
+// slow on a loaded CI machine.
 func newTestStore(t testing.TB) (*Store, string) {
 	t.Helper()
-	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
-	if err := Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := pgxpool.ParseConfig(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 12
-	// Commits need not be durable in tests: visibility, and so every
-	// ordering property tested, is the same without waiting for the WAL
-	// flush, which is slow on a loaded CI machine.
-	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	migrate(t, dbURL)
+	pool := pgtest.NewPool(t, dbURL+"&synchronous_commit=off", 12)
 	s, err := New(pool, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Close()
-		pool.Close()
-	})
+	t.Cleanup(s.Close) // before the pool closes: cleanups run last-in first-out
 	return s, dbURL
+}
+
+// migrate runs Migrate, retrying while the cluster has no connection to
+// spare.
+func migrate(t testing.TB, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		err := Migrate(ctx, dbURL)
+		if err == nil {
+			return
+		}
+		if !pgtest.Transient(err) && !strings.Contains(err.Error(), "SQLSTATE 53300") || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func TestConformance(t *testing.T) {
@@ -99,7 +103,7 @@ func (s *Store) holdAppend(ctx context.Context, streamID string, expected events
 // tamper rewrites an event as a superuser who disabled the triggers for
 // the session.
 func tamper(ctx context.Context, dbURL, streamID string, version int64, data json.RawMessage) error {
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := pgtest.Connect(ctx, dbURL)
 	if err != nil {
 		return err
 	}
@@ -149,9 +153,7 @@ func TestMigrateIsIdempotentAndEnsureDatabase(t *testing.T) {
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
 	for range 2 {
-		if err := Migrate(ctx, dbURL); err != nil {
-			t.Fatal(err)
-		}
+		migrate(t, dbURL)
 	}
 	if err := EnsureDatabase(ctx, dbURL); err != nil {
 		t.Fatalf("EnsureDatabase of an existing database: %v", err)
@@ -168,7 +170,7 @@ func TestMigrateIsIdempotentAndEnsureDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+		conn, err := pgtest.Connect(ctx, pgtest.AdminURL())
 		if err != nil {
 			t.Error(err)
 			return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // DefaultAdminURL is used when TEST_DATABASE_URL is not set.
@@ -36,7 +37,7 @@ func NewDatabase(t testing.TB) string {
 	admin := AdminURL()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := connect(ctx, admin)
+	conn, err := Connect(ctx, admin)
 	if err != nil {
 		unreachable(t, admin, err)
 	}
@@ -49,7 +50,7 @@ func NewDatabase(t testing.TB) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		conn, err := connect(ctx, admin)
+		conn, err := Connect(ctx, admin)
 		if err != nil {
 			t.Errorf("pgtest: drop database %s: %v", name, err)
 			return
@@ -67,15 +68,14 @@ func NewDatabase(t testing.TB) string {
 	return u.String()
 }
 
-// connect retries while the server is reachable but cannot take the
-// connection yet: when every package of `go test ./...` runs at once, the
-// cluster's max_connections is briefly exhausted, which must not fail a
-// test (or skip it as "unreachable").
-func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+// Connect connects to url, retrying while the server is reachable but
+// cannot take the connection yet (until ctx is done): when every package of
+// `go test ./...` runs at once, the cluster's max_connections is briefly
+// exhausted, which must not fail a test (or skip it as "unreachable").
+func Connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	for {
 		conn, err := pgx.Connect(ctx, url)
-		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || (pgErr.Code != "53300" && pgErr.Code != "57P03") {
+		if err == nil || !Transient(err) {
 			return conn, err
 		}
 		select {
@@ -84,6 +84,52 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Transient reports whether err means the server could not take another
+// connection for now (SQLSTATE 53300 too_many_connections, 57P03
+// cannot_connect_now).
+func Transient(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "53300" || pgErr.Code == "57P03")
+}
+
+// NewPool returns a pool on url that already holds maxConns connections
+// and keeps them (MinConns = MaxConns), so that a test running next to
+// others that exhaust max_connections never has to open one mid-test. It is
+// closed when the test finishes.
+func NewPool(t testing.TB, url string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.MaxConns, cfg.MinConns = maxConns, maxConns
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	conns := make([]*pgxpool.Conn, 0, maxConns)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for int32(len(conns)) < maxConns {
+		c, err := pool.Acquire(ctx)
+		switch {
+		case err == nil:
+			conns = append(conns, c)
+		case Transient(err) && ctx.Err() == nil:
+			time.Sleep(200 * time.Millisecond)
+		default:
+			t.Fatalf("pgtest: open %d connections: %v", maxConns, err)
+		}
+	}
+	return pool
 }
 
 func unreachable(t testing.TB, admin string, err error) {

@@ -43,3 +43,10 @@ func TestNewDatabase(t *testing.T) {
 		t.Errorf("database %s still exists after cleanup", name)
 	}
 }
+
+func TestNewPool(t *testing.T) {
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t), 3)
+	if got := pool.Stat().TotalConns(); got != 3 {
+		t.Errorf("pool holds %d connections, want 3", got)
+	}
+}
