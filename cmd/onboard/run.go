@@ -53,7 +53,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err := postgres.Migrate(ctx, cfg.databaseURL); err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, cfg.databaseURL, minPoolConns)
+	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles))
 	if err != nil {
 		return err
 	}
@@ -240,18 +240,22 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	return nil
 }
 
-// minPoolConns is the smallest pool that runs every role in one process:
-// each subscription (worker, two projectors, relay) holds a listening
+// poolConns is the smallest pool for the roles of one process: each
+// subscription (worker, two projectors, relay) holds a listening
 // connection, and the relay its advisory-lock session, besides the
-// connections the commands, timers and queries use. pgxpool's default
-// (max(4, CPUs)) starves them. pool_max_conns in DATABASE_URL raises it.
-const minPoolConns = 32
+// connections the commands, timers and queries use; pgxpool's default
+// (max(4, CPUs)) starves them. It stays well below Postgres' default 100
+// connections with every role in a process of its own. pool_max_conns in
+// DATABASE_URL raises it.
+func poolConns(roles []string) int32 {
+	return int32(4 + 6*len(roles))
+}
 
 // routerPoolConns bounds the deliveries the worker's router runs at once;
 // routerMaxAckPending is per process manager (six of them).
 const (
-	routerPoolConns     = 24
-	routerMaxAckPending = 16
+	routerPoolConns     = 16
+	routerMaxAckPending = 8
 )
 
 func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {

@@ -1,0 +1,447 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/audit"
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore/postgres"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/internal/pgtest"
+	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/projections"
+)
+
+// role is one restartable role of the pipeline, as if it were a process
+// of its own: it shares only Postgres, NATS and the simulator.
+type role struct {
+	t      *testing.T
+	name   string
+	cfg    runConfig
+	log    *slog.Logger
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *role) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func(done chan error) { done <- run(ctx, r.cfg, r.log) }(r.done)
+}
+
+func (r *role) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Logf("%s stopped with %v", r.name, err)
+		}
+	case <-time.After(45 * time.Second):
+		r.t.Errorf("%s did not stop within 45s", r.name)
+	}
+}
+
+func (r *role) restart() { r.stop(); r.start() }
+
+// TestChaosSoak drives onboardings through the whole pipeline (Postgres,
+// NATS JetStream, the simulator over HTTP, every role in its own restartable
+// runner) while injecting provider faults, an outage, KYC silences, role
+// restarts, a NATS restart and dropped Postgres connections; then checks the
+// promises: no duplicate effect, no lost event, nobody stuck, read models
+// equal to a replay, an intact audit log, and bounded provider calls.
+// ONBOARD_SOAK_N sets the number of customers (CI: 300).
+func TestChaosSoak(t *testing.T) {
+	n := 300
+	if v, err := strconv.Atoi(os.Getenv("ONBOARD_SOAK_N")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	faulty := sim.ProviderConfig{TransientRate: 0.2, TransientKinds: []sim.Fault{sim.Fault503, sim.Fault429, sim.FaultReset},
+		RetryAfter: sim.Duration(20 * time.Millisecond), LostResponseRate: 0.02, PermanentRate: 0.01}
+	simCfg := sim.Config{Seed: 1234, Providers: map[string]sim.ProviderConfig{}, KYC: sim.KYCConfig{
+		CallbackURL: base + "/v1/webhooks/kyc", WebhookSecret: devWebhookSecret,
+		Approve: 0.9, Reject: 0.05, Silent: 0.05, Delay: sim.Latency{Max: sim.Duration(50 * time.Millisecond)}, DuplicateRate: 0.1,
+	}}
+	for _, p := range providerNames {
+		simCfg.Providers[p] = faulty
+	}
+	s, err := sim.New(simCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	simSrv := httptest.NewServer(http.StripPrefix("/sim", s))
+	t.Cleanup(simSrv.Close)
+
+	keys, _ := httpapi.ParseAPIKeys("client:soak:" + devClientKey + ",operator:soak-operator:" + devOperatorKey)
+	var providers [5]external.Config
+	for i, name := range providerNames {
+		providers[i] = external.Config{BaseURL: simSrv.URL + "/sim/" + name, Policy: external.Policy{
+			BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 100 * time.Millisecond,
+			Breaker: external.BreakerPolicy{OpenTimeout: 200 * time.Millisecond}}}
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	common := runConfig{addr: "127.0.0.1:0", databaseURL: dbURL, natsURL: ns.ClientURL(), apiKeys: keys, webhookSecret: devWebhookSecret,
+		providers: providers, process: handlers.ProcessConfig{BaseDelay: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond,
+			VerificationDeadline: 2 * time.Second, VerificationPolls: 2}}
+	newRole := func(name string, roles ...string) *role {
+		cfg := common
+		cfg.roles = roles
+		r := &role{t: t, name: name, cfg: cfg, log: log}
+		r.start()
+		t.Cleanup(r.stop)
+		return r
+	}
+	apiCfg := common
+	apiCfg.roles, apiCfg.listener = []string{"command", "query"}, ln
+	api := &role{t: t, name: "api", cfg: apiCfg, log: log}
+	api.start()
+	t.Cleanup(api.stop)
+	worker, relay, projector := newRole("worker", "worker"), newRole("relay", "relay"), newRole("projector", "projector")
+	waitReady(t, base, false)
+
+	// Faults while customers sign up.
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	var chaosWG sync.WaitGroup
+	var actions sync.Map
+	chaosWG.Add(1)
+	go func() {
+		defer chaosWG.Done()
+		rng := rand.New(rand.NewPCG(42, 42))
+		kinds := []string{"worker", "relay", "projector", "nats", "postgres", "outage"}
+		for i := 0; ; i++ {
+			select {
+			case <-chaosCtx.Done():
+				return
+			case <-time.After(time.Duration(200+rng.IntN(400)) * time.Millisecond):
+			}
+			kind := kinds[i%len(kinds)]
+			switch kind {
+			case "worker":
+				worker.restart()
+			case "relay":
+				relay.restart()
+			case "projector":
+				projector.restart()
+			case "nats":
+				if err := ns.Restart(); err != nil {
+					t.Errorf("restart NATS: %v", err)
+				}
+			case "postgres":
+				terminateBackends(t, dbURL)
+			case "outage":
+				p := faulty
+				p.Outage = sim.Outage{Until: time.Now().Add(time.Second)}
+				_ = s.SetProvider(providerNames[1+rng.IntN(4)], p)
+			}
+			v, _ := actions.LoadOrStore(kind, new(atomic.Int64))
+			v.(*atomic.Int64).Add(1)
+		}
+	}()
+
+	ids := make([]string, n)
+	var idsMu sync.Mutex
+	var signups sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := 0; i < n; i++ {
+		signups.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer signups.Done()
+			defer func() { <-sem }()
+			body := fmt.Sprintf(`{"email":"soak%d@example.com","company":"Soak %d","contact_name":"Chaos Monkey","country":"FI","plan":"starter"}`, i, i)
+			for attempt := 0; ; attempt++ {
+				status, out := call(t, "POST", base+"/v1/customers", devClientKey, body, "Idempotency-Key", fmt.Sprintf("soak-%d", i))
+				if status == http.StatusAccepted {
+					var r struct{ ID string }
+					_ = json.Unmarshal(out, &r)
+					idsMu.Lock()
+					ids[i] = r.ID
+					idsMu.Unlock()
+					return
+				}
+				if attempt > 50 {
+					t.Errorf("signup %d: %d %s", i, status, out)
+					return
+				}
+				time.Sleep(100 * time.Millisecond) // a dropped connection: the client retries with its key
+			}
+		}(i)
+		time.Sleep(25 * time.Millisecond) // spread the signups over the faults
+		if i%20 == 0 && i > 0 {
+			// An operator cancels now and then, mid-journey.
+			idsMu.Lock()
+			victim := ids[rand.IntN(i)]
+			idsMu.Unlock()
+			if victim != "" {
+				call(t, "POST", base+"/v1/customers/"+victim+"/cancel", devOperatorKey, `{"reason":"chaos cancel"}`)
+			}
+		}
+	}
+	signups.Wait()
+	store, err := postgres.Open(ctx, dbURL, postgres.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	uids := make([]uuid.UUID, 0, n)
+	for _, id := range ids {
+		if id != "" {
+			uids = append(uids, uuid.MustParse(id))
+		}
+	}
+	// Faults go on until most customers have been through every step.
+	faultsUntil := time.Now().Add(60 * time.Second)
+	for time.Now().Before(faultsUntil) {
+		done := 0
+		for _, id := range uids {
+			if c, err := handlers.LoadCustomer(ctx, store, id); err == nil && c.State().Terminal() || err == nil && c.State() == domain.StatePaused {
+				done++
+			}
+		}
+		if done >= len(uids)*9/10 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	stopChaos()
+	chaosWG.Wait()
+	actions.Range(func(k, v any) bool {
+		t.Logf("chaos: %s ×%d", k, v.(*atomic.Int64).Load())
+		return true
+	})
+
+	// Faults stop; the outages end. Operators retry whoever is paused.
+	clean := sim.ProviderConfig{}
+	for _, p := range providerNames {
+		_ = s.SetProvider(p, clean)
+	}
+	cfgNow := s.Config()
+	cfgNow.KYC.Silent, cfgNow.KYC.DuplicateRate = 0, 0
+	if err := s.SetConfig(cfgNow); err != nil {
+		t.Fatal(err)
+	}
+	settled := func(c *domain.Customer) bool {
+		switch c.State() {
+		case domain.StateActive, domain.StateCancelled:
+			return true
+		case domain.StateRejected:
+			return c.Snapshot().SupportNotified
+		case domain.StatePaused:
+			return true
+		}
+		return false
+	}
+	waitSettled(t, store, uids, settled, 120*time.Second)
+	retried := 0
+	for _, id := range uids {
+		c, _ := handlers.LoadCustomer(ctx, store, id)
+		if c.State() == domain.StatePaused {
+			retried++
+			if status, out := call(t, "POST", base+"/v1/customers/"+id.String()+"/retry", devOperatorKey, `{"reason":"outage over"}`); status != http.StatusAccepted {
+				t.Errorf("retry %s: %d %s", id, status, out)
+			}
+		}
+	}
+	final := waitSettled(t, store, uids, func(c *domain.Customer) bool { return c.State() != domain.StatePaused && settled(c) }, 120*time.Second)
+	t.Logf("customers: %d; operator retries after the faults: %d; final states: %v", len(uids), retried, final)
+
+	// 1. No duplicate effects.
+	ledger := s.Ledger()
+	t.Logf("invariant duplicate effects: %d (prevented by idempotency keys: %d)", ledger.DuplicateEffects, ledger.DuplicatesPrevented)
+	if ledger.DuplicateEffects != 0 {
+		t.Errorf("duplicate effects: %d", ledger.DuplicateEffects)
+	}
+	for _, id := range uids {
+		c, _ := handlers.LoadCustomer(ctx, store, id)
+		e := ledger.Customers[id.String()]
+		if c.State() == domain.StateActive && (e.BillingAccounts != 1 || e.Tenants != 1 || e.CRMRecords != 1 || e.EmailsByType["welcome"] != 1) {
+			t.Errorf("active %s: effects %+v", id, e)
+		}
+		if c.State() == domain.StateCancelled && (e.BillingAccounts != e.ClosedAccounts || e.Tenants != e.DeletedTenants) {
+			t.Errorf("cancelled %s left effects: %+v", id, e)
+		}
+	}
+
+	// 2. No lost events: every customer event reached every process manager.
+	head, err := store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events int
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE stream_type = 'customer'`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "every process manager saw every event", func() (bool, string) {
+		rows, err := store.Pool().Query(ctx, `SELECT handler, count(*) FROM messaging_inbox WHERE event_id IN (SELECT event_id FROM events) GROUP BY handler`)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer rows.Close()
+		seen := map[string]int{}
+		for rows.Next() {
+			var h string
+			var c int
+			_ = rows.Scan(&h, &c)
+			seen[h] = c
+		}
+		for _, m := range handlers.Managers() {
+			if seen["pm-"+m] != events {
+				return false, fmt.Sprintf("%v of %d", seen, events)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("invariant lost events: 0 (%d events, each seen by all %d process managers)", events, len(handlers.Managers()))
+
+	// 3. Nobody stuck: checked by waitSettled; count them.
+	t.Logf("invariant stuck customers: 0 of %d", len(uids))
+
+	// 4. Read models equal a replay of the log.
+	proj, err := projections.New(projections.Config{Pool: store.Pool(), Source: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "projections caught up", func() (bool, string) {
+		for _, name := range projections.Names() {
+			cp, err := proj.Checkpoint(ctx, name)
+			if err != nil || cp.Compare(head) < 0 {
+				return false, fmt.Sprintf("%s at %v, head %v (%v)", name, cp, head, err)
+			}
+		}
+		return true, ""
+	})
+	for _, name := range projections.Names() {
+		rep, err := audit.Diff(ctx, store, proj, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("invariant projection %s differences from replay: %d (%d rows)", name, len(rep.Differences), rep.Rows)
+		if len(rep.Differences) != 0 {
+			t.Errorf("projection %s differs from replay: %v", name, rep.Differences[:min(5, len(rep.Differences))])
+		}
+	}
+
+	// 5. The audit log verifies.
+	rep, err := audit.VerifyAll(ctx, store, audit.VerifyOptions{Until: head})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	t.Logf("invariant replay verify: %d streams, %d events, %d failed", rep.Streams, rep.Events, rep.Failed)
+	if rep.Failed != 0 {
+		t.Errorf("verify found problems: %v", rep.Problems)
+	}
+
+	// 6. Provider calls stay close to the logical calls.
+	var calls, logical int
+	for _, p := range providerNames {
+		st := s.Stats(p)
+		calls += st.Requests
+		t.Logf("provider %s: %d requests, %d replays, faults %v", p, st.Requests, st.Replays, st.Faults)
+	}
+	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE type IN ($1, $2, $3, $4)`,
+		domain.TypeStepRequested, domain.TypeBillingClosed, domain.TypeTenantDeprovisioned, domain.TypeSupportNotified).Scan(&logical); err != nil {
+		t.Fatal(err)
+	}
+	ratio := float64(calls) / float64(max(logical, 1))
+	t.Logf("invariant provider calls / logical calls: %d / %d = %.2f", calls, logical, ratio)
+	if ratio > 1.3 {
+		t.Errorf("provider calls %.2f× the logical calls, want ≤ 1.3", ratio)
+	}
+}
+
+// waitSettled polls every customer until ok holds for all, and returns the
+// count per state.
+func waitSettled(t *testing.T, store *postgres.Store, ids []uuid.UUID, ok func(*domain.Customer) bool, timeout time.Duration) map[domain.State]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		by := map[domain.State]int{}
+		all := true
+		for _, id := range ids {
+			c, err := handlers.LoadCustomer(context.Background(), store, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			by[c.State()]++
+			all = all && ok(c)
+		}
+		if all {
+			return by
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("customers did not settle in %v: %v", timeout, by)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %s", what, timeout, detail)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// terminateBackends drops every other connection to the test database, as
+// a Postgres restart or a network blip would.
+func terminateBackends(t *testing.T, dbURL string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pool, err := openPool(ctx, dbURL, 1)
+	if err != nil {
+		t.Logf("terminate backends: %v", err)
+		return
+	}
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		t.Logf("terminate backends: %v", err)
+	}
+}
