@@ -134,6 +134,23 @@ func BenchmarkAudit(b *testing.B) {
 	b.Run("rebuild-provider-stats", func(b *testing.B) {
 		benchRebuild(b, db, projections.ProviderStats, events)
 	})
+	// After the rebuilds, the live read models are complete.
+	b.Run("diff-customers", func(b *testing.B) {
+		p, err := projections.New(projections.Config{Pool: db.store.Pool(), Source: db.store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rep audit.DiffReport
+		for b.Loop() {
+			if rep, err = audit.Diff(ctx, db.store, p, projections.Customers); err != nil {
+				b.Fatal(err)
+			}
+			if len(rep.Differences) != 0 {
+				b.Fatalf("%d differences, first %+v", len(rep.Differences), rep.Differences[0])
+			}
+		}
+		b.ReportMetric(float64(rep.Rows)*float64(b.N)/b.Elapsed().Seconds(), "customers/s")
+	})
 }
 
 // cpuTime is the process's user and system CPU time so far: on a shared

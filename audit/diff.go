@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -125,6 +126,10 @@ func scanLog(ctx context.Context, src eventstore.AllReader, cp eventstore.Cursor
 	})
 }
 
+// diffReaders bounds the concurrent stream reads of a customers diff: enough
+// to hide round trips, few enough to leave the pool to others.
+const diffReaders = 4
+
 func diffCustomers(ctx context.Context, src DiffSource, live LiveModel) (DiffReport, error) {
 	rep := DiffReport{Projection: projections.Customers}
 	cp, err := live.Checkpoint(ctx, projections.Customers)
@@ -155,11 +160,29 @@ func diffCustomers(ctx context.Context, src DiffSource, live LiveModel) (DiffRep
 		if err != nil {
 			return rep, fmt.Errorf("diff: %w", err)
 		}
-		for _, row := range page.Items {
+		// One stream read per row: replay a page's rows concurrently, then
+		// compare them in order so the report is deterministic.
+		type replayed struct {
+			want projections.Customer
+			err  error
+		}
+		results := make([]replayed, len(page.Items))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, diffReaders)
+		for i, row := range page.Items {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results[i].want, results[i].err = replaySummary(ctx, src, row.ID, row.Version)
+			}()
+		}
+		wg.Wait()
+		for i, row := range page.Items {
 			rep.Rows++
 			seen[row.ID] = true
 			key := row.ID.String()
-			want, err := replaySummary(ctx, src, row.ID, row.Version)
+			want, err := results[i].want, results[i].err
 			if errors.Is(err, ErrCustomerNotFound) {
 				rep.Differences = append(rep.Differences, Difference{Key: key, Field: "row", Live: "present", Replay: "no such stream"})
 				continue

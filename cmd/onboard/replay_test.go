@@ -214,8 +214,11 @@ func TestReplaySubcommands(t *testing.T) {
 // version and exits non-zero.
 func TestReplayVerifyReportsTampering(t *testing.T) {
 	e := newReplayEnv(t)
-	stream := audit.CustomerStreamID(e.ids[3])
 	ctx := context.Background()
+	var stream string
+	if err := e.store.Pool().QueryRow(ctx, `SELECT stream_id FROM events WHERE version = 2 LIMIT 1`).Scan(&stream); err != nil {
+		t.Fatal(err)
+	}
 	conn, err := pgx.Connect(ctx, e.url)
 	if err != nil {
 		t.Fatal(err)
