@@ -303,9 +303,28 @@ func TestProjectionMatchesReplay(t *testing.T) {
 	// A second runner competes with the first: batches serialise and the
 	// loser resubscribes.
 	e.run(t)
+	// A third runner is killed (its context cancelled) every few
+	// milliseconds while it works, so that some kills land mid-commit.
+	seeded := make(chan struct{})
+	killerDone := make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		for i := 0; ; i++ {
+			select {
+			case <-seeded:
+				return
+			default:
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Duration(5+i%40)*time.Millisecond)
+			_ = e.proj.Run(rctx)
+			cancel()
+		}
+	}()
 	ids, err := projectiontest.Seed(ctx, e.store, projectiontest.Config{
 		Customers: 1000, Seed: 7, Workers: 6, Actors: []string{"client:shop", "client:market"},
 	})
+	close(seeded)
+	<-killerDone
 	if err != nil {
 		t.Fatal(err)
 	}
