@@ -32,12 +32,17 @@
 // A Router runs one durable JetStream pull consumer per handler name
 // (explicit ack, AckWait, MaxDeliver, backoff on Nack) through a Watermill
 // router whose middleware is, outermost first: Recoverer, CorrelationID,
-// PoisonQueue (dead letters) and Timeout. A Handler gets the decoded
-// envelope and a pgx.Tx; the router commits the tx with an inbox row
-// (messaging_inbox: handler, event id), so a redelivery has no second
-// effect. After MaxDeliver failed deliveries (or one Permanent error) the
+// PoisonQueue (dead letters) and Timeout. Events of different event
+// streams are handled concurrently (up to MaxAckPending), events of one
+// stream one at a time in order, and a retried event holds back the later
+// events of its stream. A Handler gets the decoded envelope and a pgx.Tx;
+// the router commits the tx with an inbox row (messaging_inbox: handler,
+// event id), so a redelivery has no second effect (PruneInbox trims old
+// rows). After MaxDeliver failed deliveries (or one Permanent error) the
 // message becomes a dead letter: a row in messaging_dead_letters and a
 // message on the dead-letter subject; DeadLetters lists and re-drives them.
+// The Metrics interface reports relayed batches, rewinds, deliveries and
+// dead letters.
 //
 // The tables are created by EnsureSchema (idempotent DDL run at start),
 // apart from the event store's migrations.
