@@ -131,6 +131,8 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 		pm.cfg.Logger.ErrorContext(ctx, "process manager cannot decode an event; skipped", "event_id", env.ID, "type", env.Type, "err", err)
 		return nil
 	}
+	ctx = WithLogAttrs(ctx, slog.String("customer_id", id.String()), slog.String("correlation_id", env.Metadata.CorrelationID),
+		slog.String("causation_id", env.ID.String()), slog.String("event_type", env.Type))
 	meta := func(step domain.Step) Meta {
 		return Meta{Actor: "system:" + string(step), CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID.String(), Trace: env.Metadata.Trace}
 	}
@@ -149,8 +151,7 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 		return pm.notifySupport(ctx, id, e.Reason, 0, meta(domain.StepVerification))
 	case domain.Paused:
 		pm.cfg.Logger.ErrorContext(ctx, "customer paused: operator action needed",
-			"customer_id", id, "step", e.Step, "reason", e.Reason, "attempts", e.Attempts, "error_class", e.Class,
-			"correlation_id", env.Metadata.CorrelationID)
+			"step", e.Step, "reason", e.Reason, "attempts", e.Attempts, "error_class", e.Class)
 		pm.cfg.OnPause(e.Step, e.Class)
 		return nil
 	case domain.StepRetryRequested:
@@ -172,7 +173,7 @@ func benign(err error) bool {
 func (pm *ProcessManager) exec(ctx context.Context, id uuid.UUID, meta Meta, decide func(*domain.Customer) error) error {
 	_, err := pm.cfg.Commands.Execute(ctx, id, nil, meta, decide)
 	if err != nil && benign(err) {
-		pm.cfg.Logger.DebugContext(ctx, "command not needed", "customer_id", id, "reason", err)
+		pm.cfg.Logger.DebugContext(ctx, "command not needed", "reason", err)
 		return nil
 	}
 	return err
@@ -261,7 +262,7 @@ func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, req domain.
 	}
 	if err != nil {
 		class, _ := classify(err)
-		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "customer_id", id, "step", req.Step, "attempt", req.Attempt, "error_class", class, "err", err)
+		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "step", req.Step, "attempt", req.Attempt, "error_class", class, "err", err)
 		return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
 			return c.RecordStepFailed(req.Step, req.Attempt, class, truncateMessage(err.Error()))
 		})
@@ -360,7 +361,7 @@ func (pm *ProcessManager) compensate(ctx context.Context, id uuid.UUID, failures
 			return ctx.Err()
 		}
 		if callErr != nil {
-			pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "customer_id", id, "step", step, "failures", failures+1, "err", callErr)
+			pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "step", step, "failures", failures+1, "err", callErr)
 			return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerCompensate, Step: step, Attempt: failures + 1, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
 		}
 		result := c.Result(step)
@@ -403,6 +404,7 @@ func (pm *ProcessManager) notifySupport(ctx context.Context, id uuid.UUID, reaso
 
 // Fire runs one due timer.
 func (pm *ProcessManager) Fire(ctx context.Context, tm Timer) error {
+	ctx = WithLogAttrs(ctx, slog.String("customer_id", tm.CustomerID.String()), slog.String("timer", string(tm.Kind)))
 	meta := Meta{Actor: "system:" + string(tm.Step), CausationID: "timer:" + string(tm.Kind)}
 	switch tm.Kind {
 	case TimerRetry:

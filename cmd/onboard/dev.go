@@ -35,6 +35,8 @@ type devOptions struct {
 	demo          int
 	stdout        io.Writer
 	logLevel      slog.Level
+	// logs receives the JSON log lines; default stderr.
+	logs io.Writer
 	// simConfig replaces the default failure mix (tests).
 	simConfig *sim.Config
 	// process tunes the process managers (tests); zero means dev defaults.
@@ -80,7 +82,10 @@ func devSimConfig(demo bool) sim.Config {
 }
 
 func runDev(ctx context.Context, opts devOptions) error {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	if opts.logs == nil {
+		opts.logs = os.Stderr
+	}
+	log := slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
 	url := databaseURL()
 	if err := postgres.EnsureDatabase(ctx, url); err != nil {
 		return fmt.Errorf("postgres is not reachable at %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", url, err)

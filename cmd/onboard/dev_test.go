@@ -41,13 +41,19 @@ func (b *syncBuffer) String() string {
 // returns its base URL.
 func startDev(t *testing.T, simCfg sim.Config) string {
 	t.Helper()
+	return startDevLogging(t, simCfg, nil, slog.LevelError)
+}
+
+// startDevLogging is startDev with the logs written to logs at level.
+func startDevLogging(t *testing.T, simCfg sim.Config, logs io.Writer, level slog.Level) string {
+	t.Helper()
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("NATS_URL", "")
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runDev(ctx, devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: slog.LevelError, simConfig: &simCfg,
+		done <- runDev(ctx, devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: level, logs: logs, simConfig: &simCfg,
 			process: &handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second,
 				MaxAttempts: nil}})
 	}()

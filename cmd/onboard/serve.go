@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 )
 
@@ -116,7 +117,7 @@ Every role serves /healthz, /readyz and /metrics on --addr.`,
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+			return run(cmd.Context(), cfg, slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(os.Stderr, nil))))
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (API, health, metrics)")
