@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,8 +159,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		AllowDirect: true,
 		Discard:     jetstream.DiscardOld,
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, events); err != nil {
-		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	if err := ensureStream(ctx, js, events); err != nil {
+		return err
 	}
 	dead := jetstream.StreamConfig{
 		Name:        cfg.DeadLetterName,
@@ -170,8 +171,29 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, dead); err != nil {
-		return fmt.Errorf("ensure stream %s: %w", cfg.DeadLetterName, err)
+	return ensureStream(ctx, js, dead)
+}
+
+// ensureStream creates the stream, or updates it when its configuration
+// differs from want. It does not update a stream that is already as wanted:
+// an update while another goroutine of the process creates consumers on
+// the stream races inside an embedded nats-server (filestore's
+// UpdateConfig against ConsumerStore), and the relay and the router both
+// ensure the streams when they start.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if err == nil {
+		have := s.CachedInfo().Config
+		if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+			have.MaxAge == want.MaxAge && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+			(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.AllowDirect == want.AllowDirect && have.Discard == want.Discard {
+			return nil
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("ensure stream %s: %w", want.Name, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", want.Name, err)
 	}
 	return nil
 }
