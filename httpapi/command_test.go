@@ -65,7 +65,7 @@ func newCommandEnv(t *testing.T) *commandEnv {
 	mux := http.NewServeMux()
 	api.Register(mux)
 	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: keys, RatePerSecond: 1000, Burst: 1000})
-	srv := httptest.NewServer(validating(t, auth.Middleware(mux)))
+	srv := httptest.NewServer(httpapi.Validating(t, auth.Middleware(mux)))
 	t.Cleanup(srv.Close)
 	return &commandEnv{t: t, store: store, commands: commands, srv: srv}
 }

@@ -1,4 +1,4 @@
-package httpapi_test
+package httpapi
 
 import (
 	"bytes"
@@ -17,7 +17,6 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/onboard/onboard/httpapi"
 )
 
 var (
@@ -31,7 +30,7 @@ func loadContract(t *testing.T) (*openapi3.T, routers.Router) {
 	t.Helper()
 	docOnce.Do(func() {
 		loader := openapi3.NewLoader()
-		doc, docErr = loader.LoadFromData(httpapi.OpenAPI)
+		doc, docErr = loader.LoadFromData(OpenAPI)
 		if docErr != nil {
 			return
 		}
@@ -50,7 +49,7 @@ func loadContract(t *testing.T) (*openapi3.T, routers.Router) {
 // servedRoutes are the routes the binary serves through the command API and
 // health endpoints; the document must list exactly these.
 func servedRoutes() []string {
-	routes := append(slices.Clone(httpapi.CommandRoutes), httpapi.QueryRoutes...)
+	routes := append(slices.Clone(CommandRoutes), QueryRoutes...)
 	routes = append(routes, "GET /healthz", "GET /readyz", "GET /", "GET /console/{file}", "GET /metrics", "GET /openapi.yaml")
 	sort.Strings(routes)
 	return routes
@@ -70,9 +69,10 @@ func TestOpenAPIListsExactlyTheServedRoutes(t *testing.T) {
 	}
 }
 
-// validating wraps h so that every response is checked against the
-// contract; a response the document does not allow fails the test.
-func validating(t *testing.T, h http.Handler) http.Handler {
+// Validating wraps h so that every response is checked against the
+// contract; a response the document does not allow fails the test. It is
+// exported for the external test package (command_test.go).
+func Validating(t *testing.T, h http.Handler) http.Handler {
 	_, r := loadContract(t)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)

@@ -104,13 +104,14 @@ func (e *queryEnv) catchUp(t *testing.T) {
 func (e *queryEnv) server(t *testing.T, wait time.Duration) *httptest.Server {
 	mux := http.NewServeMux()
 	NewQueryAPI(QueryConfig{Reads: e.proj, Events: e.store, WaitTimeout: wait}).Register(mux)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Every response is also checked against openapi.yaml.
+	srv := httptest.NewServer(Validating(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.Header.Get("X-Test-Principal"); p != "" {
 			role, name, _ := strings.Cut(p, ":")
 			r = r.WithContext(withPrincipal(r.Context(), Principal{Name: name, Role: Role(role)}))
 		}
 		mux.ServeHTTP(w, r)
-	}))
+	})))
 	t.Cleanup(srv.Close)
 	return srv
 }
