@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
@@ -41,6 +44,9 @@ type ProcessConfig struct {
 	Rand    func() float64
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// Tracer records a span per reaction and per provider call, continuing
+	// the trace carried in the event's metadata; default: no tracing.
+	Tracer trace.Tracer
 }
 
 func (c *ProcessConfig) setDefaults() {
@@ -70,6 +76,9 @@ func (c *ProcessConfig) setDefaults() {
 	}
 	if c.OnPause == nil {
 		c.OnPause = func(domain.Step, domain.ErrorClass) {}
+	}
+	if c.Tracer == nil {
+		c.Tracer = noopTracer()
 	}
 	if c.OnRetry == nil {
 		c.OnRetry = func(domain.Step) {}
@@ -133,8 +142,11 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 	}
 	ctx = WithLogAttrs(ctx, slog.String("customer_id", id.String()), slog.String("correlation_id", env.Metadata.CorrelationID),
 		slog.String("causation_id", env.ID.String()), slog.String("event_type", env.Type))
+	ctx, span := pm.cfg.Tracer.Start(ContextWithTrace(ctx, env.Metadata.Trace), "react to "+env.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("onboard.customer_id", id.String()), attribute.String("onboard.event_id", env.ID.String())))
+	defer span.End()
 	meta := func(step domain.Step) Meta {
-		return Meta{Actor: "system:" + string(step), CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID.String(), Trace: env.Metadata.Trace}
+		return Meta{Actor: "system:" + string(step), CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID.String(), Trace: TraceOf(ctx)}
 	}
 	switch e := e.(type) {
 	case domain.SignedUp:
@@ -230,7 +242,17 @@ func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, req domain.
 	if req.Step == domain.StepVerification && c.CheckID() != "" {
 		return nil // the check is running; its verdict comes by webhook
 	}
-	d, cid, key := c.Details(), id.String(), req.IdempotencyKey
+	ctx, span := pm.cfg.Tracer.Start(ctx, "call the "+string(req.Step)+" provider", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("onboard.step", string(req.Step)), attribute.Int("onboard.attempt", req.Attempt)))
+	defer span.End()
+	return pm.attempt(ctx, c, req, meta)
+}
+
+// attempt calls the step's provider once and records the outcome.
+func (pm *ProcessManager) attempt(ctx context.Context, c *domain.Customer, req domain.StepRequested, meta Meta) error {
+	id, d, key := c.ID(), c.Details(), req.IdempotencyKey
+	cid := id.String()
+	var err error
 	var result map[string]string
 	switch req.Step {
 	case domain.StepVerification:
@@ -261,6 +283,8 @@ func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, req domain.
 		return ctx.Err() // shutting down: the attempt stays in flight and is redelivered
 	}
 	if err != nil {
+		trace.SpanFromContext(ctx).RecordError(err)
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, "provider call failed")
 		class, _ := classify(err)
 		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "step", req.Step, "attempt", req.Attempt, "error_class", class, "err", err)
 		return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
@@ -405,7 +429,10 @@ func (pm *ProcessManager) notifySupport(ctx context.Context, id uuid.UUID, reaso
 // Fire runs one due timer.
 func (pm *ProcessManager) Fire(ctx context.Context, tm Timer) error {
 	ctx = WithLogAttrs(ctx, slog.String("customer_id", tm.CustomerID.String()), slog.String("timer", string(tm.Kind)))
-	meta := Meta{Actor: "system:" + string(tm.Step), CausationID: "timer:" + string(tm.Kind)}
+	ctx, span := pm.cfg.Tracer.Start(ContextWithTrace(ctx, tm.Trace), "fire "+string(tm.Kind)+" timer",
+		trace.WithAttributes(attribute.String("onboard.customer_id", tm.CustomerID.String()), attribute.String("onboard.step", string(tm.Step))))
+	defer span.End()
+	meta := Meta{Actor: "system:" + string(tm.Step), CausationID: "timer:" + string(tm.Kind), Trace: TraceOf(ctx)}
 	switch tm.Kind {
 	case TimerRetry:
 		c, err := pm.cfg.Commands.Load(ctx, tm.CustomerID)

@@ -39,6 +39,10 @@ type Timer struct {
 	// Ref is free data (the KYC check id of a deadline).
 	Ref   string
 	DueAt time.Time
+	// Trace is the trace context of the reaction that scheduled the timer;
+	// Schedule fills it from its context, so a retry stays in the
+	// customer's trace.
+	Trace map[string]string
 	gen   int64
 }
 
@@ -68,6 +72,7 @@ CREATE TABLE IF NOT EXISTS onboard_timers (
 	PRIMARY KEY (customer_id, kind, step)
 );
 CREATE INDEX IF NOT EXISTS onboard_timers_due ON onboard_timers (due_at);
+ALTER TABLE onboard_timers ADD COLUMN IF NOT EXISTS trace jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE IF NOT EXISTS onboard_pm_checkpoints (
 	name           text   PRIMARY KEY,
 	transaction_id bigint NOT NULL,
@@ -82,12 +87,18 @@ CREATE TABLE IF NOT EXISTS onboard_pm_checkpoints (
 // Schedule stores tm, replacing the customer's timer of the same kind and
 // step.
 func (t *Timers) Schedule(ctx context.Context, tm Timer) error {
+	if tm.Trace == nil {
+		tm.Trace = TraceOf(ctx)
+	}
+	if tm.Trace == nil {
+		tm.Trace = map[string]string{}
+	}
 	_, err := t.pool.Exec(ctx, `
-INSERT INTO onboard_timers (customer_id, kind, step, attempt, ref, due_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO onboard_timers (customer_id, kind, step, attempt, ref, due_at, trace)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (customer_id, kind, step) DO UPDATE
-SET attempt = EXCLUDED.attempt, ref = EXCLUDED.ref, due_at = EXCLUDED.due_at, gen = onboard_timers.gen + 1`,
-		tm.CustomerID, string(tm.Kind), string(tm.Step), tm.Attempt, tm.Ref, tm.DueAt)
+SET attempt = EXCLUDED.attempt, ref = EXCLUDED.ref, due_at = EXCLUDED.due_at, trace = EXCLUDED.trace, gen = onboard_timers.gen + 1`,
+		tm.CustomerID, string(tm.Kind), string(tm.Step), tm.Attempt, tm.Ref, tm.DueAt, tm.Trace)
 	if err != nil {
 		return fmt.Errorf("schedule %s timer: %w", tm.Kind, err)
 	}
@@ -103,14 +114,14 @@ UPDATE onboard_timers AS t SET due_at = now() + $2::interval
 FROM (SELECT customer_id, kind, step FROM onboard_timers WHERE due_at <= now()
       ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS due
 WHERE t.customer_id = due.customer_id AND t.kind = due.kind AND t.step = due.step
-RETURNING t.customer_id, t.kind, t.step, t.attempt, t.ref, t.due_at, t.gen`, limit, t.lease.String())
+RETURNING t.customer_id, t.kind, t.step, t.attempt, t.ref, t.due_at, t.gen, t.trace`, limit, t.lease.String())
 	if err != nil {
 		return nil, fmt.Errorf("claim timers: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Timer, error) {
 		var tm Timer
 		var kind, step string
-		err := row.Scan(&tm.CustomerID, &kind, &step, &tm.Attempt, &tm.Ref, &tm.DueAt, &tm.gen)
+		err := row.Scan(&tm.CustomerID, &kind, &step, &tm.Attempt, &tm.Ref, &tm.DueAt, &tm.gen, &tm.Trace)
 		tm.Kind, tm.Step = TimerKind(kind), domain.Step(step)
 		return tm, err
 	})

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
@@ -38,6 +41,10 @@ type CommandConfig struct {
 	IdempotencyTTL time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
+	// Tracer starts a span per command request, continuing the caller's
+	// W3C traceparent; its context goes into the events' metadata, so the
+	// customer's whole onboarding is one trace. Default: no tracing.
+	Tracer trace.Tracer
 }
 
 // CommandAPI serves the write side: signup, provider webhooks and operator
@@ -75,6 +82,9 @@ func NewCommandAPI(cfg CommandConfig) (*CommandAPI, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("onboard")
+	}
 	return &CommandAPI{cfg: cfg}, nil
 }
 
@@ -90,11 +100,21 @@ var CommandRoutes = []string{
 
 // Register adds the command routes to mux.
 func (a *CommandAPI) Register(mux *http.ServeMux) {
-	mux.HandleFunc(CommandRoutes[0], a.signUp)
-	mux.HandleFunc(CommandRoutes[1], a.operatorCommand(actionRetry))
-	mux.HandleFunc(CommandRoutes[2], a.operatorCommand(actionSkip))
-	mux.HandleFunc(CommandRoutes[3], a.operatorCommand(actionCancel))
-	mux.HandleFunc(CommandRoutes[4], a.kycWebhook)
+	mux.HandleFunc(CommandRoutes[0], a.traced(CommandRoutes[0], a.signUp))
+	mux.HandleFunc(CommandRoutes[1], a.traced(CommandRoutes[1], a.operatorCommand(actionRetry)))
+	mux.HandleFunc(CommandRoutes[2], a.traced(CommandRoutes[2], a.operatorCommand(actionSkip)))
+	mux.HandleFunc(CommandRoutes[3], a.traced(CommandRoutes[3], a.operatorCommand(actionCancel)))
+	mux.HandleFunc(CommandRoutes[4], a.kycWebhook) // its span continues the customer's trace: see kycWebhook
+}
+
+// traced runs h in a server span named after its route.
+func (a *CommandAPI) traced(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := handlers.ContextWithTrace(r.Context(), map[string]string{"traceparent": r.Header.Get("Traceparent"), "tracestate": r.Header.Get("Tracestate")})
+		ctx, span := a.cfg.Tracer.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		h(w, r.WithContext(ctx))
+	}
 }
 
 // commandResponse is the body of every accepted command. It is rebuilt
@@ -230,6 +250,17 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "status must be approved or rejected, got %q", ev.Status))
 		return
 	}
+	// The provider knows nothing of our traces: the verdict continues the
+	// customer's, from the last event recorded, so that the onboarding stays
+	// one trace from signup to welcome email.
+	ctx := r.Context()
+	if envs, err := a.cfg.Store.ReadStream(ctx, handlers.StreamID(id), 1); err == nil && len(envs) > 0 {
+		ctx = handlers.ContextWithTrace(ctx, envs[len(envs)-1].Metadata.Trace)
+	}
+	ctx, span := a.cfg.Tracer.Start(ctx, CommandRoutes[4], trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("onboard.customer_id", id.String())))
+	defer span.End()
+	r = r.WithContext(ctx)
 	provider := Principal{Name: "kyc", Role: RoleProvider}
 	decide := func(c *domain.Customer) error {
 		err := c.RecordVerdict(ev.CheckID, ev.Status == external.VerdictApproved, ev.Reason)
@@ -341,11 +372,8 @@ func (a *CommandAPI) meta(r *http.Request, p Principal, key string) handlers.Met
 	if correlation == "" {
 		correlation = requestID
 	}
-	m := handlers.Meta{Actor: p.Actor(), CorrelationID: correlation, CausationID: requestID, RequestID: requestID, IdempotencyKey: key}
-	if tp := r.Header.Get("Traceparent"); tp != "" {
-		m.Trace = map[string]string{"traceparent": tp}
-	}
-	return m
+	return handlers.Meta{Actor: p.Actor(), CorrelationID: correlation, CausationID: requestID, RequestID: requestID, IdempotencyKey: key,
+		Trace: handlers.TraceOf(r.Context())}
 }
 
 // ifMatch returns the version named by If-Match ("5", "\"5\"" or

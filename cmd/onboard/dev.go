@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/external"
@@ -37,6 +38,8 @@ type devOptions struct {
 	logLevel      slog.Level
 	// logs receives the JSON log lines; default stderr.
 	logs io.Writer
+	// tracer records spans (tests); nil reads the OTEL_ environment.
+	tracer trace.TracerProvider
 	// simConfig replaces the default failure mix (tests).
 	simConfig *sim.Config
 	// process tunes the process managers (tests); zero means dev defaults.
@@ -133,6 +136,18 @@ func runDev(ctx context.Context, opts devOptions) error {
 		apiKeys: keys, webhookSecret: devWebhookSecret, providers: providers,
 		process: handlers.ProcessConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, VerificationDeadline: 30 * time.Second},
 		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
+	}
+	if opts.process != nil {
+		cfg.process = *opts.process
+	}
+	cfg.tracer = opts.tracer
+	if cfg.tracer == nil {
+		tp, stop, err := newTracerProvider(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.tracer = tp
 	}
 	fmt.Fprintf(opts.stdout, `onboard dev is running
   console      %[1]s/            (operator key: %[2]s)

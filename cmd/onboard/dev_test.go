@@ -47,16 +47,23 @@ func startDev(t *testing.T, simCfg sim.Config) string {
 // startDevLogging is startDev with the logs written to logs at level.
 func startDevLogging(t *testing.T, simCfg sim.Config, logs io.Writer, level slog.Level) string {
 	t.Helper()
+	return startDevWith(t, simCfg, func(o *devOptions) { o.logs, o.logLevel = logs, level })
+}
+
+// startDevWith is startDev with options changed by tweak.
+func startDevWith(t *testing.T, simCfg sim.Config, tweak func(*devOptions)) string {
+	t.Helper()
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("NATS_URL", "")
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- runDev(ctx, devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: level, logs: logs, simConfig: &simCfg,
-			process: &handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second,
-				MaxAttempts: nil}})
-	}()
+	opts := devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: slog.LevelError, simConfig: &simCfg,
+		process: &handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second}}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	go func() { done <- runDev(ctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
@@ -40,6 +42,8 @@ type runConfig struct {
 	public func(mux *http.ServeMux)
 	// listener, when set, is where the HTTP server listens instead of addr.
 	listener net.Listener
+	// tracer records spans; nil means no tracing.
+	tracer trace.TracerProvider
 }
 
 func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role) }
@@ -64,6 +68,10 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	}
 	defer store.Close()
 	m := newMetrics()
+	if cfg.tracer == nil {
+		cfg.tracer = noop.NewTracerProvider()
+	}
+	tracer := cfg.tracer.Tracer("github.com/onboard/onboard")
 	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, Observe: m.observeCommand})
 	if err != nil {
 		return err
@@ -118,7 +126,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		start("projector", proj.Run)
 	}
 	if cfg.has("worker") {
-		if err := startWorker(ctx, cfg, store, commands, nc, stream, m, log, start); err != nil {
+		if err := startWorker(ctx, cfg, store, commands, nc, stream, m, log, tracer, start); err != nil {
 			return err
 		}
 	}
@@ -137,7 +145,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	}
 	httpapi.Health{Checks: checks}.Register(mux)
 	if cfg.has("command") {
-		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: commands, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log})
+		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: commands, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
 		if err != nil {
 			return err
 		}
@@ -180,7 +188,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 // manager is a durable JetStream consumer; without, one catch-up
 // subscription of the event store feeds them all.
 func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, commands *handlers.Commands, nc *nats.Conn,
-	stream messaging.StreamConfig, m *metrics, log *slog.Logger, start func(string, func(context.Context) error)) error {
+	stream messaging.StreamConfig, m *metrics, log *slog.Logger, tracer trace.Tracer, start func(string, func(context.Context) error)) error {
 	em, err := external.NewMetrics(m.reg)
 	if err != nil {
 		return err
@@ -199,7 +207,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	}
 	pc := cfg.process
 	pc.Commands, pc.Providers, pc.Timers, pc.Logger = commands, clients.ForHandlers(), timers, log
-	pc.OnPause, pc.OnRetry = m.onPause, m.onRetry
+	pc.OnPause, pc.OnRetry, pc.Tracer = m.onPause, m.onRetry, tracer
 	pm, err := handlers.NewProcessManager(pc)
 	if err != nil {
 		return err

@@ -117,6 +117,12 @@ Every role serves /healthz, /readyz and /metrics on --addr.`,
 			if err != nil {
 				return err
 			}
+			tp, stop, err := newTracerProvider(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.tracer = tp
 			return run(cmd.Context(), cfg, slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(os.Stderr, nil))))
 		},
 	}
