@@ -13,25 +13,6 @@ import (
 // the edge (state before the leader, command, state after the last
 // follower) for each such group.
 
-// commandOf maps the type name of each leader event to the command that
-// raises it. Followers are absent.
-var commandOf = map[string]domain.Command{
-	domain.TypeSignedUp:                 domain.CmdSignUp,
-	domain.TypeStepRequested:            domain.CmdRequestStep,
-	domain.TypeVerificationCheckStarted: domain.CmdStartCheck,
-	domain.TypeStepSucceeded:            domain.CmdRecordStepSucceeded,
-	domain.TypeStepFailed:               domain.CmdRecordStepFailed,
-	domain.TypeVerificationRejected:     domain.CmdRejectVerification,
-	domain.TypeSupportNotified:          domain.CmdNotifySupport,
-	domain.TypePaused:                   domain.CmdPause,
-	domain.TypeStepRetryRequested:       domain.CmdRetryStep,
-	domain.TypeStepSkipped:              domain.CmdSkipStep,
-	domain.TypeCancellationRequested:    domain.CmdCancel,
-	domain.TypeBillingClosed:            domain.CmdRecordCompensation,
-	domain.TypeTenantDeprovisioned:      domain.CmdRecordCompensation,
-	domain.TypeResultIgnored:            domain.CmdIgnoreResult,
-}
-
 // followerOf lists, for each follower event, the commands whose group it
 // may conclude.
 var followerOf = map[string][]domain.Command{
@@ -133,8 +114,8 @@ func (m *machine) next(set edges, version int64, tx uint64, e domain.Event) *tra
 		m.state = stateAfter(m.state, e)
 		return nil
 	}
-	cmd, ok := commandOf[typ]
-	if !ok {
+	cmd := domain.CommandOfType(typ)
+	if cmd == "" {
 		return &transitionError{version, fmt.Sprintf("event type %s is raised by no command", typ)}
 	}
 	if err := m.close(set); err != nil {

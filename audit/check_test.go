@@ -63,11 +63,11 @@ func TestStateAfterMatchesDomain(t *testing.T) {
 	}
 }
 
-// TestEveryEventTypeIsMapped keeps commandOf and followerOf complete when
-// an event type is added.
+// TestEveryEventTypeIsMapped keeps domain.CommandOfType and followerOf
+// complete when an event type is added.
 func TestEveryEventTypeIsMapped(t *testing.T) {
 	for _, typ := range domain.EventTypes() {
-		_, leader := commandOf[typ]
+		leader := domain.CommandOfType(typ) != ""
 		_, follower := followerOf[typ]
 		if leader == follower {
 			t.Errorf("%s: leader %t, follower %t: want exactly one", typ, leader, follower)

@@ -21,7 +21,7 @@
 //     by field with a from-scratch replay through the domain.
 //
 // How events map to the transition table: a command appends a leader event
-// (its type names the command, see commandOf in check.go) and at most one
+// (its type names the command, see domain.CommandOfType) and at most one
 // follower that concludes the journey (onboarding_completed, cancelled).
 // For each such group, (state before the leader, command, state after the
 // group) must be an edge of domain.Transitions().

@@ -137,37 +137,31 @@ func hasEdge(from State, cmd Command, to State) bool {
 	return false
 }
 
+// leaderCommands maps the type of each event that starts a command's
+// events to that command. Events that only follow another in the same
+// command (Cancelled, OnboardingCompleted) are absent.
+var leaderCommands = map[string]Command{
+	TypeSignedUp:                 CmdSignUp,
+	TypeStepRequested:            CmdRequestStep,
+	TypeVerificationCheckStarted: CmdStartCheck,
+	TypeStepSucceeded:            CmdRecordStepSucceeded,
+	TypeStepFailed:               CmdRecordStepFailed,
+	TypeVerificationRejected:     CmdRejectVerification,
+	TypeSupportNotified:          CmdNotifySupport,
+	TypePaused:                   CmdPause,
+	TypeStepRetryRequested:       CmdRetryStep,
+	TypeStepSkipped:              CmdSkipStep,
+	TypeCancellationRequested:    CmdCancel,
+	TypeBillingClosed:            CmdRecordCompensation,
+	TypeTenantDeprovisioned:      CmdRecordCompensation,
+	TypeResultIgnored:            CmdIgnoreResult,
+}
+
 // CommandOf names the command whose first event is e. Events that only
 // follow another in the same command (Cancelled, OnboardingCompleted) have
 // no command of their own: CommandOf returns "".
-func CommandOf(e Event) Command {
-	switch e.(type) {
-	case SignedUp:
-		return CmdSignUp
-	case StepRequested:
-		return CmdRequestStep
-	case VerificationCheckStarted:
-		return CmdStartCheck
-	case StepSucceeded:
-		return CmdRecordStepSucceeded
-	case StepFailed:
-		return CmdRecordStepFailed
-	case VerificationRejected:
-		return CmdRejectVerification
-	case SupportNotified:
-		return CmdNotifySupport
-	case Paused:
-		return CmdPause
-	case StepRetryRequested:
-		return CmdRetryStep
-	case StepSkipped:
-		return CmdSkipStep
-	case CancellationRequested:
-		return CmdCancel
-	case BillingClosed, TenantDeprovisioned:
-		return CmdRecordCompensation
-	case ResultIgnored:
-		return CmdIgnoreResult
-	}
-	return ""
-}
+func CommandOf(e Event) Command { return leaderCommands[e.EventType()] }
+
+// CommandOfType is CommandOf by event type name, for readers of stored
+// events that have not decoded them.
+func CommandOfType(eventType string) Command { return leaderCommands[eventType] }
