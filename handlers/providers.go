@@ -99,7 +99,8 @@ type ProviderError struct {
 	Err        error
 }
 
-func (e *ProviderError) Error() string { return fmt.Sprintf("%s: %v", e.Class, e.Err) }
+// Error is the provider's error: the class is a field, not repeated in text.
+func (e *ProviderError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the provider's error.
 func (e *ProviderError) Unwrap() error { return e.Err }
