@@ -53,6 +53,21 @@ func Route(e domain.Event) string {
 	return ""
 }
 
+// ManagerEventTypes lists the event types a manager may react to, so that
+// its consumer is not even delivered the others (Route still decides, from
+// the event's step, which of them concern it).
+func ManagerEventTypes(name string) []string {
+	if name == ManagerCompensation {
+		return []string{domain.TypeCancellationRequested, domain.TypeBillingClosed, domain.TypeTenantDeprovisioned}
+	}
+	types := []string{domain.TypeStepRequested, domain.TypeStepSucceeded, domain.TypeStepFailed, domain.TypePaused,
+		domain.TypeStepRetryRequested, domain.TypeStepSkipped}
+	if domain.Step(name) == domain.StepVerification {
+		types = append(types, domain.TypeSignedUp, domain.TypeVerificationCheckStarted, domain.TypeVerificationRejected)
+	}
+	return types
+}
+
 // ForManager returns the handler of one process manager: it reacts only to
 // the events Route gives it, so that every manager can be a durable
 // consumer of the whole event stream and each event still causes one

@@ -48,3 +48,24 @@ func TestRouteGivesEachEventOneKnownManager(t *testing.T) {
 		t.Errorf("billing success goes to %q, want the tenant manager", got)
 	}
 }
+
+// TestManagerEventTypesCoverRoute: every event a manager is routed must be
+// of a type its consumer is subscribed to.
+func TestManagerEventTypesCoverRoute(t *testing.T) {
+	var events []domain.Event
+	for _, s := range domain.Steps() {
+		events = append(events, domain.StepRequested{Step: s}, domain.StepSucceeded{Step: s}, domain.StepFailed{Step: s},
+			domain.Paused{Step: s}, domain.StepRetryRequested{Step: s}, domain.StepSkipped{Step: s})
+	}
+	events = append(events, domain.SignedUp{}, domain.VerificationCheckStarted{}, domain.VerificationRejected{},
+		domain.CancellationRequested{}, domain.BillingClosed{}, domain.TenantDeprovisioned{})
+	for _, e := range events {
+		m := handlers.Route(e)
+		if m == "" {
+			continue
+		}
+		if !slices.Contains(handlers.ManagerEventTypes(m), e.EventType()) {
+			t.Errorf("%s (%+v) goes to %s, whose consumer does not receive %s", e.EventType(), e, m, e.EventType())
+		}
+	}
+}

@@ -223,7 +223,13 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	// delivery in progress, while the process managers need connections of
 	// their own: on one pool, deliveries would take every connection and
 	// wait forever for the handlers'. So the router gets a pool of its own.
-	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns)
+	//
+	// Its transactions write only inbox rows (and dead letters, which are
+	// also published to NATS): they need not wait for the WAL flush. An
+	// inbox row lost to a crash means one redelivery, which the process
+	// managers tolerate by design; the events themselves are appended by
+	// the main pool with full durability.
+	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns, "synchronous_commit", "off")
 	if err != nil {
 		return err
 	}
@@ -236,7 +242,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
-			messaging.WithSubjects(messaging.DefaultSubjectPrefix+".customer.>"))
+			messaging.WithEventTypes(handlers.ManagerEventTypes(name)...))
 		if err != nil {
 			return err
 		}
@@ -266,12 +272,15 @@ const (
 	routerMaxAckPending = 8
 )
 
-func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, url string, minConns int32, params ...string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	pc.MaxConns = max(pc.MaxConns, minConns)
+	for i := 0; i+1 < len(params); i += 2 {
+		pc.ConnConfig.RuntimeParams[params[i]] = params[i+1]
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)
