@@ -372,7 +372,11 @@ func (pm *ProcessManager) compensate(ctx context.Context, id uuid.UUID, failures
 		return err
 	}
 	for _, step := range c.PendingCompensations() {
-		key := domain.IdempotencyKey(id, step, 0) + ":compensate"
+		// Closing an account or deleting a tenant is idempotent by nature
+		// (by customer id), so each retry may take a fresh key: a provider
+		// that stored a permanent refusal under the old key (as Stripe-like
+		// APIs do) would otherwise refuse every retry forever.
+		key := fmt.Sprintf("%s:compensate:%d", domain.IdempotencyKey(id, step, 0), failures)
 		var existed bool
 		var callErr error
 		switch step {
@@ -385,7 +389,12 @@ func (pm *ProcessManager) compensate(ctx context.Context, id uuid.UUID, failures
 			return ctx.Err()
 		}
 		if callErr != nil {
-			pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "step", step, "failures", failures+1, "err", callErr)
+			if class, _ := classify(callErr); class == domain.ErrorPermanent {
+				pm.cfg.Logger.ErrorContext(ctx, "compensation refused by the provider; retrying with a new key: operator attention needed",
+					"step", step, "failures", failures+1, "err", callErr)
+			} else {
+				pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "step", step, "failures", failures+1, "err", callErr)
+			}
 			return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerCompensate, Step: step, Attempt: failures + 1, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
 		}
 		result := c.Result(step)

@@ -233,8 +233,14 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	if err != nil {
 		return err
 	}
+	// A process manager's reaction never becomes a dead letter: its
+	// errors are the database or a shutdown being away, never the event
+	// (an undecodable event is skipped), and every restart of the worker
+	// or of NATS hands back held messages as one more delivery. Giving up
+	// would lose an effect, so deliveries go on, a few seconds apart.
 	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Conn: nc, Stream: stream, Logger: log, Metrics: m,
-		MaxAckPending: routerMaxAckPending})
+		MaxAckPending: routerMaxAckPending, MaxDeliver: pmMaxDeliver,
+		BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}})
 	if err != nil {
 		routerPool.Close()
 		return err
@@ -270,6 +276,8 @@ func poolConns(roles []string) int32 {
 const (
 	routerPoolConns     = 16
 	routerMaxAckPending = 8
+	// pmMaxDeliver is, at 5 s apart, days of retries.
+	pmMaxDeliver = 100000
 )
 
 func openPool(ctx context.Context, url string, minConns int32, params ...string) (*pgxpool.Pool, error) {
