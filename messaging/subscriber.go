@@ -129,6 +129,17 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 	}
 }
 
+// consumerGone asks the server whether the durable consumer still exists.
+// A pull error does not always say so: when the stream is deleted and
+// recreated, the iterator may only report missing heartbeats while the
+// consumer it pulls from is gone for good.
+func (s *consumerSubscriber) consumerGone(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.js.Consumer(ctx, s.stream, s.config.Durable)
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
 // deliver hands out messages from it until ctx is done (true) or it fails
 // for good (false: the consumer must be looked up again).
 //
@@ -166,7 +177,7 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 					return
 				}
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-					errors.Is(err, jetstream.ErrConsumerNotFound) {
+					errors.Is(err, jetstream.ErrConsumerNotFound) || s.consumerGone(fetchCtx) {
 					s.logger.Warn("messaging: consumer gone, re-creating", "err", err)
 					close(gone)
 					return
