@@ -20,7 +20,6 @@ import (
 	"github.com/onboard/onboard/external/sim"
 	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
-	"github.com/onboard/onboard/internal/pgtest"
 )
 
 const sagaSecret = "whsec_saga_0123456789"
@@ -43,19 +42,7 @@ type saga struct {
 func newSaga(t *testing.T, cfg sim.Config) *saga {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.Open(ctx, url, postgres.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	cmds, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, MaxConflictRetries: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmds, store := newCommands(t)
 	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: sagaSecret})
 	if err != nil {
 		t.Fatal(err)
