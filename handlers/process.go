@@ -37,7 +37,8 @@ type ProcessConfig struct {
 	VerificationPolls    int
 	// SupportEmail is told about rejected customers.
 	SupportEmail string
-	// OnPause is called for every pause (the operator alert's metric hook).
+	// OnPause is called for every operator alert (its metric hook): each
+	// pause, and a support email refused for good (verification, permanent).
 	OnPause func(step domain.Step, class domain.ErrorClass)
 	// OnRetry is called for every durable retry scheduled.
 	OnRetry func(step domain.Step)
@@ -413,6 +414,12 @@ func (pm *ProcessManager) compensate(ctx context.Context, id uuid.UUID, failures
 	return nil
 }
 
+// The channels by which support learns of a rejected customer.
+const (
+	ChannelEmail         = "email"          // the support_rejected email to ProcessConfig.SupportEmail
+	ChannelOperatorAlert = "operator_alert" // the mailer refused for good: an ERROR log and the pause metric
+)
+
 // notifySupport tells support about a rejected customer, once.
 func (pm *ProcessManager) notifySupport(ctx context.Context, id uuid.UUID, reason string, failures int, meta Meta) error {
 	c, err := pm.cfg.Commands.Load(ctx, id)
@@ -430,9 +437,18 @@ func (pm *ProcessManager) notifySupport(ctx context.Context, id uuid.UUID, reaso
 		return ctx.Err()
 	}
 	if err != nil {
+		if class, _ := classify(err); class == domain.ErrorPermanent {
+			// The mailer stored its refusal under the key, so retrying would
+			// be refused forever: the operator alert is the notification.
+			pm.cfg.Logger.ErrorContext(ctx, "support email refused: operator attention needed for a rejected customer", "reason", reason, "err", err)
+			pm.cfg.OnPause(domain.StepVerification, domain.ErrorPermanent)
+			return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
+				return c.NotifySupport(ChannelOperatorAlert, reason+"; the support email was refused: "+truncateMessage(err.Error()))
+			})
+		}
 		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerNotify, Step: domain.StepVerification, Attempt: failures + 1, Ref: reason, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
 	}
-	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.NotifySupport("email", reason) })
+	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.NotifySupport(ChannelEmail, reason) })
 }
 
 // Fire runs one due timer.

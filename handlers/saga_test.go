@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -298,6 +299,40 @@ func TestSagaRejectedNotifiesSupport(t *testing.T) {
 		}
 		if e := sg.sim.Ledger().Customers[id.String()]; e.EmailsByType["support_rejected"] != 1 || e.BillingAccounts != 0 {
 			t.Fatalf("rejected customer effects %+v", e)
+		}
+	}
+}
+
+// TestSagaRejectedSupportEmailRefused: a mailer that refuses the support
+// email for good (stored under its key, so every retry would be refused)
+// turns into an operator alert instead of a retry loop that never ends.
+func TestSagaRejectedSupportEmailRefused(t *testing.T) {
+	sg := newSaga(t, sim.Config{Seed: 8, KYC: sim.KYCConfig{Reject: 1}, Providers: map[string]sim.ProviderConfig{"email": {PermanentRate: 1}}})
+	ids := sg.signUp(3)
+	sg.settle(ids, 60*time.Second, domain.StateRejected)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range ids {
+		for {
+			c, _ := sg.cmds.Load(context.Background(), id)
+			if c.Snapshot().SupportNotified {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("support not notified for %s", id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		envs, err := sg.store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := domain.DecodeEvent(envs[len(envs)-1].Type, envs[len(envs)-1].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := last.(domain.SupportNotified)
+		if !ok || n.Channel != handlers.ChannelOperatorAlert || !strings.Contains(n.Reason, "refused") {
+			t.Fatalf("last event %#v, want support notified by %s", last, handlers.ChannelOperatorAlert)
 		}
 	}
 }

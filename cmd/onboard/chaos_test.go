@@ -417,6 +417,18 @@ func waitSettled(t *testing.T, store *postgres.Store, ids []uuid.UUID, ok func(*
 					envs, _ := store.ReadStream(context.Background(), handlers.StreamID(id), 1)
 					last := envs[len(envs)-1]
 					t.Logf("not settled: %s in %s, last event v%d %s", id, c.State(), last.Version, last.Type)
+					rows, err := store.Pool().Query(context.Background(), `SELECT kind, step, attempt, due_at FROM onboard_timers WHERE customer_id = $1`, id)
+					if err == nil {
+						for rows.Next() {
+							var kind, step string
+							var attempt int
+							var due time.Time
+							if rows.Scan(&kind, &step, &attempt, &due) == nil {
+								t.Logf("  its timer: %s %s attempt %d due %s", kind, step, attempt, due.Format(time.RFC3339Nano))
+							}
+						}
+						rows.Close()
+					}
 					break
 				}
 			}
