@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type benchOptions struct {
 	only     []string
 	sizes    bench.Sizes
 	json     bool
+	profile  string // CPU profile file, "" for none
 	stdout   io.Writer
 	progress io.Writer
 }
@@ -77,6 +79,7 @@ The exit status is 0 even when a goal is missed; it is 1 when a figure fails.`,
 	f.IntSliceVar(&opts.sizes.AppendConcurrency, "append-concurrency", opts.sizes.AppendConcurrency, "concurrency levels of the append figure")
 	f.IntSliceVar(&opts.sizes.E2EConcurrency, "e2e-concurrency", opts.sizes.E2EConcurrency, "concurrency levels of the end-to-end figure")
 	f.BoolVar(&opts.json, "json", false, "print the report as JSON instead of a table")
+	f.StringVar(&opts.profile, "cpuprofile", "", "write a CPU profile of the whole run (pipeline included) to this file")
 	return cmd
 }
 
@@ -102,6 +105,17 @@ func runBench(ctx context.Context, opts benchOptions) error {
 	env, err := bench.NewEnv(ctx, databaseURL(), opts.sizes, opts.progress)
 	if err != nil {
 		return err
+	}
+	if opts.profile != "" {
+		f, err := os.Create(opts.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Run(ctx, env, figures)
 	// The databases are dropped even when the run was interrupted.
