@@ -68,6 +68,18 @@ func ManagerEventTypes(name string) []string {
 	return types
 }
 
+// RoutedTo reports whether Route gives the stored event env to manager
+// name. The event types a consumer filters on (ManagerEventTypes) include
+// every step's events; this decides by the step inside, so that a
+// consumer can decline the other steps' events before any work.
+func RoutedTo(name string, env eventstore.Envelope) bool {
+	if env.StreamType != "customer" {
+		return false
+	}
+	e, err := domain.DecodeEvent(env.Type, env.Data)
+	return err == nil && Route(e) == name
+}
+
 // ForManager returns the handler of one process manager: it reacts only to
 // the events Route gives it, so that every manager can be a durable
 // consumer of the whole event stream and each event still causes one

@@ -132,6 +132,16 @@ type HandlerOption func(*handlerOptions)
 type handlerOptions struct {
 	filters    []string
 	deliverNew bool
+	accept     func(eventstore.Envelope) bool
+}
+
+// WithAccept makes the handler acknowledge, without a transaction or an
+// inbox row, every delivered event for which accept returns false. It is
+// for the decisions a subject filter cannot make (the step inside an
+// event's data); accept must depend on the event alone, so that a
+// redelivery is declined the same way.
+func WithAccept(accept func(eventstore.Envelope) bool) HandlerOption {
+	return func(o *handlerOptions) { o.accept = accept }
 }
 
 // WithEventTypes makes the handler receive only events of these types
@@ -280,7 +290,7 @@ func (r *Router) AddHandler(ctx context.Context, name string, h Handler, opts ..
 	if _, err := sub.ensure(ctx); err != nil {
 		return fmt.Errorf("add handler %q: %w", name, err)
 	}
-	r.wm.AddConsumerHandler(name, name, sub, r.handlerFunc(name, h))
+	r.wm.AddConsumerHandler(name, name, sub, r.handlerFunc(name, h, o.accept))
 	r.seen[name] = true
 	r.subs = append(r.subs, sub)
 	return nil
@@ -304,21 +314,24 @@ func (r *Router) Running() <-chan struct{} { return r.wm.Running() }
 // Close stops Run and waits for running handlers.
 func (r *Router) Close() error { return r.wm.Close() }
 
-func (r *Router) handlerFunc(name string, h Handler) message.NoPublishHandlerFunc {
+func (r *Router) handlerFunc(name string, h Handler, accept func(eventstore.Envelope) bool) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		start := time.Now()
-		err := r.handle(msg, name, h)
+		err := r.handle(msg, name, h, accept)
 		r.cfg.Metrics.MessageHandled(name, time.Since(start), err)
 		return err
 	}
 }
 
 // handle runs one delivery and decides whether a failure is final.
-func (r *Router) handle(msg *message.Message, name string, h Handler) error {
+func (r *Router) handle(msg *message.Message, name string, h Handler, accept func(eventstore.Envelope) bool) error {
 	delivered, _ := strconv.ParseUint(msg.Metadata.Get(MetadataNumDelivered), 10, 64)
 	e, err := UnmarshalEnvelope(msg.Payload)
 	if err != nil {
 		return &ExhaustedError{Handler: name, Deliveries: delivered, Err: Permanent(err)}
+	}
+	if accept != nil && !accept(e) {
+		return nil
 	}
 	if delivered > uint64(r.cfg.MaxDeliver) {
 		return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered,

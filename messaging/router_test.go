@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -273,4 +274,65 @@ func TestRetryKeepsStreamOrder(t *testing.T) {
 		return n >= len(ids), err
 	})
 	env.checkEffects("flaky", ids)
+}
+
+// TestWithAccept: events a handler declines by their content are
+// acknowledged without a transaction or an inbox row; the others are
+// handled once each.
+func TestWithAccept(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	accept := func(e eventstore.Envelope) bool { return e.Version%2 == 0 }
+	var declinedCalls atomic.Int64
+	handler := env.effectsHandler("even")
+	env.startRouter(RouterConfig{}, func(r *Router) {
+		err := r.AddHandler(context.Background(), "even", func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+			if !accept(e) {
+				declinedCalls.Add(1)
+			}
+			return handler(ctx, tx, e)
+		}, WithAccept(accept))
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	ids := env.appendEvents(2, 10, 1) // two streams of versions 1..10
+	var even []uuid.UUID
+	if err := pgx.BeginFunc(context.Background(), env.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(context.Background(), `SELECT event_id FROM events WHERE event_id = ANY($1) AND version % 2 = 0`, ids)
+		if err != nil {
+			return err
+		}
+		even, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(even) != 10 {
+		t.Fatalf("%d even-versioned events, want 10", len(even))
+	}
+	waitFor(t, "the accepted events handled", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'even'`)()
+		return n >= len(even), err
+	})
+	// The declined ones were delivered before the last accepted one of
+	// their stream; the consumer has nothing left pending.
+	waitFor(t, "the consumer drained", func() (bool, error) {
+		c, err := env.js.Consumer(context.Background(), env.streamName(), "even")
+		if err != nil {
+			return false, err
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return false, err
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0, nil
+	})
+	env.checkEffectsOnce("even", even)
+	if n := declinedCalls.Load(); n != 0 {
+		t.Errorf("the handler ran for %d declined events", n)
+	}
+	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'even'`)(); err != nil || n != len(even) {
+		t.Errorf("inbox rows %d (%v), want one per accepted event (%d)", n, err, len(even))
+	}
 }

@@ -248,7 +248,8 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
-			messaging.WithEventTypes(handlers.ManagerEventTypes(name)...))
+			messaging.WithEventTypes(handlers.ManagerEventTypes(name)...),
+			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e) }))
 		if err != nil {
 			return err
 		}
