@@ -86,6 +86,7 @@ type Commands struct {
 	newID      func() uuid.UUID
 	maxRetries int
 	observe    func(domain.Command, string, time.Duration)
+	histories  *histories // nil when disabled
 }
 
 // CommandsConfig configures Commands.
@@ -100,6 +101,10 @@ type CommandsConfig struct {
 	// "rejected", "conflict", "error") and how long its append took (0 when
 	// it did not append): the metrics hook.
 	Observe func(cmd domain.Command, outcome string, appendDuration time.Duration)
+	// Histories is how many customers' decoded events Load remembers, so
+	// that it reads and decodes only the events after them; default 4096,
+	// negative for none.
+	Histories int
 }
 
 // NewCommands returns command handlers over cfg.Store.
@@ -116,7 +121,14 @@ func NewCommands(cfg CommandsConfig) (*Commands, error) {
 	if cfg.Observe == nil {
 		cfg.Observe = func(domain.Command, string, time.Duration) {}
 	}
-	return &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe}, nil
+	if cfg.Histories == 0 {
+		cfg.Histories = 4096
+	}
+	h := &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe}
+	if cfg.Histories > 0 {
+		h.histories = newHistories(cfg.Histories)
+	}
+	return h, nil
 }
 
 // StreamID is the event-store stream of a customer.
@@ -149,7 +161,7 @@ func (h *Commands) SignUp(ctx context.Context, details domain.SignupDetails, met
 		return Result{}, err
 	}
 	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: c.Details().Email}))
-	res, err := h.append(ctx, c, meta, opts...)
+	res, err := h.append(ctx, c, history{id: id}, meta, opts...)
 	var taken *eventstore.ReservationError
 	if errors.As(err, &taken) {
 		existing, perr := ParseStreamID(taken.OwnerStreamID)
@@ -163,7 +175,53 @@ func (h *Commands) SignUp(ctx context.Context, details domain.SignupDetails, met
 
 // Load returns the customer as its stream says, or ErrCustomerNotFound.
 func (h *Commands) Load(ctx context.Context, id uuid.UUID) (*domain.Customer, error) {
-	return LoadCustomer(ctx, h.store, id)
+	c, _, err := h.load(ctx, id, true)
+	return c, err
+}
+
+// load reads the customer's events after those remembered (rereading the
+// last remembered one to check it), or all of them when none are or
+// remember is false, and returns the customer with its whole history.
+func (h *Commands) load(ctx context.Context, id uuid.UUID, remember bool) (*domain.Customer, history, error) {
+	known, ok := history{id: id}, false
+	if remember {
+		known, ok = h.histories.get(id)
+	}
+	from := int64(1)
+	if ok {
+		from = int64(len(known.events))
+	}
+	envs, err := h.store.ReadStream(ctx, StreamID(id), from)
+	if errors.Is(err, eventstore.ErrStreamNotFound) || (err == nil && len(envs) == 0) {
+		h.histories.forget(id)
+		return nil, history{}, fmt.Errorf("customer %s: %w", id, ErrCustomerNotFound)
+	}
+	if err != nil {
+		return nil, history{}, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	if ok {
+		if envs[0].Version != from || envs[0].ID != known.lastID {
+			// Not the remembered event: an append-only store never
+			// does this, but a restored database might. Start over.
+			h.histories.forget(id)
+			return h.load(ctx, id, false)
+		}
+		envs = envs[1:]
+	}
+	events, err := DecodeEnvelopes(envs)
+	if err != nil {
+		return nil, history{}, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	if len(events) > 0 {
+		known.events = append(known.events, events...)
+		known.lastID = envs[len(envs)-1].ID
+	}
+	c, err := domain.FromHistory(id, known.events)
+	if err != nil {
+		return nil, history{}, err
+	}
+	h.histories.put(known)
+	return c, known, nil
 }
 
 // LoadCustomer reads and rehydrates a customer from store.
@@ -202,7 +260,7 @@ func DecodeEnvelopes(envs []eventstore.Envelope) ([]domain.Event, error) {
 // (ErrVersionMismatch otherwise), and a conflict is not retried.
 func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *int, meta Meta, decide func(*domain.Customer) error, opts ...eventstore.AppendOption) (Result, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := h.Load(ctx, id)
+		c, known, err := h.load(ctx, id, true)
 		if err != nil {
 			return Result{}, err
 		}
@@ -221,7 +279,7 @@ func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *i
 		if len(c.Changes()) == 0 {
 			return Result{}, errors.New("handlers: the command raised no event")
 		}
-		res, err := h.append(ctx, c, meta, opts...)
+		res, err := h.append(ctx, c, known, meta, opts...)
 		if errors.Is(err, eventstore.ErrConcurrencyConflict) {
 			if expectedVersion != nil {
 				var ce *eventstore.ConcurrencyError
@@ -239,7 +297,9 @@ func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *i
 	}
 }
 
-func (h *Commands) append(ctx context.Context, c *domain.Customer, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
+// append appends c's changes; known is the history c was built from,
+// which with the changes becomes the remembered one.
+func (h *Commands) append(ctx context.Context, c *domain.Customer, known history, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
 	changes := c.Changes()
 	events := make([]eventstore.NewEvent, 0, len(changes))
 	for _, e := range changes {
@@ -272,6 +332,11 @@ func (h *Commands) append(ctx context.Context, c *domain.Customer, meta Meta, op
 		return Result{}, err
 	}
 	h.observe(cmd, "ok", took)
+	if len(known.events) == c.Version() {
+		all := make([]domain.Event, 0, len(known.events)+len(changes))
+		all = append(append(all, known.events...), changes...)
+		h.histories.put(history{id: c.ID(), events: all, lastID: events[len(events)-1].ID})
+	}
 	c.MarkCommitted()
 	res := Result{CustomerID: c.ID(), State: c.State(), Version: int(ar.LastVersion), Cursor: ar.Cursor(), Events: changes}
 	if n := len(ar.Positions); n > 0 {

@@ -1,0 +1,75 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/handlers"
+)
+
+// TestRememberedHistoriesFollowOtherWriters: two Commands over one store
+// stand for two processes. Each remembers what it read and appended; each
+// still sees what the other appended since, decides on the whole history,
+// and a small memory forgets customers without losing anything.
+func TestRememberedHistoriesFollowOtherWriters(t *testing.T) {
+	a, store := newCommands(t)
+	b, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, MaxConflictRetries: 50, Histories: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var ids []domain.Customer
+	for i := range 5 {
+		d := details
+		d.Email = fmt.Sprintf("writer%d@example.com", i)
+		res, err := a.SignUp(ctx, d, handlers.Meta{Actor: "client:a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := b.Load(ctx, res.CustomerID) // b remembers at most two
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, *c)
+	}
+	steps := []func(*domain.Customer) error{
+		func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepVerification); return err },
+		func(c *domain.Customer) error { return c.RecordCheckStarted(1, "check-1") },
+		func(c *domain.Customer) error { return c.RecordVerdict("check-1", true, "") },
+		func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepBilling); return err },
+	}
+	// The writers take turns, concurrently across customers: each
+	// decision needs the other's last event.
+	var wg sync.WaitGroup
+	for _, c := range ids {
+		wg.Go(func() {
+			for i, step := range steps {
+				w := []*handlers.Commands{a, b}[i%2]
+				if _, err := w.Execute(ctx, c.ID(), nil, handlers.Meta{Actor: "system:test"}, step); err != nil {
+					t.Errorf("%s step %d: %v", c.ID(), i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range ids {
+		want, err := handlers.LoadCustomer(ctx, store, c.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []*handlers.Commands{a, b} {
+			got, err := w.Load(ctx, c.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version() != 5 || !reflect.DeepEqual(got.Snapshot(), want.Snapshot()) {
+				t.Errorf("%s: remembered load at v%d %+v, the stream says v%d %+v", c.ID(), got.Version(), got.Snapshot(), want.Version(), want.Snapshot())
+			}
+		}
+	}
+}
