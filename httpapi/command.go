@@ -274,9 +274,29 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	a.idempotent(w, r, "provider:kyc webhook", ev.ID, fingerprint(r, body), http.StatusOK,
 		func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
-			return a.cfg.Commands.Execute(ctx, id, nil, a.meta(r, provider, ev.ID), decide, opts...)
+			// A quick provider answers before the process manager has
+			// recorded the check: wait a little for it rather than have
+			// the provider retry the webhook seconds later.
+			wait := 5 * time.Millisecond
+			deadline := time.Now().Add(checkRecordWait)
+			for {
+				res, err := a.cfg.Commands.Execute(ctx, id, nil, a.meta(r, provider, ev.ID), decide, opts...)
+				if !errors.Is(err, errCheckNotRecorded) || time.Now().Add(wait).After(deadline) {
+					return res, err
+				}
+				select {
+				case <-ctx.Done():
+					return res, err
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 100*time.Millisecond)
+			}
 		})
 }
+
+// checkRecordWait bounds how long a verdict waits for its check to be
+// recorded before the provider is told to retry.
+const checkRecordWait = 2 * time.Second
 
 // idempotent runs a command once per (scope, key): a repeated request with
 // the same content gets the stored response replayed, one with other

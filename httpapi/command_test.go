@@ -323,3 +323,50 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 		t.Fatalf("second cancel: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestWebhookWaitsForItsCheck: a verdict that overtakes the recording of
+// its check waits for it instead of bouncing; one whose check never comes
+// is told to retry (409) after a bounded wait.
+func TestWebhookWaitsForItsCheck(t *testing.T) {
+	e := newCommandEnv(t)
+	ctx := context.Background()
+	id := uuid.MustParse(e.signUp("early@example.com"))
+	meta := handlers.Meta{Actor: "system:verification"}
+	if _, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error {
+		_, err := c.RequestStep(domain.StepVerification)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(eventID, checkID string) req {
+		body := fmt.Sprintf(`{"id":%q,"type":"check.completed","created":%d,"check_id":%q,"customer_id":%q,"status":"approved"}`, eventID, time.Now().Unix(), checkID, id)
+		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
+	}
+	recorded := make(chan error, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error { return c.RecordCheckStarted(1, "chk_early") })
+		recorded <- err
+	}()
+	resp, body := e.do(hook("evt_early", "chk_early"))
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"verified"`) {
+		t.Fatalf("early webhook: %d %s, want 200 verified once its check was recorded", resp.StatusCode, body)
+	}
+
+	id2 := uuid.MustParse(e.signUp("never@example.com"))
+	if _, err := e.commands.Execute(ctx, id2, nil, meta, func(c *domain.Customer) error {
+		_, err := c.RequestStep(domain.StepVerification)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	id = id2
+	start := time.Now()
+	resp, body = e.do(hook("evt_never", "chk_never"))
+	if resp.StatusCode != http.StatusConflict || time.Since(start) < time.Second {
+		t.Fatalf("webhook for a check never recorded: %d %s after %v, want 409 after waiting", resp.StatusCode, body, time.Since(start))
+	}
+}
