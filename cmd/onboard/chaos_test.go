@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -67,18 +71,133 @@ func (r *role) stop() {
 
 func (r *role) restart() { r.stop(); r.start() }
 
+// child is a role run as a real `onboard serve` process, which the chaos
+// kills with SIGKILL: unlike a cancelled role it gets no chance to roll
+// back, release its advisory lock or drain NATS; the kernel just closes
+// its sockets mid-batch.
+type child struct {
+	t    *testing.T
+	name string
+	bin  string
+	args []string
+	env  []string
+	mu   sync.Mutex
+	proc *childProc
+	// exits counts the processes that ended without being killed; errLines
+	// the ERROR lines they logged (only the first few are shown).
+	exits, errLines atomic.Int64
+}
+
+type childProc struct {
+	cmd    *exec.Cmd
+	killed atomic.Bool
+	exited chan struct{}
+}
+
+func (c *child) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cmd := exec.Command(c.bin, c.args...)
+	cmd.Env = c.env
+	cmd.Stderr = &childLog{c: c}
+	// A grandchild never holds the pipe, but don't let a stuck copy hang
+	// the test if one ever does.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		c.t.Errorf("start %s: %v", c.name, err)
+		return
+	}
+	p := &childProc{cmd: cmd, exited: make(chan struct{})}
+	c.proc = p
+	go func() {
+		defer close(p.exited)
+		err := cmd.Wait()
+		if !p.killed.Load() {
+			c.exits.Add(1)
+			c.t.Logf("%s exited on its own: %v", c.name, err)
+		}
+	}()
+}
+
+// kill sends SIGKILL and waits until the process is gone (the Wait above
+// has reaped it and copied the rest of its stderr).
+func (c *child) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.proc
+	if p == nil {
+		return
+	}
+	c.proc = nil
+	p.killed.Store(true)
+	_ = p.cmd.Process.Kill() // fails only if it has exited already
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		c.t.Errorf("%s (pid %d) still running 30s after SIGKILL", c.name, p.cmd.Process.Pid)
+	}
+}
+
+func (c *child) restart() { c.kill(); c.start() }
+
+// childLog passes a child's stderr to the test output, keeping it small:
+// the JSON log lines below ERROR are dropped and only the first few ERROR
+// lines are shown (the rest counted), while anything else (the exit
+// message, a panic, a race report) goes through whole.
+type childLog struct {
+	c   *child
+	buf []byte
+}
+
+const childErrLinesShown = 5
+
+func (w *childLog) Write(b []byte) (int, error) {
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := w.buf[:i+1]
+		w.buf = w.buf[i+1:]
+		if bytes.HasPrefix(line, []byte("{")) {
+			if !bytes.Contains(line, []byte(`"level":"ERROR"`)) || w.c.errLines.Add(1) > childErrLinesShown {
+				continue
+			}
+		}
+		_, _ = io.WriteString(w.c.t.Output(), w.c.name+": "+string(line))
+	}
+}
+
+// buildOnboard builds the onboard binary into a temporary directory,
+// without -race even under `go test -race`: it is quicker to build, and
+// the child's job is to die, not to be checked.
+func buildOnboard(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "onboard")
+	// go test puts its own go first on PATH.
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // TestChaosSoak drives onboardings through the whole pipeline (Postgres,
 // NATS JetStream, the simulator over HTTP, every role in its own restartable
 // runner) while injecting provider faults, an outage, KYC silences, role
-// restarts, a NATS restart and dropped Postgres connections; then checks the
-// promises: no duplicate effect, no lost event, nobody stuck, read models
-// equal to a replay, an intact audit log, and bounded provider calls.
-// ONBOARD_SOAK_N sets the number of customers (CI: 300).
+// restarts, a child `onboard serve` process killed with SIGKILL, a NATS
+// restart and dropped Postgres connections; then checks the promises: no
+// duplicate effect, no lost event, nobody stuck, read models equal to a
+// replay, an intact audit log, and bounded provider calls.
+// ONBOARD_SOAK_N sets the number of customers (default soakCustomers: 300,
+// or 10,000 with -tags soak).
 func TestChaosSoak(t *testing.T) {
-	n := 300
+	n := soakCustomers
 	if v, err := strconv.Atoi(os.Getenv("ONBOARD_SOAK_N")); err == nil && v > 0 {
 		n = v
 	}
+	bin := buildOnboard(t)
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
 	if err := postgres.Migrate(ctx, dbURL); err != nil {
@@ -137,6 +256,17 @@ func TestChaosSoak(t *testing.T) {
 	api.start()
 	t.Cleanup(api.stop)
 	worker, relay, projector := newRole("worker", "worker"), newRole("relay", "relay"), newRole("projector", "projector")
+	// A second relay and projector in a process of their own, for SIGKILL.
+	// Not a worker: `serve` takes the process managers' tuning from its
+	// defaults (a 15 min KYC deadline, retries minutes apart), which would
+	// strand the customers it handled far beyond the settle timeout; the
+	// relay's and the projector's defaults suit the soak.
+	proc := &child{t: t, name: "child relay,projector", bin: bin,
+		args: []string{"serve", "--roles", "relay,projector", "--addr", "127.0.0.1:0"},
+		env: append(os.Environ(), "DATABASE_URL="+dbURL, "NATS_URL="+ns.ClientURL(),
+			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=")}
+	proc.start()
+	t.Cleanup(proc.kill)
 	waitReady(t, base, false)
 
 	// Faults while customers sign up.
@@ -147,7 +277,7 @@ func TestChaosSoak(t *testing.T) {
 	go func() {
 		defer chaosWG.Done()
 		rng := rand.New(rand.NewPCG(42, 42))
-		kinds := []string{"worker", "relay", "projector", "nats", "postgres", "outage"}
+		kinds := []string{"worker", "relay", "projector", "sigkill child", "nats", "postgres", "outage"}
 		for i := 0; ; i++ {
 			select {
 			case <-chaosCtx.Done():
@@ -162,6 +292,8 @@ func TestChaosSoak(t *testing.T) {
 				relay.restart()
 			case "projector":
 				projector.restart()
+			case "sigkill child":
+				proc.restart()
 			case "nats":
 				if err := ns.Restart(); err != nil {
 					t.Errorf("restart NATS: %v", err)
@@ -249,6 +381,7 @@ func TestChaosSoak(t *testing.T) {
 		t.Logf("chaos: %s ×%d", k, v.(*atomic.Int64).Load())
 		return true
 	})
+	t.Logf("chaos: child exits on its own: %d; its ERROR log lines: %d", proc.exits.Load(), proc.errLines.Load())
 
 	// Faults stop; the outages end. Operators retry whoever is paused.
 	clean := sim.ProviderConfig{}
@@ -271,7 +404,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 		return false
 	}
-	waitSettled(t, store, uids, settled, 120*time.Second)
+	waitSettled(t, store, uids, settled, soakSettle)
 	retried := 0
 	for _, id := range uids {
 		c := loadRetry(t, store, id)
@@ -282,7 +415,7 @@ func TestChaosSoak(t *testing.T) {
 			}
 		}
 	}
-	final := waitSettled(t, store, uids, func(c *domain.Customer) bool { return c.State() != domain.StatePaused && settled(c) }, 120*time.Second)
+	final := waitSettled(t, store, uids, func(c *domain.Customer) bool { return c.State() != domain.StatePaused && settled(c) }, soakSettle)
 	t.Logf("customers: %d; operator retries after the faults: %d; final states: %v", len(uids), retried, final)
 
 	// 1. No duplicate effects.
@@ -314,7 +447,7 @@ func TestChaosSoak(t *testing.T) {
 	}
 	// Each consumer declines the other steps' events without an inbox
 	// row, so the audit decides with handlers.RoutedTo which are its own.
-	waitFor(t, 60*time.Second, "every process manager saw every event routed to it", func() (bool, string) {
+	waitFor(t, soakSettle/2, "every process manager saw every event routed to it", func() (bool, string) {
 		var missing []string
 		for _, m := range handlers.Managers() {
 			rows, err := store.Pool().Query(ctx, `
@@ -359,7 +492,7 @@ WHERE e.stream_type = 'customer' AND e.type = ANY($2)`, "pm-"+m, handlers.Manage
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "projections caught up", func() (bool, string) {
+	waitFor(t, soakSettle/2, "projections caught up", func() (bool, string) {
 		for _, name := range projections.Names() {
 			cp, err := proj.Checkpoint(ctx, name)
 			if err != nil || cp.Compare(head) < 0 {
