@@ -37,8 +37,10 @@
 // stream one at a time in order, and a retried event holds back the later
 // events of its stream. A Handler gets the decoded envelope and a pgx.Tx;
 // the router commits the tx with an inbox row (messaging_inbox: handler,
-// event id), so a redelivery has no second effect (PruneInbox trims old
-// rows). After MaxDeliver failed deliveries (or one Permanent error) the
+// event id), written after the handler so that the tx takes no
+// transaction id (which would hold back the event store's global order)
+// while the handler calls out; a redelivery has no second effect
+// (PruneInbox trims old rows). After MaxDeliver failed deliveries (or one Permanent error) the
 // message becomes a dead letter: a row in messaging_dead_letters and a
 // message on the dead-letter subject; DeadLetters lists and re-drives them.
 // The Metrics interface reports relayed batches, rewinds, deliveries and

@@ -350,6 +350,14 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, accept fun
 
 // inTx runs h in a transaction with the inbox row of (name, e.ID); a
 // delivery whose inbox row is already committed is skipped.
+//
+// The row is written after h, not before: a transaction takes a
+// transaction id at its first write and holds it to the end, and while it
+// does, every event committed after that id waits behind it in the event
+// store's global order. A handler that calls a provider would hold back
+// the whole pipeline's events for the length of the call. Two deliveries
+// of one event at once both run h; the second's insert waits for the
+// first's commit, finds the row and rolls back.
 func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h Handler, redrive bool) (err error) {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
@@ -360,18 +368,25 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	tag, err := tx.Exec(ctx,
-		`INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, name, e.ID)
-	if err != nil {
+	var handled bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messaging_inbox WHERE handler = $1 AND event_id = $2)`, name, e.ID).Scan(&handled); err != nil {
 		return fmt.Errorf("handler %s: inbox: %w", name, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if handled {
 		// Already handled: a redelivery after a lost ack or a crash, or a
 		// re-publish the stream's duplicate window did not catch.
 		return tx.Rollback(ctx)
 	}
 	if err := callHandler(ctx, tx, e, h); err != nil {
 		return fmt.Errorf("handler %s, event %s (%s): %w", name, e.ID, e.Type, err)
+	}
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, name, e.ID)
+	if err != nil {
+		return fmt.Errorf("handler %s: inbox: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return tx.Rollback(ctx) // a concurrent delivery of the event committed first
 	}
 	if redrive {
 		if _, err := tx.Exec(ctx, `UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now()

@@ -336,3 +336,45 @@ func TestWithAccept(t *testing.T) {
 		t.Errorf("inbox rows %d (%v), want one per accepted event (%d)", n, err, len(even))
 	}
 }
+
+// TestConcurrentDeliveriesHaveOneEffect: two deliveries of one event at
+// once (a redelivery while the first still runs) both run the handler, and
+// only one commits its effect and its inbox row.
+func TestConcurrentDeliveriesHaveOneEffect(t *testing.T) {
+	env := newTestEnv(t)
+	if err := EnsureSchema(context.Background(), env.pool); err != nil {
+		t.Fatal(err)
+	}
+	r := &Router{cfg: RouterConfig{Pool: env.pool}}
+	effects := env.effectsHandler("dup")
+	var running sync.WaitGroup
+	running.Add(2)
+	slow := func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+		running.Done()
+		running.Wait() // both deliveries are inside the handler
+		return effects(ctx, tx, e)
+	}
+	e := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()), StreamID: "customer-dup", Version: 1, Type: "customer.test_happened"}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- r.inTx(context.Background(), "dup", e, slow, false) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'dup'`)(); err != nil || n != 1 {
+		t.Errorf("%d effects (%v), want 1", n, err)
+	}
+	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'dup'`)(); err != nil || n != 1 {
+		t.Errorf("%d inbox rows (%v), want 1", n, err)
+	}
+	// A later redelivery is skipped before the handler.
+	if err := r.inTx(context.Background(), "dup", e, func(context.Context, pgx.Tx, eventstore.Envelope) error {
+		t.Error("the handler ran for an event already handled")
+		return nil
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+}
