@@ -23,9 +23,10 @@ const maxMoves = 48
 // event store; the delivery bytes cut its events into batches that each may
 // start up to 15 events before the first one not yet applied, as a
 // projector that resubscribes from an older checkpoint (or an at-least-once
-// transport) delivers them. A second database gets every event exactly
-// once, in one batch: the customer's row and the provider stats must be the
-// same in both, and the row must agree with the aggregate.
+// transport) delivers them, and a batch may hold its events twice. A
+// second database gets every event exactly once, in one batch: the
+// customer's row and the provider stats must be the same in both, and the
+// row must agree with the aggregate.
 //
 // Both databases are created once per process and shared by its inputs, so
 // every input uses a new customer id. Like the other tests here it skips
@@ -73,8 +74,13 @@ func FuzzProjectionApplyTwice(f *testing.F) {
 				end = min(len(envs), start+size)
 			}
 			schedule = append(schedule, [2]int{start, end})
+			batch := envs[start:end]
+			if i < len(delivery) && delivery[i]&0x80 != 0 {
+				// The batch itself repeats its events.
+				batch = append(slices.Clone(batch), batch...)
+			}
 			for _, name := range projections.Names() {
-				if err := subject.proj.Apply(ctx, name, envs[start:end]); err != nil {
+				if err := subject.proj.Apply(ctx, name, batch); err != nil {
 					t.Fatalf("batch %d (events %d..%d of %d): %v", i, start, end-1, len(envs), err)
 				}
 			}

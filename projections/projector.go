@@ -232,14 +232,19 @@ func (p *Projections) commit(ctx context.Context, proj projection, version int, 
 	return next, nil
 }
 
-// applyBatch applies the events of batch that sort after cp and stores the
-// cursor of the last one as the version's checkpoint, in tx. It returns the
-// new checkpoint (cp when nothing was new).
+// applyBatch applies the events of batch that sort after cp and after
+// every earlier event of the batch, and stores the cursor of the last one
+// as the version's checkpoint, in tx. It returns the new checkpoint (cp
+// when nothing was new).
 func applyBatch(ctx context.Context, tx pgx.Tx, proj projection, version int, cp eventstore.Cursor, batch []eventstore.Envelope) (eventstore.Cursor, error) {
 	fresh := batch[:0:0]
+	last := cp
 	for _, e := range batch {
-		if e.Cursor().Compare(cp) > 0 {
+		// After the checkpoint and after the last one kept: a batch that
+		// repeats an event (or goes back) applies it once.
+		if e.Cursor().Compare(last) > 0 {
 			fresh = append(fresh, e)
+			last = e.Cursor()
 		}
 	}
 	if len(fresh) == 0 {
