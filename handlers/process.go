@@ -207,18 +207,25 @@ func (pm *ProcessManager) advance(ctx context.Context, id uuid.UUID, meta Meta) 
 	if err != nil {
 		return err
 	}
-	switch c.State() {
-	case domain.StateCancelling:
+	if c.State() == domain.StateCancelling {
 		return pm.compensate(ctx, id, 0, meta)
-	case domain.StateVerified, domain.StateProvisioning:
-		step := c.CurrentStep()
-		if c.InFlight(step) != 0 || c.Snapshot().Steps[stepIndex(step)].Succeeded {
-			return nil
-		}
+	}
+	if step, ok := nextRequest(c); ok {
 		meta.Actor = "system:" + string(step)
 		return pm.request(ctx, id, step, meta)
 	}
 	return nil
+}
+
+// nextRequest names the step to request next, if the journey goes on and
+// nothing is in flight.
+func nextRequest(c *domain.Customer) (domain.Step, bool) {
+	switch c.State() {
+	case domain.StateVerified, domain.StateProvisioning:
+		step := c.CurrentStep()
+		return step, c.InFlight(step) == 0 && !c.Snapshot().Steps[stepIndex(step)].Succeeded
+	}
+	return "", false
 }
 
 func stepIndex(s domain.Step) int {
@@ -292,7 +299,20 @@ func (pm *ProcessManager) attempt(ctx context.Context, c *domain.Customer, req d
 			return c.RecordStepFailed(req.Step, req.Attempt, class, truncateMessage(err.Error()))
 		})
 	}
-	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.RecordStepSucceeded(req.Step, req.Attempt, result) })
+	// The success and the next step's request are one append: the next
+	// manager gets to work without a round trip through the relay (the
+	// success still reaches it, and finds the request made).
+	return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
+		if err := c.RecordStepSucceeded(req.Step, req.Attempt, result); err != nil {
+			return err
+		}
+		if next, ok := nextRequest(c); ok {
+			// A refusal raises nothing, and leaves the request to the
+			// success's own reaction (advance).
+			_, _ = c.RequestStep(next)
+		}
+		return nil
+	})
 }
 
 func truncateMessage(s string) string {
