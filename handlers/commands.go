@@ -87,6 +87,7 @@ type Commands struct {
 	maxRetries int
 	observe    func(domain.Command, string, time.Duration)
 	histories  *histories // nil when disabled
+	trust      bool       // decide on remembered histories first
 }
 
 // CommandsConfig configures Commands.
@@ -105,6 +106,13 @@ type CommandsConfig struct {
 	// that it reads and decodes only the events after them; default 4096,
 	// negative for none.
 	Histories int
+	// TrustHistories makes Execute decide on a remembered history without
+	// reading the stream first; a refusal or a concurrency conflict is
+	// then checked against the stream. It saves a read per command in the
+	// process that appends most of its customers' events (the worker);
+	// elsewhere the remembered history is mostly behind and it would cost
+	// a failed append instead.
+	TrustHistories bool
 }
 
 // NewCommands returns command handlers over cfg.Store.
@@ -124,7 +132,7 @@ func NewCommands(cfg CommandsConfig) (*Commands, error) {
 	if cfg.Histories == 0 {
 		cfg.Histories = 4096
 	}
-	h := &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe}
+	h := &Commands{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe, trust: cfg.TrustHistories}
 	if cfg.Histories > 0 {
 		h.histories = newHistories(cfg.Histories)
 	}
@@ -259,15 +267,34 @@ func DecodeEnvelopes(envs []eventstore.Envelope) ([]domain.Event, error) {
 // expectedVersion is not nil the customer must be at that version
 // (ErrVersionMismatch otherwise), and a conflict is not retried.
 func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *int, meta Meta, decide func(*domain.Customer) error, opts ...eventstore.AppendOption) (Result, error) {
+	trust := h.trust && expectedVersion == nil
 	for attempt := 0; ; attempt++ {
-		c, known, err := h.load(ctx, id, true)
-		if err != nil {
-			return Result{}, err
+		var c *domain.Customer
+		known, fromMemory := history{}, false
+		if trust {
+			if known, fromMemory = h.histories.get(id); fromMemory {
+				var err error
+				c, err = domain.FromHistory(id, known.events)
+				fromMemory = err == nil
+			}
+		}
+		if !fromMemory {
+			var err error
+			if c, known, err = h.load(ctx, id, true); err != nil {
+				return Result{}, err
+			}
 		}
 		if expectedVersion != nil && c.Version() != *expectedVersion {
 			return Result{}, &VersionMismatchError{Expected: *expectedVersion, Actual: c.Version()}
 		}
 		if err := decide(c); err != nil {
+			if fromMemory {
+				// The remembered history may be behind: decide again on
+				// the stream's before refusing.
+				trust = false
+				attempt--
+				continue
+			}
 			var ce *domain.CommandError
 			cmd := domain.Command("")
 			if errors.As(err, &ce) {
@@ -281,6 +308,7 @@ func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *i
 		}
 		res, err := h.append(ctx, c, known, meta, opts...)
 		if errors.Is(err, eventstore.ErrConcurrencyConflict) {
+			trust = false
 			if expectedVersion != nil {
 				var ce *eventstore.ConcurrencyError
 				actual := *expectedVersion + 1

@@ -14,10 +14,12 @@ import (
 // TestRememberedHistoriesFollowOtherWriters: two Commands over one store
 // stand for two processes. Each remembers what it read and appended; each
 // still sees what the other appended since, decides on the whole history,
-// and a small memory forgets customers without losing anything.
+// and a small memory forgets customers without losing anything. The second
+// trusts its memory (decides before reading), which is always one event
+// behind here: its refusals and conflicts must be checked on the stream.
 func TestRememberedHistoriesFollowOtherWriters(t *testing.T) {
 	a, store := newCommands(t)
-	b, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, MaxConflictRetries: 50, Histories: 2})
+	b, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, MaxConflictRetries: 50, Histories: 2, TrustHistories: true})
 	if err != nil {
 		t.Fatal(err)
 	}

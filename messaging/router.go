@@ -133,6 +133,17 @@ type handlerOptions struct {
 	filters    []string
 	deliverNew bool
 	accept     func(eventstore.Envelope) bool
+	noTx       bool
+}
+
+// WithoutTx is for a handler whose effects are all outside the database
+// transaction (calls, appends to the event store), like a process manager:
+// it gets a nil tx, and the router checks and writes its inbox row in
+// statements of their own instead of holding a connection and a
+// transaction through the handler. Two deliveries of one event at once may
+// then both run it, which such a handler tolerates by design (see Handler).
+func WithoutTx() HandlerOption {
+	return func(o *handlerOptions) { o.noTx = true }
 }
 
 // WithAccept makes the handler acknowledge, without a transaction or an
@@ -290,7 +301,7 @@ func (r *Router) AddHandler(ctx context.Context, name string, h Handler, opts ..
 	if _, err := sub.ensure(ctx); err != nil {
 		return fmt.Errorf("add handler %q: %w", name, err)
 	}
-	r.wm.AddConsumerHandler(name, name, sub, r.handlerFunc(name, h, o.accept))
+	r.wm.AddConsumerHandler(name, name, sub, r.handlerFunc(name, h, o))
 	r.seen[name] = true
 	r.subs = append(r.subs, sub)
 	return nil
@@ -314,23 +325,23 @@ func (r *Router) Running() <-chan struct{} { return r.wm.Running() }
 // Close stops Run and waits for running handlers.
 func (r *Router) Close() error { return r.wm.Close() }
 
-func (r *Router) handlerFunc(name string, h Handler, accept func(eventstore.Envelope) bool) message.NoPublishHandlerFunc {
+func (r *Router) handlerFunc(name string, h Handler, o handlerOptions) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		start := time.Now()
-		err := r.handle(msg, name, h, accept)
+		err := r.handle(msg, name, h, o)
 		r.cfg.Metrics.MessageHandled(name, time.Since(start), err)
 		return err
 	}
 }
 
 // handle runs one delivery and decides whether a failure is final.
-func (r *Router) handle(msg *message.Message, name string, h Handler, accept func(eventstore.Envelope) bool) error {
+func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerOptions) error {
 	delivered, _ := strconv.ParseUint(msg.Metadata.Get(MetadataNumDelivered), 10, 64)
 	e, err := UnmarshalEnvelope(msg.Payload)
 	if err != nil {
 		return &ExhaustedError{Handler: name, Deliveries: delivered, Err: Permanent(err)}
 	}
-	if accept != nil && !accept(e) {
+	if o.accept != nil && !o.accept(e) {
 		return nil
 	}
 	if delivered > uint64(r.cfg.MaxDeliver) {
@@ -338,7 +349,11 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, accept fun
 			Err: fmt.Errorf("no outcome recorded for the previous %d deliveries (crash or ack timeout)", delivered-1)}
 	}
 	redrive := strings.HasPrefix(msg.Metadata.Get(MetadataSubject), r.cfg.Stream.RedrivePrefix+".")
-	err = r.inTx(msg.Context(), name, e, h, redrive)
+	if o.noTx {
+		err = r.withoutTx(msg.Context(), name, e, h, redrive, delivered)
+	} else {
+		err = r.inTx(msg.Context(), name, e, h, redrive)
+	}
 	if err == nil {
 		return nil
 	}
@@ -396,6 +411,35 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("handler %s: commit: %w", name, err)
+	}
+	return nil
+}
+
+// withoutTx runs h unless the inbox holds (name, e.ID), then writes the
+// row: each in a statement of its own (see WithoutTx). A first delivery
+// skips the check: only a re-publish the stream's duplicate window missed
+// or a re-created consumer could have handled it before, and a handler
+// without a transaction tolerates a second run.
+func (r *Router) withoutTx(ctx context.Context, name string, e eventstore.Envelope, h Handler, redrive bool, delivered uint64) error {
+	if delivered != 1 || redrive {
+		var handled bool
+		if err := r.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messaging_inbox WHERE handler = $1 AND event_id = $2)`, name, e.ID).Scan(&handled); err != nil {
+			return fmt.Errorf("handler %s: inbox: %w", name, err)
+		}
+		if handled {
+			return nil
+		}
+	}
+	if err := callHandler(ctx, nil, e, h); err != nil {
+		return fmt.Errorf("handler %s, event %s (%s): %w", name, e.ID, e.Type, err)
+	}
+	q := `INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	if redrive {
+		q = `WITH inbox AS (` + q + `)
+UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`
+	}
+	if _, err := r.cfg.Pool.Exec(ctx, q, name, e.ID); err != nil {
+		return fmt.Errorf("handler %s: inbox: %w", name, err)
 	}
 	return nil
 }

@@ -378,3 +378,61 @@ func TestConcurrentDeliveriesHaveOneEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWithoutTx: a handler without a transaction gets a nil tx, handles
+// each event once with its inbox row written after it, and a dead letter
+// of it resolves on redrive.
+func TestWithoutTx(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	effects := env.effectsHandler("notx")
+	var fixed atomic.Bool
+	var nonNilTx atomic.Int64
+	h := func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+		if tx != nil {
+			nonNilTx.Add(1)
+		}
+		if e.Version == 2 && !fixed.Load() {
+			return Permanent(errors.New("not yet"))
+		}
+		// Its effect is its own statement: not rolled back with anything.
+		c, err := env.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Release()
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error { return effects(ctx, tx, e) })
+	}
+	router, _ := env.startRouter(RouterConfig{}, func(r *Router) {
+		if err := r.AddHandler(context.Background(), "notx", h, WithoutTx()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ids := env.appendEvents(1, 3, 1)
+	ctx := context.Background()
+	dl := router.DeadLetters()
+	var dead []DeadLetter
+	waitFor(t, "the second event dead and the others handled", func() (bool, error) {
+		var err error
+		if dead, err = dl.List(ctx, DeadLetterFilter{Handler: "notx", Status: DeadLetterDead}); err != nil || len(dead) != 1 {
+			return false, err
+		}
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'notx'`)()
+		return n == 2, err
+	})
+	fixed.Store(true)
+	if err := dl.Redrive(ctx, dead[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the redriven dead letter to resolve", func() (bool, error) {
+		got, err := dl.List(ctx, DeadLetterFilter{Handler: "notx", Status: DeadLetterResolved})
+		return len(got) == 1, err
+	})
+	env.checkEffectsOnce("notx", ids)
+	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'notx'`)(); err != nil || n != 3 {
+		t.Errorf("inbox rows %d (%v), want 3", n, err)
+	}
+	if n := nonNilTx.Load(); n != 0 {
+		t.Errorf("the handler got a transaction %d times", n)
+	}
+}

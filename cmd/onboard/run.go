@@ -72,7 +72,10 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		cfg.tracer = noop.NewTracerProvider()
 	}
 	tracer := cfg.tracer.Tracer("github.com/onboard/onboard")
-	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, Observe: m.observeCommand})
+	// The worker appends most of every customer's events: where it runs,
+	// the commands decide on what they remember before reading.
+	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, Observe: m.observeCommand,
+		TrustHistories: slices.Contains(cfg.roles, "worker")})
 	if err != nil {
 		return err
 	}
@@ -219,12 +222,12 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 		})
 		return nil
 	}
-	// The router holds a transaction (its inbox row) open for every
-	// delivery in progress, while the process managers need connections of
-	// their own: on one pool, deliveries would take every connection and
-	// wait forever for the handlers'. So the router gets a pool of its own.
+	// The process managers' effects are calls and appends, none in the
+	// delivery's transaction: they run WithoutTx, so a delivery holds no
+	// connection while it works, and the router's inbox statements get a
+	// pool of their own.
 	//
-	// Its transactions write only inbox rows (and dead letters, which are
+	// They write only inbox rows (and dead letters, which are
 	// also published to NATS): they need not wait for the WAL flush. An
 	// inbox row lost to a crash means one redelivery, which the process
 	// managers tolerate by design; the events themselves are appended by
@@ -248,7 +251,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
-			messaging.WithEventTypes(handlers.ManagerEventTypes(name)...),
+			messaging.WithoutTx(), messaging.WithEventTypes(handlers.ManagerEventTypes(name)...),
 			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e) }))
 		if err != nil {
 			return err
@@ -276,7 +279,7 @@ func poolConns(roles []string) int32 {
 // routerMaxAckPending is per process manager (six of them).
 const (
 	routerPoolConns     = 16
-	routerMaxAckPending = 8
+	routerMaxAckPending = 32
 	// pmMaxDeliver is, at 5 s apart, days of retries.
 	pmMaxDeliver = 100000
 )
