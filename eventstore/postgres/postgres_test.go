@@ -238,3 +238,48 @@ func TestDecodeTrace(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldBackReadsTheNewestEventOnly: the subscribers' question "do
+// committed events wait behind the horizon?" touches a few index pages
+// however many events there are (a table scan made it the costliest
+// statement of the pipeline), and answers it right either way.
+func TestHeldBackReadsTheNewestEventOnly(t *testing.T) {
+	s, dbURL := newTestStore(t)
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data, prev_hash, hash)
+		SELECT gen_random_uuid(), 'bulk-' || g, 'bulk', 1, 'bulk.added', 1, '{}', '\x00', '\x00' FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	var plan []map[string]any
+	if err := s.pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+heldBackSQL).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	top := plan[0]["Plan"].(map[string]any)
+	blocks := top["Shared Hit Blocks"].(float64) + top["Shared Read Blocks"].(float64)
+	if blocks > 20 {
+		t.Errorf("heldBack read %v blocks of a 20,000-event log, want a few index pages: %v", blocks, plan)
+	}
+	if held, err := s.heldBack(ctx); err != nil || held {
+		t.Errorf("heldBack with nothing in flight = %v, %v; want false", held, err)
+	}
+	// An open transaction with an id, then a committed append: held.
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "held-1", eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := s.heldBack(ctx); err != nil || !held {
+		t.Errorf("heldBack behind an open transaction = %v, %v; want true", held, err)
+	}
+}

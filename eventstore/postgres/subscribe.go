@@ -63,11 +63,19 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler 
 	}
 }
 
+// heldBackSQL asks whether committed events wait behind the horizon: the
+// newest visible event's transaction is not below it. Not as EXISTS (...
+// WHERE transaction_id >= horizon): the planner cannot know the horizon
+// and guesses a third of the table matches, so it scans the table from
+// its oldest rows for the newest; this is one step of a backward index
+// scan however large the log.
+const heldBackSQL = `SELECT coalesce((SELECT transaction_id FROM events ORDER BY transaction_id DESC LIMIT 1)
+	>= pg_snapshot_xmin(pg_current_snapshot()), false)`
+
 // heldBack reports whether committed events wait behind the horizon.
 func (s *Store) heldBack(ctx context.Context) (bool, error) {
 	var held bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events
-		WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))`).Scan(&held)
+	err := s.pool.QueryRow(ctx, heldBackSQL).Scan(&held)
 	return held, err
 }
 
