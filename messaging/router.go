@@ -201,6 +201,8 @@ type Router struct {
 	wm   *message.Router
 	dead *DeadLetters
 
+	inbox *inboxWriter // the inbox rows of handlers WithoutTx
+
 	mu   sync.Mutex
 	subs []*consumerSubscriber
 	seen map[string]bool
@@ -241,7 +243,7 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 		poison,
 		middleware.Timeout(cfg.HandlerTimeout),
 	)
-	return &Router{cfg: cfg, js: js, wm: wm, dead: dead, seen: map[string]bool{}}, nil
+	return &Router{cfg: cfg, js: js, wm: wm, dead: dead, inbox: &inboxWriter{pool: cfg.Pool}, seen: map[string]bool{}}, nil
 }
 
 // DeadLetters returns the dead-letter store of the router's database.
@@ -416,7 +418,7 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 }
 
 // withoutTx runs h unless the inbox holds (name, e.ID), then writes the
-// row: each in a statement of its own (see WithoutTx). A first delivery
+// row in the next group commit of the inbox (see WithoutTx). A first delivery
 // skips the check: only a re-publish the stream's duplicate window missed
 // or a re-created consumer could have handled it before, and a handler
 // without a transaction tolerates a second run.
@@ -433,13 +435,15 @@ func (r *Router) withoutTx(ctx context.Context, name string, e eventstore.Envelo
 	if err := callHandler(ctx, nil, e, h); err != nil {
 		return fmt.Errorf("handler %s, event %s (%s): %w", name, e.ID, e.Type, err)
 	}
-	q := `INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	if redrive {
-		q = `WITH inbox AS (` + q + `)
-UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`
+		if _, err := r.cfg.Pool.Exec(ctx, `WITH inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
+UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`, name, e.ID); err != nil {
+			return fmt.Errorf("handler %s: inbox: %w", name, err)
+		}
+		return nil
 	}
-	if _, err := r.cfg.Pool.Exec(ctx, q, name, e.ID); err != nil {
-		return fmt.Errorf("handler %s: inbox: %w", name, err)
+	if err := r.inbox.write(ctx, name, e.ID); err != nil {
+		return fmt.Errorf("handler %s: %w", name, err)
 	}
 	return nil
 }
