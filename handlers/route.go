@@ -73,11 +73,21 @@ func ManagerEventTypes(name string) []string {
 // every step's events; this decides by the step inside, so that a
 // consumer can decline the other steps' events before any work.
 func RoutedTo(name string, env eventstore.Envelope) bool {
+	return name != "" && RouteOf(env) == name
+}
+
+// RouteOf names the manager Route gives the stored event env, or "": the
+// route the relay publishes it with, so that each manager's consumer is
+// delivered its own events only.
+func RouteOf(env eventstore.Envelope) string {
 	if env.StreamType != "customer" {
-		return false
+		return ""
 	}
 	e, err := domain.DecodeEvent(env.Type, env.Data)
-	return err == nil && Route(e) == name
+	if err != nil {
+		return ""
+	}
+	return Route(e)
 }
 
 // ForManager returns the handler of one process manager: it reacts only to

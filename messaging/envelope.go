@@ -99,7 +99,13 @@ func eventMsg(cfg StreamConfig, e eventstore.Envelope) (*nats.Msg, error) {
 	if streamType == "" {
 		streamType = eventstore.DefaultStreamType(e.StreamID)
 	}
-	m := nats.NewMsg(cfg.EventSubject(streamType, e.Type, e.StreamID))
+	subject := cfg.EventSubject(streamType, e.Type, e.StreamID)
+	if cfg.Route != nil {
+		if route := cfg.Route(e); route != "" {
+			subject += "." + SubjectToken(route)
+		}
+	}
+	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Header.Set(HeaderMsgID, e.ID.String())
 	m.Header.Set(HeaderCursor, e.Cursor().String())

@@ -165,6 +165,19 @@ func WithEventTypes(types ...string) HandlerOption {
 	}
 }
 
+// WithRoute makes the handler receive the events the stream's Route gives
+// route, and of those published without a route (by a relay without Route,
+// or before it had one) the ones of these types: to be sorted out by
+// WithAccept, as before routes.
+func WithRoute(route string, unroutedTypes ...string) HandlerOption {
+	return func(o *handlerOptions) {
+		o.filters = append(o.filters, "route:"+route)
+		for _, t := range unroutedTypes {
+			o.filters = append(o.filters, "unrouted:"+t)
+		}
+	}
+}
+
 // WithSubjects makes the handler receive only events on subjects matching
 // these filters (see StreamConfig.EventSubject), for example every event
 // of one stream type: "onboarding.events.customer.>".
@@ -274,6 +287,10 @@ func (r *Router) AddHandler(ctx context.Context, name string, h Handler, opts ..
 	for _, f := range o.filters {
 		if t, ok := strings.CutPrefix(f, "type:"); ok {
 			f = r.cfg.Stream.EventTypeFilter(t)
+		} else if route, ok := strings.CutPrefix(f, "route:"); ok {
+			f = r.cfg.Stream.RoutedFilter(route)
+		} else if t, ok := strings.CutPrefix(f, "unrouted:"); ok {
+			f = r.cfg.Stream.unroutedTypeFilter(t)
 		}
 		filters = append(filters, f)
 	}

@@ -436,3 +436,49 @@ func TestWithoutTx(t *testing.T) {
 		t.Errorf("the handler got a transaction %d times", n)
 	}
 }
+
+// TestWithRoute: events the relay publishes with a route reach only the
+// handler of that route; those published before the relay had routes
+// still reach it by type, for WithAccept to sort out.
+func TestWithRoute(t *testing.T) {
+	env := newTestEnv(t)
+	accept := func(e eventstore.Envelope) bool { return e.Version%2 == 0 }
+	metrics := newCountingMetrics()
+	handler := env.effectsHandler("even")
+	env.startRouter(RouterConfig{Metrics: metrics}, func(r *Router) {
+		if err := r.AddHandler(context.Background(), "even", handler, WithRoute("even", "customer.test_happened"), WithAccept(accept)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	relay, stop := env.startRelay(RelayConfig{})
+	unrouted := env.appendEvents(1, 10, 1)
+	waitFor(t, "the unrouted events relayed", env.relayedAll(relay))
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	env.stream.Route = func(e eventstore.Envelope) string {
+		if accept(e) {
+			return "even"
+		}
+		return "odd"
+	}
+	env.startRelay(RelayConfig{})
+	routed := env.appendEvents(1, 10, 1)
+	var even []uuid.UUID
+	for _, ids := range [][]uuid.UUID{unrouted, routed} {
+		for i, id := range ids {
+			if (i+1)%2 == 0 {
+				even = append(even, id)
+			}
+		}
+	}
+	waitFor(t, "the even events handled", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'even'`)()
+		return n >= len(even), err
+	})
+	env.checkEffectsOnce("even", even)
+	// Ten unrouted deliveries (half declined), five routed ones.
+	if got := metrics.get(func() int { return metrics.handled["even"] }); got != 15 {
+		t.Errorf("%d deliveries to the handler, want 15: the routed odd events reached it", got)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/onboard/onboard/eventstore"
 )
 
 // Defaults of StreamConfig.
@@ -28,8 +30,15 @@ type StreamConfig struct {
 	Name string
 	// SubjectPrefix is the prefix of event subjects; default
 	// "onboarding.events". An event is published on
-	// <prefix>.<stream type>.<event type>.<stream id> (see EventSubject).
+	// <prefix>.<stream type>.<event type>.<stream id> (see EventSubject),
+	// followed by .<route> when Route names one.
 	SubjectPrefix string
+	// Route, when set, names the handler an event is for (the process
+	// manager that reacts to it, say), from what a subject filter cannot
+	// see: the relay publishes the event with it as a last subject token,
+	// and a handler added WithRoute is delivered only its own events
+	// instead of every event of its types. "" means no route.
+	Route func(eventstore.Envelope) string
 	// RedrivePrefix is the prefix on which re-driven dead letters are
 	// published to one handler (<prefix>.<handler>); it is part of the
 	// events stream. Default "onboarding.redrive".
@@ -100,8 +109,20 @@ func (c StreamConfig) EventSubject(streamType, eventType, streamID string) strin
 }
 
 // EventTypeFilter returns the subject filter that matches every event of
-// the given type.
+// the given type, routed or not.
 func (c StreamConfig) EventTypeFilter(eventType string) string {
+	return c.SubjectPrefix + ".*." + SubjectToken(eventType) + ".>"
+}
+
+// RoutedFilter returns the subject filter that matches every event
+// published with the given route (see Route).
+func (c StreamConfig) RoutedFilter(route string) string {
+	return c.SubjectPrefix + ".*.*.*." + SubjectToken(route)
+}
+
+// unroutedTypeFilter matches the events of one type published without a
+// route.
+func (c StreamConfig) unroutedTypeFilter(eventType string) string {
 	return c.SubjectPrefix + ".*." + SubjectToken(eventType) + ".*"
 }
 

@@ -20,7 +20,7 @@ func TestSubjects(t *testing.T) {
 		{"event subject", c.EventSubject("customer", "customer.signed_up", "customer-0192"), "onboarding.events.customer.customer_signed_up.customer-0192"},
 		{"token with wildcards", SubjectToken("a.b*c>d e"), "a_b_c_d_e"},
 		{"empty token", SubjectToken(""), "_"},
-		{"type filter", c.EventTypeFilter("customer.signed_up"), "onboarding.events.*.customer_signed_up.*"},
+		{"type filter", c.EventTypeFilter("customer.signed_up"), "onboarding.events.*.customer_signed_up.>"},
 		{"all events", c.AllEventsFilter(), "onboarding.events.>"},
 		{"redrive", c.redriveSubject("billing"), "onboarding.redrive.billing"},
 		{"dead letters", c.deadLetterSubject("billing"), "onboarding.deadletters.billing"},

@@ -102,7 +102,9 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 		defer nc.Close()
 	}
-	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1)}
+	// Each event goes out with the process manager it is for as the last
+	// subject token: each manager's consumer gets its own events only.
+	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1), Route: handlers.RouteOf}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -251,7 +253,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
-			messaging.WithoutTx(), messaging.WithEventTypes(handlers.ManagerEventTypes(name)...),
+			messaging.WithoutTx(), messaging.WithRoute(name, handlers.ManagerEventTypes(name)...),
 			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e) }))
 		if err != nil {
 			return err
@@ -275,11 +277,14 @@ func poolConns(roles []string) int32 {
 	return int32(4 + 6*len(roles))
 }
 
-// routerPoolConns bounds the deliveries the worker's router runs at once;
-// routerMaxAckPending is per process manager (six of them).
+// routerPoolConns bounds the router's inbox statements at once;
+// routerMaxAckPending is the deliveries in flight per process manager (six
+// of them): no more than the default bulkhead of the manager's provider,
+// so that a burst waits in JetStream instead of failing attempts with
+// "bulkhead full" and retrying them later.
 const (
 	routerPoolConns     = 16
-	routerMaxAckPending = 32
+	routerMaxAckPending = 16
 	// pmMaxDeliver is, at 5 s apart, days of retries.
 	pmMaxDeliver = 100000
 )
