@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,5 +56,37 @@ func TestInboxWriterGroupCommits(t *testing.T) {
 		if err := <-errs; err == nil {
 			t.Error("a write through a closed pool succeeded")
 		}
+	}
+}
+
+// TestPruneInboxEvery: the pruner deletes, in chunks, the rows older than
+// the retention and keeps the younger ones.
+func TestPruneInboxEvery(t *testing.T) {
+	env := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := EnsureSchema(ctx, env.pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.pool.Exec(ctx, `INSERT INTO messaging_inbox (handler, event_id, processed_at)
+		SELECT 'old', gen_random_uuid(), now() - interval '8 days' FROM generate_series(1, 25000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.pool.Exec(ctx, `INSERT INTO messaging_inbox (handler, event_id)
+		SELECT 'young', gen_random_uuid() FROM generate_series(1, 10)`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- PruneInboxEvery(ctx, env.pool, 7*24*time.Hour, time.Hour, env.log) }()
+	waitFor(t, "the old rows pruned", func() (bool, error) {
+		n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'old'`)()
+		return n == 0, err
+	})
+	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'young'`)(); err != nil || n != 10 {
+		t.Errorf("young rows left: %d (%v), want 10", n, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("PruneInboxEvery = %v after cancel, want nil", err)
 	}
 }

@@ -44,7 +44,14 @@ type runConfig struct {
 	listener net.Listener
 	// tracer records spans; nil means no tracing.
 	tracer trace.TracerProvider
+	// inboxRetention is how long the worker keeps its consumers' inbox
+	// rows; 0 means defaultInboxRetention.
+	inboxRetention time.Duration
 }
+
+// defaultInboxRetention outlasts any redelivery or re-publish of an event
+// (a relay outage of days plus the stream's duplicate window).
+const defaultInboxRetention = 7 * 24 * time.Hour
 
 func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role) }
 
@@ -262,6 +269,13 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	start("worker", func(ctx context.Context) error {
 		defer routerPool.Close()
 		return router.Run(ctx)
+	})
+	retention := cfg.inboxRetention
+	if retention <= 0 {
+		retention = defaultInboxRetention
+	}
+	start("inbox-pruner", func(ctx context.Context) error {
+		return messaging.PruneInboxEvery(ctx, store.Pool(), retention, time.Hour, log)
 	})
 	return nil
 }

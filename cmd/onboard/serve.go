@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -72,6 +73,13 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 			errs = append(errs, fmt.Errorf("NATS_REPLICAS: want 1 to 5, got %q", r))
 		}
 		cfg.natsReplicas = n
+	}
+	if r := os.Getenv("ONBOARD_INBOX_RETENTION"); r != "" {
+		d, err := time.ParseDuration(r)
+		if err != nil || d < time.Hour {
+			errs = append(errs, fmt.Errorf("ONBOARD_INBOX_RETENTION: want a duration of an hour or more (e.g. 168h), got %q", r))
+		}
+		cfg.inboxRetention = d
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr: %w", err))
