@@ -88,16 +88,25 @@ type DeadLetters struct {
 	metrics Metrics
 }
 
+// errNoConn is Redrive's error on a store opened without a NATS connection.
+var errNoConn = errors.New("no NATS connection to publish on (the dead letters were opened without one)")
+
 // NewDeadLetters returns the dead-letter store on pool, for tools that list
-// and re-drive without running handlers. It ensures the tables.
+// and re-drive without running handlers. It ensures the tables. conn may be
+// nil for tools that only read (List, Get): Redrive then returns an error
+// instead of publishing.
 func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, stream StreamConfig) (*DeadLetters, error) {
 	stream.setDefaults()
 	if err := stream.Validate(); err != nil {
 		return nil, fmt.Errorf("dead letters: %w: %w", ErrInvalidConfig, err)
 	}
-	js, err := jetstream.New(conn)
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
+	var js jetstream.JetStream
+	if conn != nil {
+		// jetstream.New reads conn's options, so it cannot take nil.
+		var err error
+		if js, err = jetstream.New(conn); err != nil {
+			return nil, fmt.Errorf("dead letters: %w", err)
+		}
 	}
 	if err := EnsureSchema(ctx, pool); err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
@@ -164,8 +173,12 @@ func (d *DeadLetters) Get(ctx context.Context, id int64) (DeadLetter, error) {
 // <redrive prefix>.<handler>), with a fresh delivery count, and marks it
 // re-driven. Handling it successfully marks it resolved; failing again makes
 // it dead again. The error wraps ErrDeadLetterNotFound when there is none
-// with id.
+// with id. A store made by NewDeadLetters with a nil conn cannot re-drive:
+// it returns an error and changes nothing.
 func (d *DeadLetters) Redrive(ctx context.Context, id int64) error {
+	if d.js == nil {
+		return fmt.Errorf("redrive dead letter %d: %w", id, errNoConn)
+	}
 	tx, err := d.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("redrive dead letter %d: %w", id, err)
