@@ -33,6 +33,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDevCmd(), newBenchCmd())
+	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDeadLettersCmd(), newDevCmd(), newBenchCmd())
 	return root
 }
