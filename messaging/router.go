@@ -379,7 +379,7 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 	if errors.Is(err, ErrPermanent) || delivered >= uint64(r.cfg.MaxDeliver) {
 		return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered, Err: err}
 	}
-	return err
+	return fmt.Errorf("handler %s, event %s (%s), delivery %d: %w", name, e.ID, e.Type, delivered, err)
 }
 
 // inTx runs h in a transaction with the inbox row of (name, e.ID); a
@@ -395,7 +395,7 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h Handler, redrive bool) (err error) {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("handler %s: begin: %w", name, err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -404,7 +404,7 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 	}()
 	var handled bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messaging_inbox WHERE handler = $1 AND event_id = $2)`, name, e.ID).Scan(&handled); err != nil {
-		return fmt.Errorf("handler %s: inbox: %w", name, err)
+		return fmt.Errorf("inbox: %w", err)
 	}
 	if handled {
 		// Already handled: a redelivery after a lost ack or a crash, or a
@@ -412,12 +412,12 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 		return tx.Rollback(ctx)
 	}
 	if err := callHandler(ctx, tx, e, h); err != nil {
-		return fmt.Errorf("handler %s, event %s (%s): %w", name, e.ID, e.Type, err)
+		return err
 	}
 	tag, err := tx.Exec(ctx,
 		`INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, name, e.ID)
 	if err != nil {
-		return fmt.Errorf("handler %s: inbox: %w", name, err)
+		return fmt.Errorf("inbox: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return tx.Rollback(ctx) // a concurrent delivery of the event committed first
@@ -425,11 +425,11 @@ func (r *Router) inTx(ctx context.Context, name string, e eventstore.Envelope, h
 	if redrive {
 		if _, err := tx.Exec(ctx, `UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now()
 			WHERE handler = $1 AND event_id = $2`, name, e.ID); err != nil {
-			return fmt.Errorf("handler %s: resolve dead letter: %w", name, err)
+			return fmt.Errorf("resolve dead letter: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("handler %s: commit: %w", name, err)
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
@@ -443,26 +443,23 @@ func (r *Router) withoutTx(ctx context.Context, name string, e eventstore.Envelo
 	if delivered != 1 || redrive {
 		var handled bool
 		if err := r.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messaging_inbox WHERE handler = $1 AND event_id = $2)`, name, e.ID).Scan(&handled); err != nil {
-			return fmt.Errorf("handler %s: inbox: %w", name, err)
+			return fmt.Errorf("inbox: %w", err)
 		}
 		if handled {
 			return nil
 		}
 	}
 	if err := callHandler(ctx, nil, e, h); err != nil {
-		return fmt.Errorf("handler %s, event %s (%s): %w", name, e.ID, e.Type, err)
+		return err
 	}
 	if redrive {
 		if _, err := r.cfg.Pool.Exec(ctx, `WITH inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
 UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`, name, e.ID); err != nil {
-			return fmt.Errorf("handler %s: inbox: %w", name, err)
+			return fmt.Errorf("inbox: %w", err)
 		}
 		return nil
 	}
-	if err := r.inbox.write(ctx, name, e.ID); err != nil {
-		return fmt.Errorf("handler %s: %w", name, err)
-	}
-	return nil
+	return r.inbox.write(ctx, name, e.ID)
 }
 
 // callHandler turns a panic of h into an error, so that it counts as a
