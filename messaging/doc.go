@@ -5,8 +5,10 @@
 // # Streams and subjects
 //
 // EnsureStreams creates (or updates) the events stream, ONBOARDING by
-// default, on onboarding.events.<stream type>.<event type>.<stream id>
-// (each part made one subject token by SubjectToken) and
+// default, on onboarding.events.<stream type>.<event type>.<stream id>,
+// followed by .<route> when StreamConfig.Route names the handler an event
+// is for (each part made one subject token by SubjectToken; a handler
+// added WithRoute filters on its route), and
 // onboarding.redrive.<handler>, and the dead-letter stream on
 // onboarding.deadletters.<handler>. Each relayed message carries the
 // envelope as JSON (UnmarshalEnvelope) and the headers Nats-Msg-Id (the
