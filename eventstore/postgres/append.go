@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,9 +46,21 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	args := appendArgs(streamID, expected, prepared, o)
+	one := len(prepared) == 1 && o.Idempotency == nil && len(o.Reservations) == 0 && len(o.Releases) == 0
+	var args []any
+	if one {
+		args = appendOneArgs(streamID, expected, prepared[0], o)
+	} else {
+		args = appendArgs(streamID, expected, prepared, o)
+	}
 	for attempt := 0; ; attempt++ {
-		res, err := runAppend(ctx, s.pool, streamID, args)
+		var res eventstore.AppendResult
+		var err error
+		if one {
+			res, err = s.appendOne(ctx, s.pool, streamID, args)
+		} else {
+			res, err = runAppend(ctx, s.pool, streamID, args)
+		}
 		if err == nil {
 			s.wakeSubscribers()
 			return res, nil
@@ -69,6 +82,64 @@ func runAppend(ctx context.Context, q querier, streamID string, args []any) (eve
 		return eventstore.AppendResult{}, err
 	}
 	res.LastVersion = res.FirstVersion + int64(len(res.Positions)) - 1
+	return res, nil
+}
+
+// appendOneSQL appends one event with no reservation and no idempotency
+// record, the common case, in one statement instead of a call of
+// onboard_append: the function's loops and array parameters cost a fifth
+// of an append. It computes the same hash, byte for byte (the conformance
+// suite and VerifyChain hold both to eventstore.Hash), and inserts nothing
+// when the stream is not at the expected version ($4; -1 for any).
+const appendOneSQL = `WITH prev AS (
+	SELECT version, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+), head AS (
+	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h
+)
+INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
+	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
+SELECT $3, $1, $2, head.v + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13::json, now(), head.h,
+	sha256(head.h || uuid_send($3) || $14::bytea || int8send(head.v + 1) || $15::bytea
+		|| int8send((extract(epoch FROM now()) * 1000000)::bigint))
+FROM head WHERE $4 = -1 OR head.v = $4
+RETURNING transaction_id, position, version`
+
+func appendOneArgs(streamID string, expected eventstore.ExpectedVersion, e eventstore.NewEvent, o eventstore.AppendOptions) []any {
+	var trace *string
+	if t := eventstore.CanonicalTrace(e.Metadata.Trace); t != nil {
+		s := string(t)
+		trace = &s
+	}
+	// The stream part of eventstore.CanonicalBytes: length-prefixed id and type.
+	stream := make([]byte, 0, 8+len(streamID)+len(o.StreamType))
+	stream = binary.BigEndian.AppendUint32(stream, uint32(len(streamID)))
+	stream = append(stream, streamID...)
+	stream = binary.BigEndian.AppendUint32(stream, uint32(len(o.StreamType)))
+	stream = append(stream, o.StreamType...)
+	m := e.Metadata
+	return []any{streamID, o.StreamType, e.ID, int64(expected), e.Type, int32(e.SchemaVersion), string(e.Data),
+		m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey, trace, stream, canonicalBody(e)}
+}
+
+// appendOne runs appendOneSQL. A stream at another version inserts
+// nothing, which it reports as onboard_append does (OB001 with the
+// current version), for explainAppendError to tell a re-append from a
+// conflict.
+func (s *Store) appendOne(ctx context.Context, q querier, streamID string, args []any) (eventstore.AppendResult, error) {
+	res := eventstore.AppendResult{StreamID: streamID}
+	var position int64
+	err := q.QueryRow(ctx, appendOneSQL, args...).Scan(&res.TransactionID, &position, &res.FirstVersion)
+	if errors.Is(err, pgx.ErrNoRows) {
+		current, verr := s.currentVersion(ctx, streamID)
+		if verr != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: reading its version: %w", streamID, verr)
+		}
+		return eventstore.AppendResult{}, &pgconn.PgError{Code: codeConcurrency, Message: "concurrency conflict", Detail: strconv.FormatInt(current, 10)}
+	}
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res.Positions, res.LastVersion = []int64{position}, res.FirstVersion
 	return res, nil
 }
 

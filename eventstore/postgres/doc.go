@@ -4,7 +4,9 @@
 // An append is one round trip: a call of the SQL function onboard_append,
 // which checks the expected version, inserts the events with their hash
 // chain, and writes the idempotency record and reservations, all in one
-// transaction. UNIQUE(stream_id, version) is the concurrency control.
+// transaction; a single event without reservations or idempotency record
+// is one INSERT ... SELECT computing the same hash. UNIQUE(stream_id,
+// version) is the concurrency control.
 //
 // The global order is (transaction_id, position), where transaction_id is the
 // appending transaction's xid8. ReadAll returns only rows of transactions

@@ -283,3 +283,50 @@ func TestHeldBackReadsTheNewestEventOnly(t *testing.T) {
 		t.Errorf("heldBack behind an open transaction = %v, %v; want true", held, err)
 	}
 }
+
+// TestAppendPathsShareOneChain: single plain events take one statement,
+// the others onboard_append; a stream appended through both in turn
+// verifies as one hash chain, and the single path reports conflicts and
+// re-appends as the function does.
+func TestAppendPathsShareOneChain(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	const stream = "customer-chain"
+	appendOK := func(expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) eventstore.AppendResult {
+		t.Helper()
+		res, err := s.Append(ctx, stream, expected, events, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	one := newTestEvent()
+	one.Metadata.Trace = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	res := appendOK(eventstore.NoStream, []eventstore.NewEvent{one})
+	if res.FirstVersion != 1 || res.LastVersion != 1 || len(res.Positions) != 1 {
+		t.Fatalf("single append result %+v", res)
+	}
+	appendOK(1, []eventstore.NewEvent{newTestEvent(), newTestEvent()})
+	appendOK(3, []eventstore.NewEvent{newTestEvent()}, eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: "test", Key: "k1", Fingerprint: "f"}))
+	last := newTestEvent()
+	appendOK(eventstore.Any, []eventstore.NewEvent{last})
+	if err := s.Verify(ctx, stream); err != nil {
+		t.Fatalf("the chain across both paths: %v", err)
+	}
+
+	// A stale expected version is a conflict naming the current one.
+	_, err := s.Append(ctx, stream, 2, []eventstore.NewEvent{newTestEvent()})
+	var ce *eventstore.ConcurrencyError
+	if !errors.As(err, &ce) || ce.Actual != 5 || ce.Expected != 2 {
+		t.Fatalf("stale single append: %v, want a conflict at version 5", err)
+	}
+	// Appending the stored event again is a duplicate, not a conflict.
+	dup, err := s.Append(ctx, stream, 4, []eventstore.NewEvent{last})
+	if err != nil || !dup.Duplicate || dup.FirstVersion != 5 {
+		t.Fatalf("re-append: %+v, %v; want the stored result as a duplicate", dup, err)
+	}
+	// A new stream taken by a concurrent append: a conflict too.
+	if _, err := s.Append(ctx, stream, eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); !errors.As(err, &ce) || ce.Actual != 5 {
+		t.Fatalf("NoStream on an existing stream: %v", err)
+	}
+}
