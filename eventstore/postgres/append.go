@@ -104,6 +104,17 @@ SELECT $3, $1, $2, head.v + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13::jso
 FROM head WHERE $4 = -1 OR head.v = $4
 RETURNING transaction_id, position, version`
 
+// appendNewSQL is appendOneSQL for a new stream (expected version 0,
+// given as $4 for the same arguments): no look-up, as in the function; if
+// the stream exists after all, version 1 violates
+// events_stream_version_key.
+const appendNewSQL = `INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
+	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
+VALUES ($3, $1, $2, $4::bigint + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13::json, now(), ''::bytea,
+	sha256(uuid_send($3) || $14::bytea || int8send($4::bigint + 1) || $15::bytea
+		|| int8send((extract(epoch FROM now()) * 1000000)::bigint)))
+RETURNING transaction_id, position, version`
+
 func appendOneArgs(streamID string, expected eventstore.ExpectedVersion, e eventstore.NewEvent, o eventstore.AppendOptions) []any {
 	var trace *string
 	if t := eventstore.CanonicalTrace(e.Metadata.Trace); t != nil {
@@ -128,7 +139,11 @@ func appendOneArgs(streamID string, expected eventstore.ExpectedVersion, e event
 func (s *Store) appendOne(ctx context.Context, q querier, streamID string, args []any) (eventstore.AppendResult, error) {
 	res := eventstore.AppendResult{StreamID: streamID}
 	var position int64
-	err := q.QueryRow(ctx, appendOneSQL, args...).Scan(&res.TransactionID, &position, &res.FirstVersion)
+	query := appendOneSQL
+	if args[3] == int64(eventstore.NoStream) {
+		query = appendNewSQL
+	}
+	err := q.QueryRow(ctx, query, args...).Scan(&res.TransactionID, &position, &res.FirstVersion)
 	if errors.Is(err, pgx.ErrNoRows) {
 		current, verr := s.currentVersion(ctx, streamID)
 		if verr != nil {
