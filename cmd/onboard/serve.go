@@ -74,6 +74,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.natsReplicas = n
 	}
+	errs = append(errs, loadProcessConfig(&cfg.process)...)
 	if r := os.Getenv("ONBOARD_INBOX_RETENTION"); r != "" {
 		d, err := time.ParseDuration(r)
 		if err != nil || d < time.Hour {
@@ -137,4 +138,44 @@ Every role serves /healthz, /readyz and /metrics on --addr.`,
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (API, health, metrics)")
 	cmd.Flags().StringVar(&roles, "roles", "command", "comma-separated roles: "+strings.Join(knownRoles, ","))
 	return cmd
+}
+
+// loadProcessConfig reads the worker's tuning from the environment; unset
+// variables keep the process managers' defaults.
+func loadProcessConfig(pc *handlers.ProcessConfig) []error {
+	var errs []error
+	duration := func(name string, min time.Duration, into *time.Duration) {
+		v := os.Getenv(name)
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < min {
+			errs = append(errs, fmt.Errorf("%s: want a duration of at least %v (e.g. 2s, 5m), got %q", name, min, v))
+			return
+		}
+		*into = d
+	}
+	duration("ONBOARD_RETRY_BASE_DELAY", time.Millisecond, &pc.BaseDelay)
+	duration("ONBOARD_RETRY_MAX_DELAY", time.Millisecond, &pc.MaxDelay)
+	duration("ONBOARD_KYC_DEADLINE", time.Second, &pc.VerificationDeadline)
+	if pc.BaseDelay > 0 && pc.MaxDelay > 0 && pc.MaxDelay < pc.BaseDelay {
+		errs = append(errs, fmt.Errorf("ONBOARD_RETRY_MAX_DELAY %v is below ONBOARD_RETRY_BASE_DELAY %v", pc.MaxDelay, pc.BaseDelay))
+	}
+	if v := os.Getenv("ONBOARD_KYC_POLLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			errs = append(errs, fmt.Errorf("ONBOARD_KYC_POLLS: want 1 to 100, got %q", v))
+		} else {
+			pc.VerificationPolls = n
+		}
+	}
+	if v := os.Getenv("ONBOARD_SUPPORT_EMAIL"); v != "" {
+		if !strings.Contains(v, "@") {
+			errs = append(errs, fmt.Errorf("ONBOARD_SUPPORT_EMAIL: want an email address, got %q", v))
+		} else {
+			pc.SupportEmail = v
+		}
+	}
+	return errs
 }

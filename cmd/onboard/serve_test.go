@@ -19,3 +19,30 @@ func TestServeConfigInboxRetention(t *testing.T) {
 		}
 	}
 }
+
+func TestServeConfigWorkerTuning(t *testing.T) {
+	t.Setenv("ONBOARD_RETRY_BASE_DELAY", "20ms")
+	t.Setenv("ONBOARD_RETRY_MAX_DELAY", "500ms")
+	t.Setenv("ONBOARD_KYC_DEADLINE", "2s")
+	t.Setenv("ONBOARD_KYC_POLLS", "2")
+	t.Setenv("ONBOARD_SUPPORT_EMAIL", "help@example.com")
+	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := cfg.process
+	if pc.BaseDelay != 20*time.Millisecond || pc.MaxDelay != 500*time.Millisecond || pc.VerificationDeadline != 2*time.Second ||
+		pc.VerificationPolls != 2 || pc.SupportEmail != "help@example.com" {
+		t.Errorf("process config %+v", pc)
+	}
+	t.Setenv("ONBOARD_RETRY_BASE_DELAY", "1m")
+	t.Setenv("ONBOARD_KYC_DEADLINE", "soon")
+	t.Setenv("ONBOARD_KYC_POLLS", "0")
+	t.Setenv("ONBOARD_SUPPORT_EMAIL", "nobody")
+	_, err = loadServeConfig("127.0.0.1:0", "projector")
+	for _, want := range []string{"ONBOARD_RETRY_MAX_DELAY", "ONBOARD_KYC_DEADLINE", "ONBOARD_KYC_POLLS", "ONBOARD_SUPPORT_EMAIL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
