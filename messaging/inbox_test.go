@@ -90,3 +90,34 @@ func TestPruneInboxEvery(t *testing.T) {
 		t.Errorf("PruneInboxEvery = %v after cancel, want nil", err)
 	}
 }
+
+// TestAddHandlerWaitsForNATS: a router that starts while the NATS server
+// is down (a restart) waits for it instead of failing.
+func TestAddHandlerWaitsForNATS(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	r, err := NewRouter(ctx, RouterConfig{Pool: env.pool, Conn: env.nc, Stream: env.stream, Logger: env.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.server.Shutdown()
+	back := make(chan error, 1)
+	go func() {
+		// Longer than JetStream's 5 s request timeout.
+		time.Sleep(7 * time.Second)
+		back <- env.server.Start()
+	}()
+	err = r.AddHandler(ctx, "patient", env.effectsHandler("patient"))
+	if serr := <-back; serr != nil {
+		t.Fatal(serr)
+	}
+	if err != nil {
+		t.Fatalf("AddHandler while NATS restarted: %v", err)
+	}
+	// A refusal is not waited out.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.AddHandler(cctx, "bad name!", env.effectsHandler("patient")); err == nil {
+		t.Error("AddHandler with an invalid name succeeded")
+	}
+}

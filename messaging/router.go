@@ -235,7 +235,7 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if err := EnsureSchema(ctx, cfg.Pool); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
-	if err := EnsureStreams(ctx, js, cfg.Stream); err != nil {
+	if err := whileAway(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, js, cfg.Stream) }); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
 	logger := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{

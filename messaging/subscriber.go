@@ -59,7 +59,11 @@ func newConsumerSubscriber(js jetstream.JetStream, stream string, cfg jetstream.
 
 // ensure creates the durable consumer or updates it to the configuration.
 func (s *consumerSubscriber) ensure(ctx context.Context) (jetstream.Consumer, error) {
-	c, err := s.js.CreateOrUpdateConsumer(ctx, s.stream, s.config)
+	var c jetstream.Consumer
+	err := whileAway(ctx, func(ctx context.Context) (err error) {
+		c, err = s.js.CreateOrUpdateConsumer(ctx, s.stream, s.config)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ensure consumer %s on %s: %w", s.config.Durable, s.stream, err)
 	}

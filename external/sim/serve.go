@@ -89,6 +89,9 @@ func (s *Simulator) serve(provider string, mutating bool, fx effect) http.Handle
 		s.mu.Lock()
 		st := s.stats[provider]
 		st.Requests++
+		if mutating {
+			st.Mutating++
+		}
 		st.InFlight++
 		st.MaxInFlight = max(st.MaxInFlight, st.InFlight)
 		fault := s.draw(provider, mutating)

@@ -48,6 +48,7 @@ type Simulator struct {
 // endpoint.
 type Stats struct {
 	Requests    int           `json:"requests"`      // requests received, admin excluded
+	Mutating    int           `json:"mutating"`      // of them, the ones that may have an effect (POST, PUT, DELETE)
 	InFlight    int           `json:"in_flight"`     // requests being processed now
 	MaxInFlight int           `json:"max_in_flight"` // the most at once so far
 	Held        int           `json:"held"`          // requests waiting at a Hold

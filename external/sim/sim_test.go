@@ -268,3 +268,17 @@ func TestDocExampleConfig(t *testing.T) {
 		t.Fatalf("PUT example: %d %s", r.status, r.body)
 	}
 }
+
+// TestStatsCountMutatingRequests: reads (a check's status) count as
+// requests but not as mutating ones.
+func TestStatsCountMutatingRequests(t *testing.T) {
+	s, base := start(t, sim.Config{Seed: 1})
+	do(t, "POST", base+"/email/messages", "m1", `{"customer_id":"c1","to":"x@y.example","template":"welcome"}`)
+	do(t, "GET", base+"/kyc/checks/chk_unknown", "", "")
+	if st := s.Stats("email"); st.Requests != 1 || st.Mutating != 1 {
+		t.Errorf("email stats %+v, want 1 request, 1 mutating", st)
+	}
+	if st := s.Stats("kyc"); st.Requests != 1 || st.Mutating != 0 {
+		t.Errorf("kyc stats %+v, want 1 request, 0 mutating", st)
+	}
+}
