@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +34,7 @@ const appendSQL = `SELECT out_transaction_id, out_positions, out_first_version F
 // querier is what an append runs on: the pool, or a transaction in tests.
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // maxAnyRetries bounds the retries of an append with eventstore.Any that
@@ -46,18 +48,27 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	one := len(prepared) == 1 && o.Idempotency == nil && len(o.Reservations) == 0 && len(o.Releases) == 0
-	var args []any
-	if one {
-		args = appendOneArgs(streamID, expected, prepared[0], o)
-	} else {
+	plain := o.Idempotency == nil && len(o.Reservations) == 0 && len(o.Releases) == 0
+	var (
+		args  []any
+		query string // the statement of a plain append, "" for onboard_append
+	)
+	switch {
+	case plain && len(prepared) == 1:
+		args, query = appendOneArgs(streamID, expected, prepared[0], o), appendOneSQL
+		if expected == eventstore.NoStream {
+			query = appendNewSQL
+		}
+	case plain && len(prepared) <= maxStatementEvents:
+		args, query = appendManyArgs(streamID, expected, prepared, o), appendManySQL[len(prepared)]
+	default:
 		args = appendArgs(streamID, expected, prepared, o)
 	}
 	for attempt := 0; ; attempt++ {
 		var res eventstore.AppendResult
 		var err error
-		if one {
-			res, err = s.appendOne(ctx, s.pool, streamID, args)
+		if query != "" {
+			res, err = s.appendStatement(ctx, s.pool, streamID, query, args)
 		} else {
 			res, err = runAppend(ctx, s.pool, streamID, args)
 		}
@@ -116,45 +127,135 @@ VALUES ($3, $1, $2, $4::bigint + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13
 RETURNING transaction_id, position, version`
 
 func appendOneArgs(streamID string, expected eventstore.ExpectedVersion, e eventstore.NewEvent, o eventstore.AppendOptions) []any {
-	var trace *string
-	if t := eventstore.CanonicalTrace(e.Metadata.Trace); t != nil {
-		s := string(t)
-		trace = &s
-	}
-	// The stream part of eventstore.CanonicalBytes: length-prefixed id and type.
-	stream := make([]byte, 0, 8+len(streamID)+len(o.StreamType))
-	stream = binary.BigEndian.AppendUint32(stream, uint32(len(streamID)))
-	stream = append(stream, streamID...)
-	stream = binary.BigEndian.AppendUint32(stream, uint32(len(o.StreamType)))
-	stream = append(stream, o.StreamType...)
 	m := e.Metadata
 	return []any{streamID, o.StreamType, e.ID, int64(expected), e.Type, int32(e.SchemaVersion), string(e.Data),
-		m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey, trace, stream, canonicalBody(e)}
+		m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey, canonicalTrace(m.Trace),
+		streamBytes(streamID, o.StreamType), canonicalBody(e)}
 }
 
-// appendOne runs appendOneSQL. A stream at another version inserts
+// maxStatementEvents is the most events a plain append inserts with one
+// statement of its own (appendManySQL); more go through onboard_append.
+const maxStatementEvents = 8
+
+// appendManySQL[n] appends n plain events (2 <= n <= maxStatementEvents)
+// in one statement, as appendOneSQL does one: a chain of CTEs computes
+// each event's hash from the previous one's, and the rows are inserted in
+// version order (ORDER BY), so that their positions follow their versions.
+// Its arguments are $1 stream id, $2 stream type, $3 expected version, $4
+// the stream part of the canonical bytes, then eleven per event (see
+// appendManyArgs).
+var appendManySQL = func() map[int]string {
+	out := map[int]string{}
+	for n := 2; n <= maxStatementEvents; n++ {
+		var b strings.Builder
+		b.WriteString(`WITH prev AS (
+	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
+), head AS (
+	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h,
+		(extract(epoch FROM now()) * 1000000)::bigint AS us
+)`)
+		from := "head"
+		for i := 1; i <= n; i++ {
+			p := 5 + 11*(i-1) // the event's first argument
+			guard := ""
+			if i == 1 {
+				guard = " WHERE $3 = -1 OR head.v = $3"
+			}
+			fmt.Fprintf(&b, `, c%d AS (
+	SELECT %[2]s.v + 1 AS v, %[2]s.h AS prev, %[2]s.us,
+		sha256(%[2]s.h || uuid_send($%[3]d::uuid) || $4::bytea || int8send(%[2]s.v + 1) || $%[4]d::bytea || int8send(%[2]s.us)) AS h
+	FROM %[2]s%[5]s
+)`, i, from, p, p+10, guard)
+			from = fmt.Sprintf("c%d", i)
+		}
+		b.WriteString(`
+INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
+	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
+SELECT r.id, $1, $2, r.v, r.type, r.schema, r.data::json, r.actor, r.corr, r.caus, r.req, r.key, r.trace::json, now(), r.prev, r.h
+FROM (`)
+		for i := 1; i <= n; i++ {
+			p := 5 + 11*(i-1)
+			if i > 1 {
+				b.WriteString("\n\tUNION ALL ")
+			}
+			fmt.Fprintf(&b, `SELECT %d AS n, $%d::uuid AS id, c%d.v, $%d::text AS type, $%d::int AS schema, $%d::text AS data, $%d::text AS actor,
+		$%d::text AS corr, $%d::text AS caus, $%d::text AS req, $%d::text AS key, $%d::text AS trace, c%d.prev, c%d.h FROM c%d`,
+				i, p, i, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, i, i, i)
+		}
+		b.WriteString(`
+) r ORDER BY r.n
+RETURNING transaction_id, position, version`)
+		out[n] = b.String()
+	}
+	return out
+}()
+
+// appendManyArgs lays a plain append of several events out for
+// appendManySQL.
+func appendManyArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
+	args := make([]any, 0, 4+11*len(events))
+	args = append(args, streamID, o.StreamType, int64(expected), streamBytes(streamID, o.StreamType))
+	for _, e := range events {
+		m := e.Metadata
+		args = append(args, e.ID, e.Type, int32(e.SchemaVersion), string(e.Data), m.Actor, m.CorrelationID, m.CausationID,
+			m.RequestID, m.IdempotencyKey, canonicalTrace(m.Trace), canonicalBody(e))
+	}
+	return args
+}
+
+// streamBytes is the stream part of eventstore.CanonicalBytes:
+// length-prefixed id and type.
+func streamBytes(streamID, streamType string) []byte {
+	b := make([]byte, 0, 8+len(streamID)+len(streamType))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(streamID)))
+	b = append(b, streamID...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(streamType)))
+	return append(b, streamType...)
+}
+
+func canonicalTrace(trace map[string]string) *string {
+	if t := eventstore.CanonicalTrace(trace); t != nil {
+		s := string(t)
+		return &s
+	}
+	return nil
+}
+
+// appendStatement runs the statement of a plain append (appendOneSQL,
+// appendNewSQL or appendManySQL). A stream at another version inserts
 // nothing, which it reports as onboard_append does (OB001 with the
 // current version), for explainAppendError to tell a re-append from a
 // conflict.
-func (s *Store) appendOne(ctx context.Context, q querier, streamID string, args []any) (eventstore.AppendResult, error) {
-	res := eventstore.AppendResult{StreamID: streamID}
-	var position int64
-	query := appendOneSQL
-	if args[3] == int64(eventstore.NoStream) {
-		query = appendNewSQL
+func (s *Store) appendStatement(ctx context.Context, q querier, streamID, query string, args []any) (eventstore.AppendResult, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return eventstore.AppendResult{}, err
 	}
-	err := q.QueryRow(ctx, query, args...).Scan(&res.TransactionID, &position, &res.FirstVersion)
-	if errors.Is(err, pgx.ErrNoRows) {
+	type inserted struct {
+		tx       uint64
+		position int64
+		version  int64
+	}
+	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (inserted, error) {
+		var r inserted
+		err := row.Scan(&r.tx, &r.position, &r.version)
+		return r, err
+	})
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if len(got) == 0 {
 		current, verr := s.currentVersion(ctx, streamID)
 		if verr != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: reading its version: %w", streamID, verr)
 		}
 		return eventstore.AppendResult{}, &pgconn.PgError{Code: codeConcurrency, Message: "concurrency conflict", Detail: strconv.FormatInt(current, 10)}
 	}
-	if err != nil {
-		return eventstore.AppendResult{}, err
+	slices.SortFunc(got, func(a, b inserted) int { return cmp.Compare(a.version, b.version) })
+	res := eventstore.AppendResult{StreamID: streamID, TransactionID: got[0].tx, FirstVersion: got[0].version, LastVersion: got[len(got)-1].version}
+	for _, r := range got {
+		res.Positions = append(res.Positions, r.position)
 	}
-	res.Positions, res.LastVersion = []int64{position}, res.FirstVersion
 	return res, nil
 }
 

@@ -4,8 +4,8 @@
 // An append is one round trip: a call of the SQL function onboard_append,
 // which checks the expected version, inserts the events with their hash
 // chain, and writes the idempotency record and reservations, all in one
-// transaction; a single event without reservations or idempotency record
-// is one INSERT ... SELECT computing the same hash. UNIQUE(stream_id,
+// transaction; up to 8 events without reservations or idempotency record
+// are one INSERT ... SELECT computing the same hashes. UNIQUE(stream_id,
 // version) is the concurrency control.
 //
 // The global order is (transaction_id, position), where transaction_id is the

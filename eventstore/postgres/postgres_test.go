@@ -306,12 +306,65 @@ func TestAppendPathsShareOneChain(t *testing.T) {
 	if res.FirstVersion != 1 || res.LastVersion != 1 || len(res.Positions) != 1 {
 		t.Fatalf("single append result %+v", res)
 	}
-	appendOK(1, []eventstore.NewEvent{newTestEvent(), newTestEvent()})
+	pair := appendOK(1, []eventstore.NewEvent{newTestEvent(), newTestEvent()})
+	if pair.FirstVersion != 2 || pair.LastVersion != 3 || len(pair.Positions) != 2 || pair.Positions[0] >= pair.Positions[1] {
+		t.Fatalf("two-event append result %+v, want versions 2-3 at increasing positions", pair)
+	}
 	appendOK(3, []eventstore.NewEvent{newTestEvent()}, eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: "test", Key: "k1", Fingerprint: "f"}))
 	last := newTestEvent()
 	appendOK(eventstore.Any, []eventstore.NewEvent{last})
 	if err := s.Verify(ctx, stream); err != nil {
 		t.Fatalf("the chain across both paths: %v", err)
+	}
+	// Every size of the statement path, and one past it (the function),
+	// on streams old and new: one chain each, positions in version order.
+	for _, n := range []int{2, 3, maxStatementEvents, maxStatementEvents + 1} {
+		for _, expected := range []eventstore.ExpectedVersion{eventstore.NoStream, 1} {
+			id := fmt.Sprintf("customer-many-%d-%d", n, expected)
+			if expected == 1 {
+				if _, err := s.Append(ctx, id, eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			events := make([]eventstore.NewEvent, n)
+			for i := range events {
+				events[i] = newTestEvent()
+				events[i].Metadata.Trace = map[string]string{"traceparent": fmt.Sprintf("00-4bf92f3577b34da6a3ce929d0e0e47%02d-00f067aa0ba902b7-01", i)}
+			}
+			res, err := s.Append(ctx, id, expected, events)
+			if err != nil {
+				t.Fatalf("%d events after v%d: %v", n, expected, err)
+			}
+			if res.FirstVersion != int64(expected)+1 || res.LastVersion != int64(expected)+int64(n) || len(res.Positions) != n {
+				t.Errorf("%d events after v%d: result %+v", n, expected, res)
+			}
+			stored, err := s.ReadStream(ctx, id, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < len(stored); i++ {
+				if stored[i].Cursor().Compare(stored[i-1].Cursor()) <= 0 {
+					t.Errorf("%s: v%d at %s is not after v%d at %s", id, stored[i].Version, stored[i].Cursor(), stored[i-1].Version, stored[i-1].Cursor())
+				}
+			}
+			for i, e := range stored[len(stored)-n:] {
+				if e.ID != events[i].ID {
+					t.Errorf("%s: v%d is event %s, want %s", id, e.Version, e.ID, events[i].ID)
+				}
+			}
+			if err := s.Verify(ctx, id); err != nil {
+				t.Errorf("%s: %v", id, err)
+			}
+			// The same events again: a duplicate, not a conflict.
+			if dup, err := s.Append(ctx, id, expected, events); err != nil || !dup.Duplicate {
+				t.Errorf("%s: re-append %+v, %v", id, dup, err)
+			}
+			// A stale expected version: a conflict naming the current one.
+			var ce *eventstore.ConcurrencyError
+			if _, err := s.Append(ctx, id, expected, []eventstore.NewEvent{newTestEvent(), newTestEvent()}); !errors.As(err, &ce) || ce.Actual != int64(expected)+int64(n) {
+				t.Errorf("%s: stale append: %v", id, err)
+			}
+		}
 	}
 
 	// A stale expected version is a conflict naming the current one.
