@@ -256,14 +256,18 @@ func TestChaosSoak(t *testing.T) {
 	api.start()
 	t.Cleanup(api.stop)
 	worker, relay, projector := newRole("worker", "worker"), newRole("relay", "relay"), newRole("projector", "projector")
-	// A second worker, relay and projector in a process of their own, for
-	// SIGKILL: the worker shares the process managers' durable consumers
-	// with the one above, so a kill lands in the middle of provider calls.
-	// Its tuning is the in-process worker's, through the environment.
-	proc := &child{t: t, name: "child worker,relay,projector", bin: bin,
-		args: []string{"serve", "--roles", "worker,relay,projector", "--addr", "127.0.0.1:0"},
+	// Roles in a process of their own, for SIGKILL (soakChildRoles). A
+	// worker there shares the process managers' durable consumers with the
+	// one above, so a kill lands in the middle of provider calls; its
+	// tuning is the in-process worker's, through the environment.
+	proc := &child{t: t, name: "child " + soakChildRoles, bin: bin,
+		args: []string{"serve", "--roles", soakChildRoles, "--addr", "127.0.0.1:0"},
 		env: append(os.Environ(), "DATABASE_URL="+dbURL, "NATS_URL="+ns.ClientURL(), "SIM_URL="+simSrv.URL+"/sim",
 			"ONBOARD_RETRY_BASE_DELAY=20ms", "ONBOARD_RETRY_MAX_DELAY=500ms", "ONBOARD_KYC_DEADLINE=2s", "ONBOARD_KYC_POLLS=2",
+			// As the in-process worker's: a breaker left open for the default
+			// 30 s after the outages would fail the operators' retries at once
+			// and pause the customers again.
+			"ONBOARD_BREAKER_OPEN_TIMEOUT=200ms",
 			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=")}
 	proc.start()
 	t.Cleanup(proc.kill)

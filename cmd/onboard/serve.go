@@ -106,6 +106,15 @@ func providerConfigs() ([5]external.Config, error) {
 		}
 		out[i] = external.Config{BaseURL: u, APIKey: os.Getenv(env + "_API_KEY")}
 	}
+	if v := os.Getenv("ONBOARD_BREAKER_OPEN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("ONBOARD_BREAKER_OPEN_TIMEOUT: want a duration of at least 10ms (e.g. 30s), got %q", v))
+		}
+		for i := range out {
+			out[i].Policy.Breaker.OpenTimeout = d
+		}
+	}
 	return out, errors.Join(errs...)
 }
 

@@ -46,3 +46,21 @@ func TestServeConfigWorkerTuning(t *testing.T) {
 		}
 	}
 }
+
+func TestServeConfigBreakerOpenTimeout(t *testing.T) {
+	t.Setenv("SIM_URL", "http://127.0.0.1:1/sim")
+	t.Setenv("ONBOARD_BREAKER_OPEN_TIMEOUT", "200ms")
+	cfg, err := loadServeConfig("127.0.0.1:0", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range cfg.providers {
+		if p.Policy.Breaker.OpenTimeout != 200*time.Millisecond {
+			t.Errorf("provider %s: breaker open timeout %v, want 200ms", providerNames[i], p.Policy.Breaker.OpenTimeout)
+		}
+	}
+	t.Setenv("ONBOARD_BREAKER_OPEN_TIMEOUT", "1ms")
+	if _, err := loadServeConfig("127.0.0.1:0", "worker"); err == nil || !strings.Contains(err.Error(), "ONBOARD_BREAKER_OPEN_TIMEOUT") {
+		t.Errorf("1ms: err %v, want one naming ONBOARD_BREAKER_OPEN_TIMEOUT", err)
+	}
+}

@@ -13,4 +13,7 @@ var (
 	// faults stop: 10,000 customers take far longer than 300 to drain the
 	// durable retries and the operator retries.
 	soakSettle = 30 * time.Minute
+	// soakChildRoles run in the child process the soak SIGKILLs: a worker
+	// too, so that kills land in the middle of provider calls.
+	soakChildRoles = "worker,relay,projector"
 )
