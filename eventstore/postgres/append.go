@@ -54,13 +54,11 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 		query string // the statement of a plain append, "" for onboard_append
 	)
 	switch {
-	case plain && len(prepared) == 1:
-		args, query = appendOneArgs(streamID, expected, prepared[0], o), appendOneSQL
-		if expected == eventstore.NoStream {
+	case plain && len(prepared) <= maxStatementEvents:
+		args, query = appendStatementArgs(streamID, expected, prepared, o), appendStatementSQL[len(prepared)]
+		if len(prepared) == 1 && expected == eventstore.NoStream {
 			query = appendNewSQL
 		}
-	case plain && len(prepared) <= maxStatementEvents:
-		args, query = appendManyArgs(streamID, expected, prepared, o), appendManySQL[len(prepared)]
 	default:
 		args = appendArgs(streamID, expected, prepared, o)
 	}
@@ -96,57 +94,36 @@ func runAppend(ctx context.Context, q querier, streamID string, args []any) (eve
 	return res, nil
 }
 
-// appendOneSQL appends one event with no reservation and no idempotency
-// record, the common case, in one statement instead of a call of
-// onboard_append: the function's loops and array parameters cost a fifth
-// of an append. It computes the same hash, byte for byte (the conformance
-// suite and VerifyChain hold both to eventstore.Hash), and inserts nothing
-// when the stream is not at the expected version ($4; -1 for any).
-const appendOneSQL = `WITH prev AS (
-	SELECT version, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
-), head AS (
-	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h
-)
-INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
-	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
-SELECT $3, $1, $2, head.v + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13::json, now(), head.h,
-	sha256(head.h || uuid_send($3) || $14::bytea || int8send(head.v + 1) || $15::bytea
-		|| int8send((extract(epoch FROM now()) * 1000000)::bigint))
-FROM head WHERE $4 = -1 OR head.v = $4
-RETURNING transaction_id, position, version`
-
-// appendNewSQL is appendOneSQL for a new stream (expected version 0,
-// given as $4 for the same arguments): no look-up, as in the function; if
-// the stream exists after all, version 1 violates
+// appendNewSQL appends one plain event to a new stream (expected version
+// 0) with the arguments of appendStatementSQL: no look-up, as in the
+// function; if the stream exists after all, version 1 violates
 // events_stream_version_key.
 const appendNewSQL = `INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
 	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
-VALUES ($3, $1, $2, $4::bigint + 1, $5, $6, $7::json, $8, $9, $10, $11, $12, $13::json, now(), ''::bytea,
-	sha256(uuid_send($3) || $14::bytea || int8send($4::bigint + 1) || $15::bytea
+VALUES ($5, $1, $2, $3::bigint + 1, $6, $7, $8::json, $9, $10, $11, $12, $13, $14::json, now(), ''::bytea,
+	sha256(uuid_send($5::uuid) || $4::bytea || int8send($3::bigint + 1) || $15::bytea
 		|| int8send((extract(epoch FROM now()) * 1000000)::bigint)))
 RETURNING transaction_id, position, version`
 
-func appendOneArgs(streamID string, expected eventstore.ExpectedVersion, e eventstore.NewEvent, o eventstore.AppendOptions) []any {
-	m := e.Metadata
-	return []any{streamID, o.StreamType, e.ID, int64(expected), e.Type, int32(e.SchemaVersion), string(e.Data),
-		m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey, canonicalTrace(m.Trace),
-		streamBytes(streamID, o.StreamType), canonicalBody(e)}
-}
-
 // maxStatementEvents is the most events a plain append inserts with one
-// statement of its own (appendManySQL); more go through onboard_append.
+// statement of its own (appendStatementSQL); more go through onboard_append.
 const maxStatementEvents = 8
 
-// appendManySQL[n] appends n plain events (2 <= n <= maxStatementEvents)
-// in one statement, as appendOneSQL does one: a chain of CTEs computes
-// each event's hash from the previous one's, and the rows are inserted in
-// version order (ORDER BY), so that their positions follow their versions.
-// Its arguments are $1 stream id, $2 stream type, $3 expected version, $4
-// the stream part of the canonical bytes, then eleven per event (see
-// appendManyArgs).
-var appendManySQL = func() map[int]string {
+// appendStatementSQL[n] appends n events with no reservation and no
+// idempotency record (1 <= n <= maxStatementEvents), the common case, in
+// one statement instead of a call of onboard_append, whose PL/pgSQL loops
+// and array parameters cost a fifth of an append. It reads the stream's
+// last version and hash, a chain of CTEs computes each event's hash from
+// the previous one's (byte for byte the function's: the conformance suite
+// and VerifyChain hold both to eventstore.Hash), the rows are inserted in
+// version order (ORDER BY) so that their positions follow their versions,
+// and nothing is inserted when the stream is not at the expected version
+// ($3; -1 for any). Its arguments are $1 stream id, $2 stream type, $3
+// expected version, $4 the stream part of the canonical bytes, then eleven
+// per event (see appendStatementArgs).
+var appendStatementSQL = func() map[int]string {
 	out := map[int]string{}
-	for n := 2; n <= maxStatementEvents; n++ {
+	for n := 1; n <= maxStatementEvents; n++ {
 		var b strings.Builder
 		b.WriteString(`WITH prev AS (
 	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
@@ -190,9 +167,9 @@ RETURNING transaction_id, position, version`)
 	return out
 }()
 
-// appendManyArgs lays a plain append of several events out for
-// appendManySQL.
-func appendManyArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
+// appendStatementArgs lays a plain append out for appendStatementSQL and
+// appendNewSQL.
+func appendStatementArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
 	args := make([]any, 0, 4+11*len(events))
 	args = append(args, streamID, o.StreamType, int64(expected), streamBytes(streamID, o.StreamType))
 	for _, e := range events {
@@ -221,8 +198,8 @@ func canonicalTrace(trace map[string]string) *string {
 	return nil
 }
 
-// appendStatement runs the statement of a plain append (appendOneSQL,
-// appendNewSQL or appendManySQL). A stream at another version inserts
+// appendStatement runs the statement of a plain append (appendStatementSQL
+// or appendNewSQL). A stream at another version inserts
 // nothing, which it reports as onboard_append does (OB001 with the
 // current version), for explainAppendError to tell a re-append from a
 // conflict.
