@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/internal/pgtest"
@@ -110,5 +111,75 @@ func TestExecuteWithExpectedVersion(t *testing.T) {
 	}
 	if _, err := cmds.Load(ctx, [16]byte{1}); !errors.Is(err, handlers.ErrCustomerNotFound) {
 		t.Fatalf("load unknown: %v", err)
+	}
+}
+
+// countingStore counts stream reads.
+type countingStore struct {
+	handlers.CustomerStore
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) ReadStream(ctx context.Context, streamID string, from int64) ([]eventstore.Envelope, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.CustomerStore.ReadStream(ctx, streamID, from)
+}
+
+func (s *countingStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// TestLoadSinceTrustsARememberedHistory: where histories are trusted, a
+// reaction to an event the remembered history holds reads nothing; one
+// to a later event, or without trust, reads the stream, and sees what
+// another process appended.
+func TestLoadSinceTrustsARememberedHistory(t *testing.T) {
+	_, store := newCommands(t)
+	ctx := context.Background()
+	counted := &countingStore{CustomerStore: store}
+	trusting, err := handlers.NewCommands(handlers.CommandsConfig{Store: counted, TrustHistories: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trusting.SignUp(ctx, details, handlers.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := trusting.LoadSince(ctx, res.CustomerID, 1)
+	if err != nil || c.Version() != 1 || counted.count() != 0 {
+		t.Fatalf("remembered: version %v, %d reads, %v; want version 1 and no read", c, counted.count(), err)
+	}
+	// Another process moves the customer on.
+	other, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Execute(ctx, res.CustomerID, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") }); err != nil {
+		t.Fatal(err)
+	}
+	c, err = trusting.LoadSince(ctx, res.CustomerID, 2)
+	if err != nil || c.State() != domain.StateCancelled || counted.count() != 1 {
+		t.Fatalf("behind: %v, %d reads, %v; want cancelled after one read", c, counted.count(), err)
+	}
+	// Now remembered at version 3: no read for it.
+	if c, err = trusting.LoadSince(ctx, res.CustomerID, 3); err != nil || c.Version() != 3 || counted.count() != 1 {
+		t.Fatalf("caught up: %v, %d reads, %v", c, counted.count(), err)
+	}
+
+	distrusting, err := handlers.NewCommands(handlers.CommandsConfig{Store: counted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := distrusting.Load(ctx, res.CustomerID); err != nil {
+		t.Fatal(err)
+	}
+	before := counted.count()
+	if _, err := distrusting.LoadSince(ctx, res.CustomerID, 1); err != nil || counted.count() != before+1 {
+		t.Fatalf("without trust: %d reads, %v; want one more read", counted.count()-before, err)
 	}
 }

@@ -153,13 +153,13 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 	case domain.SignedUp:
 		return pm.request(ctx, id, domain.StepVerification, meta(domain.StepVerification))
 	case domain.StepRequested:
-		return pm.perform(ctx, id, e, meta(e.Step))
+		return pm.perform(ctx, id, int(env.Version), e, meta(e.Step))
 	case domain.VerificationCheckStarted:
 		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerDeadline, Step: domain.StepVerification, Attempt: 0, Ref: e.CheckID, DueAt: pm.cfg.Now().Add(pm.cfg.VerificationDeadline)})
 	case domain.StepSucceeded:
-		return pm.advance(ctx, id, meta(e.Step))
+		return pm.advance(ctx, id, int(env.Version), meta(e.Step))
 	case domain.StepFailed:
-		return pm.failed(ctx, id, e, meta(e.Step))
+		return pm.failed(ctx, id, int(env.Version), e, meta(e.Step))
 	case domain.VerificationRejected:
 		return pm.notifySupport(ctx, id, e.Reason, 0, meta(domain.StepVerification))
 	case domain.Paused:
@@ -170,7 +170,7 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 	case domain.StepRetryRequested:
 		return pm.request(ctx, id, e.Step, meta(e.Step))
 	case domain.StepSkipped:
-		return pm.advance(ctx, id, meta(e.Step))
+		return pm.advance(ctx, id, int(env.Version), meta(e.Step))
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
 		return pm.compensate(ctx, id, 0, meta("compensation"))
 	}
@@ -201,9 +201,9 @@ func (pm *ProcessManager) request(ctx context.Context, id uuid.UUID, step domain
 }
 
 // advance requests the customer's current step when nothing is in flight:
-// after a success, a skip or a late result.
-func (pm *ProcessManager) advance(ctx context.Context, id uuid.UUID, meta Meta) error {
-	c, err := pm.cfg.Commands.Load(ctx, id)
+// after a success, a skip or a late result. version is the event's.
+func (pm *ProcessManager) advance(ctx context.Context, id uuid.UUID, version int, meta Meta) error {
+	c, err := pm.cfg.Commands.LoadSince(ctx, id, version)
 	if err != nil {
 		return err
 	}
@@ -238,9 +238,9 @@ func stepIndex(s domain.Step) int {
 }
 
 // perform carries out a requested attempt: it calls the step's provider and
-// records the outcome.
-func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, req domain.StepRequested, meta Meta) error {
-	c, err := pm.cfg.Commands.Load(ctx, id)
+// records the outcome. version is the request's.
+func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, version int, req domain.StepRequested, meta Meta) error {
+	c, err := pm.cfg.Commands.LoadSince(ctx, id, version)
 	if err != nil {
 		return err
 	}
@@ -324,9 +324,9 @@ func truncateMessage(s string) string {
 }
 
 // failed decides what follows a failed attempt: a durable retry after a
-// backoff, or a pause for an operator.
-func (pm *ProcessManager) failed(ctx context.Context, id uuid.UUID, f domain.StepFailed, meta Meta) error {
-	c, err := pm.cfg.Commands.Load(ctx, id)
+// backoff, or a pause for an operator. version is the failure's.
+func (pm *ProcessManager) failed(ctx context.Context, id uuid.UUID, version int, f domain.StepFailed, meta Meta) error {
+	c, err := pm.cfg.Commands.LoadSince(ctx, id, version)
 	if err != nil {
 		return err
 	}
