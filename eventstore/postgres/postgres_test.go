@@ -383,3 +383,60 @@ func TestAppendPathsShareOneChain(t *testing.T) {
 		t.Fatalf("NoStream on an existing stream: %v", err)
 	}
 }
+
+// TestPacedSubscriptionGathersEvents: a paced subscription delivers every
+// event in order; after a read that found events it reads again no sooner
+// than the pace, so what is appended meanwhile comes in one read.
+func TestPacedSubscriptionGathersEvents(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const pace = 300 * time.Millisecond
+	type delivery struct {
+		streamID string
+		at       time.Time
+	}
+	got := make(chan delivery, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Paced(pace).Subscribe(ctx, eventstore.Start, func(_ context.Context, e eventstore.Envelope) error {
+			got <- delivery{e.StreamID, time.Now()}
+			return nil
+		})
+	}()
+	next := func() delivery {
+		t.Helper()
+		select {
+		case d := <-got:
+			return d
+		case err := <-done:
+			t.Fatalf("subscription ended: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no delivery within 30s")
+		}
+		return delivery{}
+	}
+	appendOne := func(streamID string) {
+		t.Helper()
+		if _, err := s.Append(ctx, streamID, eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendOne("paced-0")
+	first := next()
+	if first.streamID != "paced-0" {
+		t.Fatalf("first delivery %s, want paced-0", first.streamID)
+	}
+	for i := 1; i < 4; i++ {
+		appendOne(fmt.Sprintf("paced-%d", i))
+	}
+	for i := 1; i < 4; i++ {
+		d := next()
+		if want := fmt.Sprintf("paced-%d", i); d.streamID != want {
+			t.Fatalf("delivery %d is %s, want %s", i, d.streamID, want)
+		}
+		if gap := d.at.Sub(first.at); gap < pace {
+			t.Errorf("delivery %d came %v after the first, within the pace %v", i, gap, pace)
+		}
+	}
+}

@@ -16,6 +16,29 @@ import (
 // to LISTEN on Config.Channel and reads with ReadAll from another. When the
 // listening connection fails it polls until it can listen again.
 func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler eventstore.Handler) error {
+	return s.subscribe(ctx, after, handler, 0)
+}
+
+// Paced returns s with subscriptions that, once caught up, read at most
+// once per pace: under load each read and each batch of the handler's work
+// covers more events, for up to pace more delay. For readers off the
+// pipeline's critical path, such as projectors.
+func (s *Store) Paced(pace time.Duration) *PacedStore {
+	return &PacedStore{Store: s, pace: pace}
+}
+
+// PacedStore is a Store whose subscriptions are paced; see Store.Paced.
+type PacedStore struct {
+	*Store
+	pace time.Duration
+}
+
+// Subscribe implements eventstore.Subscriber, paced.
+func (p *PacedStore) Subscribe(ctx context.Context, after eventstore.Cursor, handler eventstore.Handler) error {
+	return p.subscribe(ctx, after, handler, p.pace)
+}
+
+func (s *Store) subscribe(ctx context.Context, after eventstore.Cursor, handler eventstore.Handler, pace time.Duration) error {
 	l := &listener{pool: s.pool, channel: s.cfg.Channel}
 	defer l.close()
 	cursor := after
@@ -56,6 +79,14 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Cursor, handler 
 		if held, err := s.heldBack(ctx); err == nil && held {
 			backoff = min(max(2*backoff, time.Millisecond), s.cfg.PollInterval)
 			wait = backoff
+		}
+		if pace > 0 && len(events) > 0 {
+			// Let the next events gather; a notification meanwhile is
+			// taken by the wait below, without waiting.
+			if err := sleep(ctx, pace); err != nil {
+				return err
+			}
+			wait = min(wait, time.Millisecond)
 		}
 		if err := l.wait(ctx, wait); err != nil {
 			return err
