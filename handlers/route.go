@@ -68,18 +68,26 @@ func ManagerEventTypes(name string) []string {
 	return types
 }
 
-// RoutedTo reports whether Route gives the stored event env to manager
-// name. The event types a consumer filters on (ManagerEventTypes) include
-// every step's events; this decides by the step inside, so that a
-// consumer can decline the other steps' events before any work.
-func RoutedTo(name string, env eventstore.Envelope) bool {
-	return name != "" && RouteOf(env) == name
+// RouteNone is the route of an event that needs no reaction: no manager's
+// consumer filters on it.
+const RouteNone = "none"
+
+// RoutedTo reports whether RouteOf gives the stored event env, followed in
+// the log by next (nil when not known), to manager name. The event types a
+// consumer filters on (ManagerEventTypes) include every step's events;
+// with next nil this decides by the step inside, so that a consumer can
+// decline the other steps' events before any work.
+func RoutedTo(name string, env eventstore.Envelope, next *eventstore.Envelope) bool {
+	return name != "" && RouteOf(env, next) == name
 }
 
-// RouteOf names the manager Route gives the stored event env, or "": the
-// route the relay publishes it with, so that each manager's consumer is
-// delivered its own events only.
-func RouteOf(env eventstore.Envelope) string {
+// RouteOf names the manager Route gives the stored event env, RouteNone,
+// or "": the route the relay publishes it with, so that each manager's
+// consumer is delivered its own events only. next is the event that
+// follows env in the log, when the caller has it at hand (nil when not):
+// a step's success appended together with the next step's request needs
+// no reaction, since the reaction (advance) would find the request made.
+func RouteOf(env eventstore.Envelope, next *eventstore.Envelope) string {
 	if env.StreamType != "customer" {
 		return ""
 	}
@@ -87,7 +95,17 @@ func RouteOf(env eventstore.Envelope) string {
 	if err != nil {
 		return ""
 	}
+	if _, ok := e.(domain.StepSucceeded); ok && requestedWith(env, next) {
+		return RouteNone
+	}
 	return Route(e)
+}
+
+// requestedWith reports whether next is a step request appended in the
+// same transaction right after env, on env's stream.
+func requestedWith(env eventstore.Envelope, next *eventstore.Envelope) bool {
+	return next != nil && next.Type == domain.TypeStepRequested && next.StreamID == env.StreamID &&
+		next.Version == env.Version+1 && next.TransactionID == env.TransactionID && env.TransactionID != 0
 }
 
 // ForManager returns the handler of one process manager: it reacts only to

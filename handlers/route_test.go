@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/handlers"
 )
 
@@ -67,5 +68,45 @@ func TestManagerEventTypesCoverRoute(t *testing.T) {
 		if !slices.Contains(handlers.ManagerEventTypes(m), e.EventType()) {
 			t.Errorf("%s (%+v) goes to %s, whose consumer does not receive %s", e.EventType(), e, m, e.EventType())
 		}
+	}
+}
+
+// TestRouteOfASuccessWithItsNextRequest: a success appended together with
+// the next step's request needs no reaction; without that request right
+// after it in the same transaction it goes to the next step's manager.
+func TestRouteOfASuccessWithItsNextRequest(t *testing.T) {
+	stored := func(e domain.Event, version int64, tx uint64) eventstore.Envelope {
+		typ, schema, data, err := domain.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventstore.Envelope{StreamID: "customer-1", StreamType: "customer", Version: version, TransactionID: tx,
+			Type: typ, SchemaVersion: schema, Data: data}
+	}
+	success := stored(domain.StepSucceeded{Step: domain.StepBilling, Attempt: 1}, 5, 100)
+	request := stored(domain.StepRequested{Step: domain.StepTenant, Attempt: 1}, 6, 100)
+	laterRequest := stored(domain.StepRequested{Step: domain.StepTenant, Attempt: 1}, 6, 101)
+	otherStream := request
+	otherStream.StreamID = "customer-2"
+	for _, c := range []struct {
+		name string
+		next *eventstore.Envelope
+		want string
+	}{
+		{"with its request", &request, handlers.RouteNone},
+		{"next unknown", nil, "tenant"},
+		{"request in a later append", &laterRequest, "tenant"},
+		{"another customer's request", &otherStream, "tenant"},
+		{"followed by no request", &success, "tenant"},
+	} {
+		if got := handlers.RouteOf(success, c.next); got != c.want {
+			t.Errorf("%s: routed to %q, want %q", c.name, got, c.want)
+		}
+		if handlers.RoutedTo("tenant", success, c.next) != (c.want == "tenant") {
+			t.Errorf("%s: RoutedTo disagrees with RouteOf", c.name)
+		}
+	}
+	if got := handlers.RouteOf(request, nil); got != "tenant" {
+		t.Errorf("the request routed to %q, want tenant", got)
 	}
 }

@@ -89,8 +89,9 @@ func UnmarshalEnvelope(b []byte) (eventstore.Envelope, error) {
 	}, nil
 }
 
-// eventMsg builds the message the relay publishes for e.
-func eventMsg(cfg StreamConfig, e eventstore.Envelope) (*nats.Msg, error) {
+// eventMsg builds the message the relay publishes for e, followed by next
+// (nil when e is the last of its batch).
+func eventMsg(cfg StreamConfig, e eventstore.Envelope, next *eventstore.Envelope) (*nats.Msg, error) {
 	body, err := MarshalEnvelope(e)
 	if err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func eventMsg(cfg StreamConfig, e eventstore.Envelope) (*nats.Msg, error) {
 	}
 	subject := cfg.EventSubject(streamType, e.Type, e.StreamID)
 	if cfg.Route != nil {
-		if route := cfg.Route(e); route != "" {
+		if route := cfg.Route(e, next); route != "" {
 			subject += "." + SubjectToken(route)
 		}
 	}

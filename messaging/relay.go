@@ -563,8 +563,16 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 //
 // whileWaiting is called once every message is sent, before the acks are
 // awaited.
+// following returns the event after batch[i], or nil.
+func following(batch []eventstore.Envelope, i int) *eventstore.Envelope {
+	if i+1 < len(batch) {
+		return &batch[i+1]
+	}
+	return nil
+}
+
 func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState, whileWaiting func()) error {
-	first, err := eventMsg(r.cfg.Stream, batch[0])
+	first, err := eventMsg(r.cfg.Stream, batch[0], following(batch, 0))
 	if err != nil {
 		return err
 	}
@@ -584,10 +592,10 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	if !ack.Duplicate {
 		s.lastSeq = ack.Sequence
 	}
-	batch = batch[1:]
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	for _, e := range batch {
-		m, err := eventMsg(r.cfg.Stream, e)
+	rest := batch[1:]
+	futures := make([]jetstream.PubAckFuture, 0, len(rest))
+	for i, e := range rest {
+		m, err := eventMsg(r.cfg.Stream, e, following(batch, i+1))
 		if err != nil {
 			return err
 		}
@@ -614,7 +622,7 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 			}
 			s.lastSeq = ack.Sequence
 		case err := <-f.Err():
-			return fmt.Errorf("publish event %s: %w", batch[i].ID, err)
+			return fmt.Errorf("publish event %s: %w", rest[i].ID, err)
 		case <-timer.C:
 			return ErrAckTimeout
 		case <-ctx.Done():

@@ -456,7 +456,7 @@ func TestWithRoute(t *testing.T) {
 	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	env.stream.Route = func(e eventstore.Envelope) string {
+	env.stream.Route = func(e eventstore.Envelope, _ *eventstore.Envelope) string {
 		if accept(e) {
 			return "even"
 		}

@@ -37,8 +37,10 @@ type StreamConfig struct {
 	// manager that reacts to it, say), from what a subject filter cannot
 	// see: the relay publishes the event with it as a last subject token,
 	// and a handler added WithRoute is delivered only its own events
-	// instead of every event of its types. "" means no route.
-	Route func(eventstore.Envelope) string
+	// instead of every event of its types. "" means no route. next is the
+	// event published right after e (the next one of the relay's batch),
+	// nil when e is the last of its batch.
+	Route func(e eventstore.Envelope, next *eventstore.Envelope) string
 	// RedrivePrefix is the prefix on which re-driven dead letters are
 	// published to one handler (<prefix>.<handler>); it is part of the
 	// events stream. Default "onboarding.redrive".

@@ -84,7 +84,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("UnmarshalEnvelope(%s) = %v, want ErrInvalidMessage", bad, err)
 		}
 	}
-	m, err := eventMsg(StreamConfig{SubjectPrefix: "p"}, e)
+	m, err := eventMsg(StreamConfig{SubjectPrefix: "p"}, e, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

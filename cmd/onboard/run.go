@@ -268,7 +268,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
 			messaging.WithoutTx(), messaging.WithRoute(name, handlers.ManagerEventTypes(name)...),
-			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e) }))
+			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e, nil) }))
 		if err != nil {
 			return err
 		}
