@@ -306,13 +306,21 @@ func (pm *ProcessManager) attempt(ctx context.Context, c *domain.Customer, req d
 		if err := c.RecordStepSucceeded(req.Step, req.Attempt, result); err != nil {
 			return err
 		}
-		if next, ok := nextRequest(c); ok {
-			// A refusal raises nothing, and leaves the request to the
-			// success's own reaction (advance).
-			_, _ = c.RequestStep(next)
-		}
+		RequestNext(c)
 		return nil
 	})
+}
+
+// RequestNext requests the customer's next step when the journey goes on
+// and nothing is in flight. Whoever records a step's success calls it, so
+// that the success and the next request are one append: the next manager
+// gets to work without a round trip through the relay, and the relay
+// routes the success to no one (see RouteOf). A refusal raises nothing,
+// and leaves the request to the success's own reaction (advance).
+func RequestNext(c *domain.Customer) {
+	if next, ok := nextRequest(c); ok {
+		_, _ = c.RequestStep(next)
+	}
 }
 
 func truncateMessage(s string) string {

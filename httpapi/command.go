@@ -264,7 +264,11 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 	provider := Principal{Name: "kyc", Role: RoleProvider}
 	decide := func(c *domain.Customer) error {
 		err := c.RecordVerdict(ev.CheckID, ev.Status == external.VerdictApproved, ev.Reason)
-		if err == nil || !(errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrInvalidTransition)) {
+		if err == nil {
+			handlers.RequestNext(c) // billing, in the same append
+			return nil
+		}
+		if !(errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrInvalidTransition)) {
 			return err
 		}
 		if c.State() == domain.StateVerifying && c.CheckID() == "" && c.InFlight(domain.StepVerification) != 0 {

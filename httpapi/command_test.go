@@ -288,8 +288,9 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
 	}
 	resp, body := e.do(hook("evt_ok", "approved"))
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"verified"`) {
-		t.Fatalf("webhook: %d %s", resp.StatusCode, body)
+	// Approved, and billing requested in the same append.
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"provisioning"`) {
+		t.Fatalf("webhook: %d %s, want 200 provisioning", resp.StatusCode, body)
 	}
 	n := e.eventCount()
 	// A replayed webhook is acknowledged and changes nothing.
@@ -304,22 +305,23 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 		t.Fatalf("late webhook: %d %s", resp.StatusCode, body)
 	}
 	c, err := e.commands.Load(ctx, id)
-	if err != nil || c.State() != domain.StateVerified || c.Version() != n+1-1+1 {
+	if err != nil || c.State() != domain.StateProvisioning || c.Version() != n+1 {
 		t.Fatalf("after late webhook: state %v version %d (%v)", c.State(), c.Version(), err)
 	}
 
 	// Operator cancel with the right If-Match.
 	resp, body = e.do(req{method: "POST", path: "/v1/customers/" + id.String() + "/cancel", key: operatorKey, body: `{"reason":"customer asked"}`, headers: map[string]string{"If-Match": fmt.Sprint(c.Version())}})
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"state":"cancelled"`) {
+	// Billing is in flight: cancelling, until compensation is done.
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"state":"cancelling"`) {
 		t.Fatalf("cancel: %d %s", resp.StatusCode, body)
 	}
 	envs, _ := e.store.ReadStream(ctx, handlers.StreamID(id), 1)
-	if last := envs[len(envs)-2]; last.Type != domain.TypeCancellationRequested || last.Metadata.Actor != "operator:ada" || !strings.Contains(string(last.Data), "operator:ada") {
+	if last := envs[len(envs)-1]; last.Type != domain.TypeCancellationRequested || last.Metadata.Actor != "operator:ada" || !strings.Contains(string(last.Data), "operator:ada") {
 		t.Fatalf("cancel event %s %s by %q", last.Type, last.Data, last.Metadata.Actor)
 	}
 	// Cancelling again names the state.
 	resp, body = e.do(req{method: "POST", path: "/v1/customers/" + id.String() + "/cancel", key: operatorKey, body: `{"reason":"again"}`})
-	if resp.StatusCode != http.StatusConflict || problemType(t, resp, body) != "invalid-state" || !strings.Contains(string(body), `"state":"cancelled"`) {
+	if resp.StatusCode != http.StatusConflict || problemType(t, resp, body) != "invalid-state" || !strings.Contains(string(body), `"state":"cancelling"`) {
 		t.Fatalf("second cancel: %d %s", resp.StatusCode, body)
 	}
 }
@@ -352,8 +354,8 @@ func TestWebhookWaitsForItsCheck(t *testing.T) {
 	if err := <-recorded; err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"verified"`) {
-		t.Fatalf("early webhook: %d %s, want 200 verified once its check was recorded", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"state":"provisioning"`) {
+		t.Fatalf("early webhook: %d %s, want 200 provisioning once its check was recorded", resp.StatusCode, body)
 	}
 
 	id2 := uuid.MustParse(e.signUp("never@example.com"))
