@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -12,6 +13,7 @@ import (
 )
 
 func main() {
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
@@ -20,6 +22,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "onboard:", msg)
 		stop()
 		os.Exit(1)
+	}
+}
+
+// defaultGCPercent replaces Go's default GOGC of 100. The pipeline's live
+// heap is small (tens of MB) and it allocates fast, so at 100 the collector
+// ran about every 40 MB allocated and took a tenth of the process's CPU in
+// onboard bench; at 400 it takes about half that, for a few hundred MB of
+// memory more at most.
+const defaultGCPercent = 400
+
+// tuneGC sets defaultGCPercent unless GOGC says otherwise.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 }
 
