@@ -141,6 +141,11 @@ func (pm *ProcessManager) Handle(ctx context.Context, env eventstore.Envelope) e
 		pm.cfg.Logger.ErrorContext(ctx, "process manager cannot decode an event; skipped", "event_id", env.ID, "type", env.Type, "err", err)
 		return nil
 	}
+	return pm.react(ctx, id, env, e)
+}
+
+// react reacts to the stored event env of customer id, decoded as e.
+func (pm *ProcessManager) react(ctx context.Context, id uuid.UUID, env eventstore.Envelope, e domain.Event) error {
 	ctx = WithLogAttrs(ctx, slog.String("customer_id", id.String()), slog.String("correlation_id", env.Metadata.CorrelationID),
 		slog.String("causation_id", env.ID.String()), slog.String("event_type", env.Type))
 	ctx, span := pm.cfg.Tracer.Start(ContextWithTrace(ctx, env.Metadata.Trace), "react to "+env.Type, trace.WithSpanKind(trace.SpanKindConsumer),

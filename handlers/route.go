@@ -117,10 +117,14 @@ func (pm *ProcessManager) ForManager(name string) func(ctx context.Context, env 
 		if env.StreamType != "customer" {
 			return nil
 		}
+		id, err := ParseStreamID(env.StreamID)
+		if err != nil {
+			return nil // not a customer stream: nothing to do
+		}
 		e, err := domain.DecodeEvent(env.Type, env.Data)
 		if err != nil || Route(e) != name {
 			return nil // not this manager's, or undecodable (the audit verifier reports those)
 		}
-		return pm.Handle(ctx, env)
+		return pm.react(ctx, id, env, e)
 	}
 }

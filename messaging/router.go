@@ -134,6 +134,7 @@ type handlerOptions struct {
 	deliverNew bool
 	accept     func(eventstore.Envelope) bool
 	noTx       bool
+	routes     []string // subject suffixes of the routes given WithRoute
 }
 
 // WithoutTx is for a handler whose effects are all outside the database
@@ -172,6 +173,7 @@ func WithEventTypes(types ...string) HandlerOption {
 func WithRoute(route string, unroutedTypes ...string) HandlerOption {
 	return func(o *handlerOptions) {
 		o.filters = append(o.filters, "route:"+route)
+		o.routes = append(o.routes, "."+SubjectToken(route))
 		for _, t := range unroutedTypes {
 			o.filters = append(o.filters, "unrouted:"+t)
 		}
@@ -360,7 +362,7 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 	if err != nil {
 		return &ExhaustedError{Handler: name, Deliveries: delivered, Err: Permanent(err)}
 	}
-	if o.accept != nil && !o.accept(e) {
+	if o.accept != nil && !r.routedHere(msg, o) && !o.accept(e) {
 		return nil
 	}
 	if delivered > uint64(r.cfg.MaxDeliver) {
@@ -380,6 +382,22 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 		return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered, Err: err}
 	}
 	return fmt.Errorf("handler %s, event %s (%s), delivery %d: %w", name, e.ID, e.Type, delivered, err)
+}
+
+// routedHere reports whether msg was published with one of the handler's
+// routes: the relay decided with the same knowledge as WithAccept's
+// function, which need not decode the event again.
+func (r *Router) routedHere(msg *message.Message, o handlerOptions) bool {
+	subject := msg.Metadata.Get(MetadataSubject)
+	if !strings.HasPrefix(subject, r.cfg.Stream.SubjectPrefix+".") {
+		return false
+	}
+	for _, suffix := range o.routes {
+		if strings.HasSuffix(subject, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // inTx runs h in a transaction with the inbox row of (name, e.ID); a

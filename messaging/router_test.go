@@ -444,9 +444,11 @@ func TestWithRoute(t *testing.T) {
 	env := newTestEnv(t)
 	accept := func(e eventstore.Envelope) bool { return e.Version%2 == 0 }
 	metrics := newCountingMetrics()
+	var accepts atomic.Int64
 	handler := env.effectsHandler("even")
 	env.startRouter(RouterConfig{Metrics: metrics}, func(r *Router) {
-		if err := r.AddHandler(context.Background(), "even", handler, WithRoute("even", "customer.test_happened"), WithAccept(accept)); err != nil {
+		counted := func(e eventstore.Envelope) bool { accepts.Add(1); return accept(e) }
+		if err := r.AddHandler(context.Background(), "even", handler, WithRoute("even", "customer.test_happened"), WithAccept(counted)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -480,5 +482,10 @@ func TestWithRoute(t *testing.T) {
 	// Ten unrouted deliveries (half declined), five routed ones.
 	if got := metrics.get(func() int { return metrics.handled["even"] }); got != 15 {
 		t.Errorf("%d deliveries to the handler, want 15: the routed odd events reached it", got)
+	}
+	// The relay decided the routed ones: WithAccept looked at the
+	// unrouted only.
+	if got := accepts.Load(); got != 10 {
+		t.Errorf("WithAccept asked about %d deliveries, want the 10 unrouted ones", got)
 	}
 }
