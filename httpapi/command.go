@@ -306,14 +306,16 @@ const checkRecordWait = 2 * time.Second
 // the same content gets the stored response replayed, one with other
 // content a 422, and one that arrives while the first is still being
 // handled a 409. The key's record commits with the command's events.
+//
+// The record is looked up only when the command fails: a repeated request
+// either fails its append (the append checks the key first) or is refused
+// by the customer it already changed, and then finds the record. A new
+// request, the common case, costs no look-up.
 func (a *CommandAPI) idempotent(w http.ResponseWriter, r *http.Request, scope, key, fp string, status int,
 	run func(context.Context, []eventstore.AppendOption) (handlers.Result, error)) {
 	ctx := r.Context()
 	var opts []eventstore.AppendOption
 	if key != "" {
-		if a.replayed(w, r, scope, key, fp) {
-			return
-		}
 		if !a.inFlight.begin(scope + "\x00" + key) {
 			a.fail(w, r, badRequest(ProblemIdempotencyBusy, http.StatusConflict, "a request with this Idempotency-Key is still being handled"))
 			return
@@ -324,7 +326,7 @@ func (a *CommandAPI) idempotent(w http.ResponseWriter, r *http.Request, scope, k
 		}))
 	}
 	res, err := run(ctx, opts)
-	if errors.Is(err, eventstore.ErrIdempotencyKeyUsed) && a.replayed(w, r, scope, key, fp) {
+	if err != nil && key != "" && a.replayed(w, r, scope, key, fp) {
 		return
 	}
 	if err != nil {

@@ -372,3 +372,31 @@ func TestWebhookWaitsForItsCheck(t *testing.T) {
 		t.Fatalf("webhook for a check never recorded: %d %s after %v, want 409 after waiting", resp.StatusCode, body, time.Since(start))
 	}
 }
+
+// TestRepeatedCommandRefusedByItsOwnEffectIsReplayed: a repeated cancel
+// finds the customer already cancelled; with the same Idempotency-Key it
+// gets the first response replayed, not the refusal, and with other
+// content under that key a 422.
+func TestRepeatedCommandRefusedByItsOwnEffectIsReplayed(t *testing.T) {
+	e := newCommandEnv(t)
+	id := e.signUp("repeat@example.com")
+	cancel := func(reason string) req {
+		return req{method: "POST", path: "/v1/customers/" + id + "/cancel", key: operatorKey, body: fmt.Sprintf(`{"reason":%q}`, reason),
+			headers: map[string]string{"Idempotency-Key": "cancel-1"}}
+	}
+	resp1, body1 := e.do(cancel("customer asked"))
+	if resp1.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", resp1.StatusCode, body1)
+	}
+	n := e.eventCount()
+	resp2, body2 := e.do(cancel("customer asked"))
+	if resp2.StatusCode != http.StatusAccepted || !bytes.Equal(body1, body2) || resp2.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeated cancel: %d %s, want the replay of %s", resp2.StatusCode, body2, body1)
+	}
+	if resp3, body3 := e.do(cancel("another reason")); resp3.StatusCode != http.StatusUnprocessableEntity || problemType(t, resp3, body3) != "idempotency-key-reused" {
+		t.Fatalf("other content under the key: %d %s, want 422", resp3.StatusCode, body3)
+	}
+	if e.eventCount() != n {
+		t.Fatal("a repeated cancel appended events")
+	}
+}
