@@ -81,7 +81,13 @@ func newCaller(provider string, cfg Config) (*caller, error) {
 	p.setDefaults()
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// Keep as many idle connections as calls may run at once: with
+		// the default two per host, every call beyond two concurrent ones
+		// opened a connection and closed it afterwards.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = p.Bulkhead.MaxConcurrent
+		t.MaxIdleConns = max(t.MaxIdleConns, p.Bulkhead.MaxConcurrent)
+		hc = &http.Client{Transport: t}
 	}
 	c := &caller{
 		provider: provider,

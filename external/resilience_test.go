@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +481,53 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestConcurrentCallsKeepTheirConnections: calls as concurrent as the
+// bulkhead allows reuse their connections afterwards instead of opening
+// new ones (the default transport keeps two idle per host).
+func TestConcurrentCallsKeepTheirConnections(t *testing.T) {
+	ctx := context.Background()
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/sim/", http.StripPrefix("/sim", s))
+	srv := httptest.NewUnstartedServer(mux)
+	var opened atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close()
+	})
+	const concurrent = 8
+	p := fastPolicy(nil)
+	p.MaxAttempts = 1
+	p.Bulkhead = external.BulkheadPolicy{MaxConcurrent: concurrent, MaxWait: time.Minute}
+	prov := must[*external.Provisioning](t)(external.NewProvisioning(cfgFor(srv, "provisioning", p)))
+	for wave := range 3 {
+		release := s.Hold("provisioning")
+		var wg sync.WaitGroup
+		for i := range concurrent {
+			wg.Go(func() {
+				id := fmt.Sprintf("c%d-%d", wave, i)
+				if _, err := prov.CreateTenant(ctx, external.TenantRequest{CustomerID: id, IdempotencyKey: id}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		waitFor(t, func() bool { return s.Stats("provisioning").Held == concurrent })
+		release()
+		wg.Wait()
+	}
+	if n := opened.Load(); n > concurrent {
+		t.Fatalf("%d connections opened for 3 waves of %d concurrent calls, want at most %d", n, concurrent, concurrent)
 	}
 }

@@ -155,7 +155,12 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 	if c.WebhookClient == nil {
-		c.WebhookClient = &http.Client{Timeout: 5 * time.Second}
+		// Verdicts of many checks go out at once: keep their connections
+		// (the default keeps two per host and opens one per webhook
+		// beyond that).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		c.WebhookClient = &http.Client{Timeout: 5 * time.Second, Transport: t}
 	}
 }
 
