@@ -82,6 +82,13 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.inboxRetention = d
 	}
+	if r := os.Getenv("ONBOARD_PROJECTOR_PACE"); r != "" {
+		d, err := time.ParseDuration(r)
+		if err != nil || d < 0 || d > time.Minute {
+			errs = append(errs, fmt.Errorf("ONBOARD_PROJECTOR_PACE: want a duration from 0 to 1m (e.g. 100ms), got %q", r))
+		}
+		cfg.projectorPace = &d
+	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr: %w", err))
 	}

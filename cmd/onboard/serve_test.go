@@ -20,6 +20,29 @@ func TestServeConfigInboxRetention(t *testing.T) {
 	}
 }
 
+func TestServeConfigProjectorPace(t *testing.T) {
+	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
+	if err != nil || cfg.projectorPace != nil {
+		t.Fatalf("unset: pace %v, err %v; want the default", cfg.projectorPace, err)
+	}
+	for _, c := range []struct {
+		value string
+		want  time.Duration
+	}{{"250ms", 250 * time.Millisecond}, {"0", 0}} {
+		t.Setenv("ONBOARD_PROJECTOR_PACE", c.value)
+		cfg, err := loadServeConfig("127.0.0.1:0", "projector")
+		if err != nil || cfg.projectorPace == nil || *cfg.projectorPace != c.want {
+			t.Errorf("%s: pace %v, err %v", c.value, cfg.projectorPace, err)
+		}
+	}
+	for _, bad := range []string{"fast", "-1s", "2m"} {
+		t.Setenv("ONBOARD_PROJECTOR_PACE", bad)
+		if _, err := loadServeConfig("127.0.0.1:0", "projector"); err == nil || !strings.Contains(err.Error(), "ONBOARD_PROJECTOR_PACE") {
+			t.Errorf("%q: err %v, want one naming ONBOARD_PROJECTOR_PACE", bad, err)
+		}
+	}
+}
+
 func TestServeConfigWorkerTuning(t *testing.T) {
 	t.Setenv("ONBOARD_RETRY_BASE_DELAY", "20ms")
 	t.Setenv("ONBOARD_RETRY_MAX_DELAY", "500ms")
