@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -437,6 +438,89 @@ func TestPacedSubscriptionGathersEvents(t *testing.T) {
 		}
 		if gap := d.at.Sub(first.at); gap < pace {
 			t.Errorf("delivery %d came %v after the first, within the pace %v", i, gap, pace)
+		}
+	}
+}
+
+// TestStatementAndFunctionAgreeOnRecordsAndReservations: an append with an
+// idempotency record and a reservation fails the same way whether it takes
+// the single statement (up to maxStatementEvents events) or onboard_append
+// (more), and a failure leaves nothing behind: no events, no record, no
+// reservation.
+func TestStatementAndFunctionAgreeOnRecordsAndReservations(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	events := func(n int) []eventstore.NewEvent {
+		out := make([]eventstore.NewEvent, n)
+		for i := range out {
+			out[i] = newTestEvent()
+		}
+		return out
+	}
+	for _, n := range []int{1, 2, maxStatementEvents + 1} {
+		p := fmt.Sprintf("n%d-", n)
+		rec := func(key string) eventstore.AppendOption {
+			return eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: p + "scope", Key: key, Fingerprint: "fp", StatusCode: 202, Response: []byte("{}")})
+		}
+		reserve := func(value string) eventstore.AppendOption {
+			return eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: p + value})
+		}
+		first, err := s.Append(ctx, p+"a", eventstore.NoStream, events(n), rec("k1"), reserve("a@x"))
+		if err != nil || first.FirstVersion != 1 || first.LastVersion != int64(n) || len(first.Positions) != n {
+			t.Fatalf("n=%d: first append %+v, %v", n, first, err)
+		}
+		stored, found, err := s.LookupIdempotency(ctx, p+"scope", "k1")
+		if err != nil || !found || !slices.Equal(stored.Result.Positions, first.Positions) || stored.Result.TransactionID != first.TransactionID ||
+			stored.Result.FirstVersion != 1 || stored.Result.LastVersion != int64(n) {
+			t.Fatalf("n=%d: record %+v (%v, %v), want the result %+v", n, stored, found, err, first)
+		}
+		if owner, _, _ := s.ReservationOwner(ctx, "email", p+"a@x"); owner != p+"a" {
+			t.Fatalf("n=%d: reservation owner %q", n, owner)
+		}
+
+		nothingLeft := func(what, stream, key, value string) {
+			t.Helper()
+			if _, err := s.ReadStream(ctx, stream, 1); !errors.Is(err, eventstore.ErrStreamNotFound) {
+				t.Errorf("n=%d, %s: events left: %v", n, what, err)
+			}
+			if _, found, _ := s.LookupIdempotency(ctx, p+"scope", key); found && key != "k1" {
+				t.Errorf("n=%d, %s: idempotency record %s left", n, what, key)
+			}
+			if owner, found, _ := s.ReservationOwner(ctx, "email", p+value); found && owner == p+stream {
+				t.Errorf("n=%d, %s: reservation left", n, what)
+			}
+		}
+		// The same key again, on a new stream with a new value: a repeat.
+		_, err = s.Append(ctx, p+"b", eventstore.NoStream, events(n), rec("k1"), reserve("b@x"))
+		if !errors.Is(err, eventstore.ErrIdempotencyKeyUsed) {
+			t.Errorf("n=%d: repeat: %v, want ErrIdempotencyKeyUsed", n, err)
+		}
+		nothingLeft("repeat", p+"b", "k1", "b@x")
+		// The key wins over a stale version, as in the function.
+		if _, err = s.Append(ctx, p+"a", 0, events(n), rec("k1")); !errors.Is(err, eventstore.ErrIdempotencyKeyUsed) {
+			t.Errorf("n=%d: repeat at a stale version: %v, want ErrIdempotencyKeyUsed", n, err)
+		}
+		// A stale version with a new key: a conflict, and no record.
+		var ce *eventstore.ConcurrencyError
+		if _, err = s.Append(ctx, p+"a", 0, events(n), rec("k2")); !errors.As(err, &ce) || ce.Actual != int64(n) {
+			t.Errorf("n=%d: stale version: %v, want a conflict at %d", n, err, n)
+		}
+		if _, found, _ := s.LookupIdempotency(ctx, p+"scope", "k2"); found {
+			t.Errorf("n=%d: a conflicting append stored its record", n)
+		}
+		// Someone else's value: taken, named, and nothing kept.
+		var re *eventstore.ReservationError
+		_, err = s.Append(ctx, p+"c", eventstore.NoStream, events(n), rec("k3"), reserve("a@x"))
+		if !errors.As(err, &re) || re.OwnerStreamID != p+"a" || re.Kind != "email" || re.Value != p+"a@x" {
+			t.Errorf("n=%d: taken: %v, want a *ReservationError owned by %s", n, err, p+"a")
+		}
+		nothingLeft("taken", p+"c", "k3", "a@x")
+		// Its own value again, with a new key: fine.
+		if _, err := s.Append(ctx, p+"a", eventstore.ExpectedVersion(n), events(n), rec("k4"), reserve("a@x")); err != nil {
+			t.Errorf("n=%d: own reservation again: %v", n, err)
+		}
+		if err := s.Verify(ctx, p+"a"); err != nil {
+			t.Errorf("n=%d: %v", n, err)
 		}
 	}
 }
