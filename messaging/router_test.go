@@ -489,3 +489,50 @@ func TestWithRoute(t *testing.T) {
 		t.Errorf("WithAccept asked about %d deliveries, want the 10 unrouted ones", got)
 	}
 }
+
+// TestRetryTakenByAnotherInstance: two instances share a consumer and each
+// stream's second event fails once. Its redelivery may go to the other
+// instance; the one that Nacked it holds the stream's later events only
+// until the consumer's ack floor shows it handled there, not for the
+// retry delay plus two AckWaits (a minute here). Every event is handled,
+// each once, well before that.
+func TestRetryTakenByAnotherInstance(t *testing.T) {
+	env := newTestEnv(t)
+	env.startRelay(RelayConfig{})
+	effects := env.effectsHandler("shared")
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	handler := func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
+		mu.Lock()
+		first := !failed[e.ID.String()]
+		failed[e.ID.String()] = true
+		mu.Unlock()
+		if e.Version == 2 && first {
+			return errors.New("transient")
+		}
+		return effects(ctx, tx, e)
+	}
+	for range 2 {
+		env.startRouter(RouterConfig{AckWait: 30 * time.Second, BackOff: []time.Duration{50 * time.Millisecond}}, func(r *Router) {
+			if err := r.AddHandler(context.Background(), "shared", handler); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	ids := env.appendEvents(4, 24, 6) // 24 streams of 4 events
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'shared'`)()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events handled after 25s: an instance still holds a stream whose retry the other one handled", n, len(ids))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	env.checkEffectsOnce("shared", ids)
+}

@@ -153,7 +153,8 @@ func (s *consumerSubscriber) consumerGone(ctx context.Context) bool {
 // Nacked its stream is blocked: later messages of that stream are held
 // (kept alive with InProgress) until the Nacked one comes back and is
 // acknowledged, so a retry never lets a later event of the same stream
-// overtake it.
+// overtake it here. When its redelivery went to another instance of the
+// consumer, the hold ends once the consumer's ack floor passes it.
 func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesContext, out chan<- *message.Message) bool {
 	type result struct {
 		key   string
@@ -164,10 +165,11 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 	type keyState struct {
 		busy    bool
 		blocked uint64 // stream sequence of the Nacked message, 0 if none
-		// until is when to give up waiting for the Nacked message (taken
-		// by another instance, or gone with a recreated consumer).
-		until time.Time
-		queue []jetstream.Msg
+		// retryAt is when the Nacked message is due again; until is when
+		// to give up waiting for it (taken by another instance, or gone
+		// with a recreated consumer).
+		retryAt, until time.Time
+		queue          []jetstream.Msg
 	}
 	incoming := make(chan jetstream.Msg)
 	gone := make(chan struct{})
@@ -237,6 +239,14 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 	}
 	keepAlive := time.NewTicker(max(s.config.AckWait/3, 10*time.Millisecond))
 	defer keepAlive.Stop()
+	// The consumer's ack floor tells whether a Nacked message that did not
+	// come back here was handled by another instance: then its stream's
+	// later messages need not wait for it any longer (until). Asked at
+	// most once a second, and only while a stream waits past its retry.
+	floorCheck := time.NewTicker(time.Second)
+	defer floorCheck.Stop()
+	floors := make(chan uint64, 1)
+	asking := false
 	ok := true
 	running := true
 	done := ctx.Done()
@@ -276,7 +286,8 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 				d := s.delay(r.n)
 				_ = r.jm.NakWithDelay(d)
 				ks.blocked = streamSeq(r.jm)
-				ks.until = time.Now().Add(d + 2*s.config.AckWait)
+				ks.retryAt = time.Now().Add(d)
+				ks.until = ks.retryAt.Add(2 * s.config.AckWait)
 			}
 			next(r.key, ks)
 		case <-keepAlive.C:
@@ -286,6 +297,26 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 					_ = jm.InProgress()
 				}
 				if ks.blocked != 0 && now.After(ks.until) {
+					ks.blocked = 0
+					next(key, ks)
+				}
+			}
+		case <-floorCheck.C:
+			if asking {
+				continue
+			}
+			now := time.Now()
+			for _, ks := range keys {
+				if ks.blocked != 0 && now.After(ks.retryAt.Add(time.Second)) {
+					asking = true
+					go func() { floors <- s.ackFloor(ctx) }()
+					break
+				}
+			}
+		case floor := <-floors:
+			asking = false
+			for key, ks := range keys {
+				if ks.blocked != 0 && floor >= ks.blocked {
 					ks.blocked = 0
 					next(key, ks)
 				}
@@ -315,6 +346,23 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 	}
 	handOut.Wait()
 	return ok
+}
+
+// ackFloor returns the stream sequence at and below which every message of
+// the consumer is acknowledged, by whichever instance; 0 when it cannot
+// tell.
+func (s *consumerSubscriber) ackFloor(ctx context.Context) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := s.js.Consumer(ctx, s.stream, s.config.Durable)
+	if err != nil {
+		return 0
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.AckFloor.Stream
 }
 
 func streamSeq(jm jetstream.Msg) uint64 {

@@ -469,8 +469,9 @@ func TestChaosSoak(t *testing.T) {
 	// row, so the audit decides with handlers.RoutedTo which are its own.
 	// With two workers on one consumer, a delivery Nacked by one may come
 	// back to the other, while the first holds that customer's later
-	// events for up to the retry delay plus two AckWaits (30s each) before
-	// it lets them go: the wait covers that.
+	// events until the consumer's ack floor passes it (or, when the floor
+	// cannot be read, for the retry delay plus two AckWaits of 30s each):
+	// the wait covers that.
 	waitFor(t, max(soakSettle/2, 3*time.Minute), "every process manager saw every event routed to it", func() (bool, string) {
 		var missing []string
 		for _, m := range handlers.Managers() {
