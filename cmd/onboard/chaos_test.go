@@ -268,6 +268,10 @@ func TestChaosSoak(t *testing.T) {
 			// 30 s after the outages would fail the operators' retries at once
 			// and pause the customers again.
 			"ONBOARD_BREAKER_OPEN_TIMEOUT=200ms",
+			// Its clients retry within a call as the in-process ones do;
+			// with serve's defaults (up to 2s between attempts) the provider
+			// calls came close to 1.3x the logical ones.
+			"ONBOARD_PROVIDER_RETRY_BASE_DELAY=5ms", "ONBOARD_PROVIDER_RETRY_MAX_DELAY=50ms", "ONBOARD_PROVIDER_MAX_RETRY_AFTER=100ms",
 			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=")}
 	proc.start()
 	t.Cleanup(proc.kill)

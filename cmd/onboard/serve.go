@@ -113,13 +113,35 @@ func providerConfigs() ([5]external.Config, error) {
 		}
 		out[i] = external.Config{BaseURL: u, APIKey: os.Getenv(env + "_API_KEY")}
 	}
-	if v := os.Getenv("ONBOARD_BREAKER_OPEN_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 10*time.Millisecond {
-			errs = append(errs, fmt.Errorf("ONBOARD_BREAKER_OPEN_TIMEOUT: want a duration of at least 10ms (e.g. 30s), got %q", v))
+	// Durations of the provider clients' policy (external.Policy), each
+	// set for every provider.
+	for _, v := range []struct {
+		name string
+		min  time.Duration
+		set  func(*external.Policy, time.Duration)
+	}{
+		{"ONBOARD_BREAKER_OPEN_TIMEOUT", 10 * time.Millisecond, func(p *external.Policy, d time.Duration) { p.Breaker.OpenTimeout = d }},
+		{"ONBOARD_PROVIDER_RETRY_BASE_DELAY", time.Millisecond, func(p *external.Policy, d time.Duration) { p.BaseDelay = d }},
+		{"ONBOARD_PROVIDER_RETRY_MAX_DELAY", time.Millisecond, func(p *external.Policy, d time.Duration) { p.MaxDelay = d }},
+		{"ONBOARD_PROVIDER_MAX_RETRY_AFTER", time.Millisecond, func(p *external.Policy, d time.Duration) { p.MaxRetryAfter = d }},
+	} {
+		raw := os.Getenv(v.name)
+		if raw == "" {
+			continue
+		}
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < v.min {
+			errs = append(errs, fmt.Errorf("%s: want a duration of at least %v (e.g. 30s), got %q", v.name, v.min, raw))
+			continue
 		}
 		for i := range out {
-			out[i].Policy.Breaker.OpenTimeout = d
+			v.set(&out[i].Policy, d)
+		}
+	}
+	for i := range out {
+		if err := out[i].Policy.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: %w", providerNames[i], err))
+			break
 		}
 	}
 	return out, errors.Join(errs...)

@@ -87,3 +87,27 @@ func TestServeConfigBreakerOpenTimeout(t *testing.T) {
 		t.Errorf("1ms: err %v, want one naming ONBOARD_BREAKER_OPEN_TIMEOUT", err)
 	}
 }
+
+func TestServeConfigProviderRetries(t *testing.T) {
+	t.Setenv("SIM_URL", "http://127.0.0.1:1/sim")
+	t.Setenv("ONBOARD_PROVIDER_RETRY_BASE_DELAY", "5ms")
+	t.Setenv("ONBOARD_PROVIDER_RETRY_MAX_DELAY", "50ms")
+	t.Setenv("ONBOARD_PROVIDER_MAX_RETRY_AFTER", "100ms")
+	cfg, err := loadServeConfig("127.0.0.1:0", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range cfg.providers {
+		if p.Policy.BaseDelay != 5*time.Millisecond || p.Policy.MaxDelay != 50*time.Millisecond || p.Policy.MaxRetryAfter != 100*time.Millisecond {
+			t.Errorf("provider %s: policy %+v", providerNames[i], p.Policy)
+		}
+	}
+	t.Setenv("ONBOARD_PROVIDER_RETRY_BASE_DELAY", "soon")
+	if _, err := loadServeConfig("127.0.0.1:0", "worker"); err == nil || !strings.Contains(err.Error(), "ONBOARD_PROVIDER_RETRY_BASE_DELAY") {
+		t.Errorf("soon: err %v, want one naming ONBOARD_PROVIDER_RETRY_BASE_DELAY", err)
+	}
+	t.Setenv("ONBOARD_PROVIDER_RETRY_BASE_DELAY", "1s")
+	if _, err := loadServeConfig("127.0.0.1:0", "worker"); err == nil || !strings.Contains(err.Error(), "max delay must not be below base delay") {
+		t.Errorf("base above max: err %v", err)
+	}
+}
