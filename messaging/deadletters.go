@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,9 +93,11 @@ type DeadLetters struct {
 var errNoConn = errors.New("no NATS connection to publish on (the dead letters were opened without one)")
 
 // NewDeadLetters returns the dead-letter store on pool, for tools that list
-// and re-drive without running handlers. It ensures the tables. conn may be
-// nil for tools that only read (List, Get): Redrive then returns an error
-// instead of publishing.
+// and re-drive without running handlers. conn may be nil for tools that
+// only read (List, Get): Redrive then returns an error instead of
+// publishing, and nothing is written, not even the tables (on a database
+// where no handler ran, List finds none and Get not found). With a conn it
+// ensures the tables.
 func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, stream StreamConfig) (*DeadLetters, error) {
 	stream.setDefaults()
 	if err := stream.Validate(); err != nil {
@@ -108,8 +111,10 @@ func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, st
 			return nil, fmt.Errorf("dead letters: %w", err)
 		}
 	}
-	if err := EnsureSchema(ctx, pool); err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
+	if conn != nil {
+		if err := EnsureSchema(ctx, pool); err != nil {
+			return nil, fmt.Errorf("dead letters: %w", err)
+		}
 	}
 	return newDeadLetters(pool, js, stream, NopMetrics{}), nil
 }
@@ -138,6 +143,9 @@ func (d *DeadLetters) List(ctx context.Context, f DeadLetterFilter) ([]DeadLette
 	rows, err := d.pool.Query(ctx, `SELECT `+deadLetterColumns+` FROM messaging_dead_letters
 		WHERE ($1 = '' OR handler = $1) AND ($2 = '' OR status = $2) AND id > $3
 		ORDER BY id LIMIT $4`, f.Handler, string(f.Status), f.AfterID, f.Limit)
+	if noTable(err) {
+		return nil, nil // no handler ever ran here: no dead letters
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
@@ -151,16 +159,26 @@ func (d *DeadLetters) List(ctx context.Context, f DeadLetterFilter) ([]DeadLette
 		out = append(out, dl)
 	}
 	if err := rows.Err(); err != nil {
+		if noTable(err) {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// noTable reports whether err is Postgres's undefined_table: the schema
+// was never ensured on this database.
+func noTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // Get returns one dead letter; the error wraps ErrDeadLetterNotFound when
 // there is none with id.
 func (d *DeadLetters) Get(ctx context.Context, id int64) (DeadLetter, error) {
 	dl, err := scanDeadLetter(d.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM messaging_dead_letters WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, pgx.ErrNoRows) || noTable(err) {
 		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", id, ErrDeadLetterNotFound)
 	}
 	if err != nil {
@@ -173,8 +191,10 @@ func (d *DeadLetters) Get(ctx context.Context, id int64) (DeadLetter, error) {
 // <redrive prefix>.<handler>), with a fresh delivery count, and marks it
 // re-driven. Handling it successfully marks it resolved; failing again makes
 // it dead again. The error wraps ErrDeadLetterNotFound when there is none
-// with id. A store made by NewDeadLetters with a nil conn cannot re-drive:
-// it returns an error and changes nothing.
+// with id, and ErrDeadLetterResolved when its handler has handled it since
+// (a re-drive still in flight, status redriven, may be sent again). A store
+// made by NewDeadLetters with a nil conn cannot re-drive: it returns an
+// error and changes nothing.
 func (d *DeadLetters) Redrive(ctx context.Context, id int64) error {
 	if d.js == nil {
 		return fmt.Errorf("redrive dead letter %d: %w", id, errNoConn)
@@ -191,6 +211,9 @@ func (d *DeadLetters) Redrive(ctx context.Context, id int64) error {
 	}
 	if err != nil {
 		return fmt.Errorf("redrive dead letter %d: %w", id, err)
+	}
+	if dl.Status == DeadLetterResolved {
+		return fmt.Errorf("redrive dead letter %d (handler %s): %w", id, dl.Handler, ErrDeadLetterResolved)
 	}
 	m := nats.NewMsg(d.stream.redriveSubject(dl.Handler))
 	m.Data = dl.Payload

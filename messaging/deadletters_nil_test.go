@@ -16,6 +16,11 @@ import (
 func TestDeadLettersNilConn(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t, pgtest.NewDatabase(t), 2)
+	// The tables a worker creates; a read-only store creates none (see
+	// TestDeadLettersReadOnlyWritesNothing).
+	if err := EnsureSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
 	dl, err := NewDeadLetters(ctx, pool, nil, StreamConfig{})
 	if err != nil {
 		t.Fatalf("NewDeadLetters(nil conn) = %v", err)

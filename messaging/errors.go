@@ -18,6 +18,9 @@ var (
 	ErrInvalidMessage = errors.New("messaging: invalid message")
 	// ErrDeadLetterNotFound means no dead letter has the given id.
 	ErrDeadLetterNotFound = errors.New("messaging: dead letter not found")
+	// ErrDeadLetterResolved means a re-drive was asked for a dead letter
+	// its handler has since handled: sending it again would do nothing.
+	ErrDeadLetterResolved = errors.New("messaging: dead letter already resolved")
 	// ErrPermanent marks a handler error that no retry can fix: the message
 	// goes to the dead letters at once instead of after MaxDeliver.
 	ErrPermanent = errors.New("messaging: permanent failure")

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/internal/pgtest"
 )
 
 // countingMetrics counts what the router and relay report.
@@ -148,6 +149,35 @@ func TestDeadLetters(t *testing.T) {
 		return len(got) == 3, err
 	})
 	env.checkEffects("failing", ids)
+	// Handled since: sending one again is refused, and changes nothing.
+	if err := dl.Redrive(ctx, dead[0].ID); !errors.Is(err, ErrDeadLetterResolved) {
+		t.Errorf("Redrive(resolved) = %v, want ErrDeadLetterResolved", err)
+	}
+	if got, err := dl.Get(ctx, dead[0].ID); err != nil || got.Status != DeadLetterResolved || got.RedriveCount != 1 {
+		t.Errorf("after a refused redrive: %+v, %v; want resolved, redriven once", got, err)
+	}
+}
+
+// TestDeadLettersReadOnlyWritesNothing: a store opened without a NATS
+// connection, on a database where no handler ever ran, lists none and
+// finds none, without creating the tables.
+func TestDeadLettersReadOnlyWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t), 2)
+	dl, err := NewDeadLetters(ctx, pool, nil, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dl.List(ctx, DeadLetterFilter{}); err != nil || len(got) != 0 {
+		t.Errorf("List = %v, %v; want none", got, err)
+	}
+	if _, err := dl.Get(ctx, 1); !errors.Is(err, ErrDeadLetterNotFound) {
+		t.Errorf("Get = %v, want ErrDeadLetterNotFound", err)
+	}
+	var tables int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'messaging_%'`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("%d messaging tables (%v), want none", tables, err)
+	}
 }
 
 // TestPermanentAndPanic: a Permanent error dead-letters at once; a panic is

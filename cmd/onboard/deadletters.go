@@ -337,8 +337,9 @@ func newDeadLettersRedriveCmd() *cobra.Command {
 		Short: "Send dead letters to their handler again (needs NATS_URL)",
 		Long: "redrive publishes each dead letter's message again to the handler that gave up on it,\n" +
 			"alone, and marks it redriven; the handler marks it resolved when it succeeds and dead\n" +
-			"again when it fails. Named ids are all looked up before any is sent, so a typo sends\n" +
-			"nothing. --all sends every dead letter in status dead (of --handler only, if given).",
+			"again when it fails. Named ids are all looked up before any is sent, so a typo (or a\n" +
+			"resolved one) sends nothing. --all sends every dead letter in status dead (of --handler\n" +
+			"only, if given).",
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case all && len(args) > 0:
@@ -403,6 +404,9 @@ func newDeadLettersRedriveCmd() *cobra.Command {
 				d, err := dl.Get(ctx, id)
 				if err != nil {
 					return err
+				}
+				if d.Status == messaging.DeadLetterResolved {
+					return fmt.Errorf("dead letter %d is resolved (handler %s handled it since): nothing redriven", id, d.Handler)
 				}
 				letters = append(letters, d)
 			}
