@@ -281,7 +281,7 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 			// A quick provider answers before the process manager has
 			// recorded the check: wait a little for it rather than have
 			// the provider retry the webhook seconds later.
-			wait := 5 * time.Millisecond
+			wait := time.Millisecond
 			deadline := time.Now().Add(checkRecordWait)
 			for {
 				res, err := a.cfg.Commands.Execute(ctx, id, nil, a.meta(r, provider, ev.ID), decide, opts...)
@@ -293,7 +293,7 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 					return res, err
 				case <-time.After(wait):
 				}
-				wait = min(2*wait, 100*time.Millisecond)
+				wait = min(2*wait, 50*time.Millisecond)
 			}
 		})
 }
