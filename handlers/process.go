@@ -160,6 +160,13 @@ func (pm *ProcessManager) react(ctx context.Context, id uuid.UUID, env eventstor
 	case domain.StepRequested:
 		return pm.perform(ctx, id, int(env.Version), e, meta(e.Step))
 	case domain.VerificationCheckStarted:
+		// A verdict this process already saw recorded needs no deadline
+		// (the webhook often beats the check's own event here when the
+		// command API runs in this process).
+		if c, err := pm.cfg.Commands.LoadSince(ctx, id, int(env.Version)); err == nil &&
+			(c.State() != domain.StateVerifying || c.CheckID() != e.CheckID) {
+			return nil
+		}
 		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerDeadline, Step: domain.StepVerification, Attempt: 0, Ref: e.CheckID, DueAt: pm.cfg.Now().Add(pm.cfg.VerificationDeadline)})
 	case domain.StepSucceeded:
 		return pm.advance(ctx, id, int(env.Version), meta(e.Step))

@@ -1,0 +1,93 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/external"
+	"github.com/onboard/onboard/handlers"
+)
+
+// TestDeadlineOnlyWhileTheVerdictIsAwaited: the reaction to a started
+// check schedules its deadline, unless this process already saw the
+// verdict recorded (the webhook beat the check's own event).
+func TestDeadlineOnlyWhileTheVerdictIsAwaited(t *testing.T) {
+	_, store := newCommands(t)
+	ctx := context.Background()
+	cmds, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, TrustHistories: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timers := handlers.NewTimers(store.Pool())
+	if err := timers.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := func(p string) external.Config { return external.Config{BaseURL: "http://127.0.0.1:1/" + p} }
+	clients, err := external.NewClients(nowhere("kyc"), nowhere("payments"), nowhere("provisioning"), nowhere("crm"), nowhere("email"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := handlers.NewProcessManager(handlers.ProcessConfig{Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := func(n int, approved bool) (uuid.UUID, eventstore.Envelope) {
+		t.Helper()
+		d := details
+		d.Email = fmt.Sprintf("check%d@example.com", n)
+		res, err := cmds.SignUp(ctx, d, handlers.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, check := res.CustomerID, fmt.Sprintf("chk_%d", n)
+		for _, decide := range []func(c *domain.Customer) error{
+			func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepVerification); return err },
+			func(c *domain.Customer) error { return c.RecordCheckStarted(1, check) },
+		} {
+			if _, err := cmds.Execute(ctx, id, nil, handlers.Meta{}, decide); err != nil {
+				t.Fatal(err)
+			}
+		}
+		envs, err := store.ReadStream(ctx, handlers.StreamID(id), 3)
+		if err != nil || len(envs) != 1 || envs[0].Type != domain.TypeVerificationCheckStarted {
+			t.Fatalf("the check's event: %+v, %v", envs, err)
+		}
+		if approved {
+			if _, err := cmds.Execute(ctx, id, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.RecordVerdict(check, true, "") }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return id, envs[0]
+	}
+	awaited, awaitedEvent := started(1, false)
+	decided, decidedEvent := started(2, true)
+	for _, env := range []eventstore.Envelope{awaitedEvent, decidedEvent} {
+		if err := pm.Handle(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, err := timers.Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadlines := map[uuid.UUID]bool{}
+	for _, tm := range pending {
+		if tm.Kind == handlers.TimerDeadline {
+			deadlines[tm.CustomerID] = true
+		}
+	}
+	if !deadlines[awaited] {
+		t.Errorf("no deadline for the check whose verdict is awaited")
+	}
+	if deadlines[decided] {
+		t.Errorf("a deadline for a check whose verdict was already recorded")
+	}
+}
