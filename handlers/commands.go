@@ -204,6 +204,19 @@ func (h *Commands) LoadSince(ctx context.Context, id uuid.UUID, version int) (*d
 	return h.Load(ctx, id)
 }
 
+// LastTrace returns the trace context of the last event of the customer
+// this process remembers, if it remembers one: what a command that
+// continues the customer's trace needs, without reading the stream. It may
+// be an earlier event's than the stream's last (another process appended
+// since), which is still the customer's trace.
+func (h *Commands) LastTrace(id uuid.UUID) (map[string]string, bool) {
+	known, ok := h.histories.get(id)
+	if !ok || len(known.events) == 0 {
+		return nil, false
+	}
+	return known.trace, true
+}
+
 // load reads the customer's events after those remembered (rereading the
 // last remembered one to check it), or all of them when none are or
 // remember is false, and returns the customer with its whole history.
@@ -240,6 +253,7 @@ func (h *Commands) load(ctx context.Context, id uuid.UUID, remember bool) (*doma
 	if len(events) > 0 {
 		known.events = append(known.events, events...)
 		known.lastID = envs[len(envs)-1].ID
+		known.trace = envs[len(envs)-1].Metadata.Trace
 	}
 	c, err := domain.FromHistory(id, known.events)
 	if err != nil {
@@ -380,7 +394,7 @@ func (h *Commands) append(ctx context.Context, c *domain.Customer, known history
 	if len(known.events) == c.Version() {
 		all := make([]domain.Event, 0, len(known.events)+len(changes))
 		all = append(append(all, known.events...), changes...)
-		h.histories.put(history{id: c.ID(), events: all, lastID: events[len(events)-1].ID})
+		h.histories.put(history{id: c.ID(), events: all, lastID: events[len(events)-1].ID, trace: meta.Trace})
 	}
 	c.MarkCommitted()
 	res := Result{CustomerID: c.ID(), State: c.State(), Version: int(ar.LastVersion), Cursor: ar.Cursor(), Events: changes}

@@ -183,3 +183,38 @@ func TestLoadSinceTrustsARememberedHistory(t *testing.T) {
 		t.Fatalf("without trust: %d reads, %v; want one more read", counted.count()-before, err)
 	}
 }
+
+// TestLastTraceIsTheRememberedLastEvents: the trace of the last event a
+// process appended or read, without a read of its own.
+func TestLastTraceIsTheRememberedLastEvents(t *testing.T) {
+	cmds, store := newCommands(t)
+	ctx := context.Background()
+	first := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	res, err := cmds.SignUp(ctx, details, handlers.Meta{Trace: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := cmds.LastTrace(res.CustomerID); !ok || tr["traceparent"] != first["traceparent"] {
+		t.Fatalf("after the signup: %v, %v", tr, ok)
+	}
+	other, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := other.LastTrace(res.CustomerID); ok {
+		t.Fatal("a process that never saw the customer remembers a trace")
+	}
+	later := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01"}
+	if _, err := other.Execute(ctx, res.CustomerID, nil, handlers.Meta{Trace: later}, func(c *domain.Customer) error { return c.Cancel("op", "r") }); err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := other.LastTrace(res.CustomerID); !ok || tr["traceparent"] != later["traceparent"] {
+		t.Fatalf("after its own append: %v, %v", tr, ok)
+	}
+	if _, err := cmds.Load(ctx, res.CustomerID); err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := cmds.LastTrace(res.CustomerID); !ok || tr["traceparent"] != later["traceparent"] {
+		t.Fatalf("after reading the other's append: %v, %v", tr, ok)
+	}
+}

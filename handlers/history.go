@@ -25,6 +25,8 @@ type history struct {
 	id     uuid.UUID
 	events []domain.Event
 	lastID uuid.UUID // the event id of the last one, to check a reread
+	// trace is the trace context the last event was recorded with.
+	trace map[string]string
 }
 
 func newHistories(max int) *histories {

@@ -251,10 +251,13 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The provider knows nothing of our traces: the verdict continues the
-	// customer's, from the last event recorded, so that the onboarding stays
-	// one trace from signup to welcome email.
+	// customer's, from the last event recorded (this process's memory of
+	// it, when it has one, saves reading the stream), so that the onboarding
+	// stays one trace from signup to welcome email.
 	ctx := r.Context()
-	if envs, err := a.cfg.Store.ReadStream(ctx, handlers.StreamID(id), 1); err == nil && len(envs) > 0 {
+	if tr, ok := a.cfg.Commands.LastTrace(id); ok {
+		ctx = handlers.ContextWithTrace(ctx, tr)
+	} else if envs, err := a.cfg.Store.ReadStream(ctx, handlers.StreamID(id), 1); err == nil && len(envs) > 0 {
 		ctx = handlers.ContextWithTrace(ctx, envs[len(envs)-1].Metadata.Trace)
 	}
 	ctx, span := a.cfg.Tracer.Start(ctx, CommandRoutes[4], trace.WithSpanKind(trace.SpanKindServer),
