@@ -195,13 +195,25 @@ func (h *Commands) Load(ctx context.Context, id uuid.UUID) (*domain.Customer, er
 // caught by the append's expected version.
 func (h *Commands) LoadSince(ctx context.Context, id uuid.UUID, version int) (*domain.Customer, error) {
 	if h.trust && version > 0 {
-		if known, ok := h.histories.get(id); ok && len(known.events) >= version {
-			if c, err := domain.FromHistory(id, known.events); err == nil {
-				return c, nil
-			}
+		if c, _, ok := h.remembered(id); ok && c.Version() >= version {
+			return c, nil
 		}
 	}
 	return h.Load(ctx, id)
+}
+
+// remembered returns the customer as its remembered history says, and the
+// history, if there is one that rehydrates.
+func (h *Commands) remembered(id uuid.UUID) (*domain.Customer, history, bool) {
+	known, ok := h.histories.get(id)
+	if !ok {
+		return nil, history{}, false
+	}
+	c, err := domain.FromHistory(id, known.events)
+	if err != nil {
+		return nil, history{}, false
+	}
+	return c, known, true
 }
 
 // LastTrace returns the trace context of the last event of the customer
@@ -303,11 +315,7 @@ func (h *Commands) Execute(ctx context.Context, id uuid.UUID, expectedVersion *i
 		var c *domain.Customer
 		known, fromMemory := history{}, false
 		if trust {
-			if known, fromMemory = h.histories.get(id); fromMemory {
-				var err error
-				c, err = domain.FromHistory(id, known.events)
-				fromMemory = err == nil
-			}
+			c, known, fromMemory = h.remembered(id)
 		}
 		if !fromMemory {
 			var err error

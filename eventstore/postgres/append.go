@@ -486,9 +486,10 @@ func (s *Store) explainAppendError(ctx context.Context, streamID string, expecte
 		// A stored key wins over the version, as in onboard_append, which
 		// checks it first: a statement append to a stream it takes for new
 		// fails on the version before it gets to its key.
-		if rec := o.Idempotency; rec != nil {
-			if _, found, lerr := s.LookupIdempotency(ctx, rec.Scope, rec.Key); lerr == nil && found {
-				return eventstore.AppendResult{}, s.idempotencyError(ctx, streamID, rec)
+		if o.Idempotency != nil {
+			var ie *eventstore.IdempotencyError
+			if ierr := s.idempotencyError(ctx, streamID, o.Idempotency); errors.As(ierr, &ie) {
+				return eventstore.AppendResult{}, ierr
 			}
 		}
 		// A concurrent append took the version after onboard_append read it.
