@@ -163,7 +163,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Cursor, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("read all after %s: %w", after, err)
 	}
-	events, err := collectEnvelopes(rows, min(limit, 4096))
+	events, err := collectEnvelopes(rows, min(limit, 64))
 	if err != nil {
 		return nil, fmt.Errorf("read all after %s: %w", after, err)
 	}
