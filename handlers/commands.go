@@ -158,15 +158,21 @@ func cutPrefix(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
-// SignUp creates a customer, reserving its email in the same transaction so
-// that two signups with one email cannot both succeed. Extra append options
-// (an idempotency record) commit with it.
+// SignUp creates a customer and requests its verification, reserving its
+// email in the same transaction so that two signups with one email cannot
+// both succeed. Extra append options (an idempotency record) commit with it.
 func (h *Commands) SignUp(ctx context.Context, details domain.SignupDetails, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
 	id := h.newID()
 	c, err := domain.SignUp(id, details)
 	if err != nil {
 		h.observe(domain.CmdSignUp, "rejected", 0)
 		return Result{}, err
+	}
+	// The journey's first step is requested in the signup's own append:
+	// the verification manager gets to work without a round trip through
+	// the relay, and the relay routes the signup to no one (see RouteOf).
+	if _, err := c.RequestStep(domain.StepVerification); err != nil {
+		return Result{}, fmt.Errorf("sign up: request verification: %w", err)
 	}
 	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: c.Details().Email}))
 	res, err := h.append(ctx, c, history{id: id}, meta, opts...)

@@ -41,7 +41,9 @@ func TestSignUpReservesTheEmail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.State != domain.StatePending || first.Version != 1 || first.Position <= 0 {
+	// The signup requests verification in its own append.
+	if first.State != domain.StateVerifying || first.Version != 2 || first.Position <= 0 ||
+		len(first.Events) != 2 || first.Events[1] != (domain.StepRequested{Step: domain.StepVerification, Attempt: 1, AttemptGroup: 1, IdempotencyKey: first.CustomerID.String() + ":verification:1"}) {
 		t.Fatalf("result %+v", first)
 	}
 	again := details
@@ -83,8 +85,8 @@ func TestExecuteRetriesConflicts(t *testing.T) {
 		}
 	}
 	envs, err := store.ReadStream(ctx, handlers.StreamID(res.CustomerID), 1)
-	if err != nil || len(envs) != 9 {
-		t.Fatalf("%d events (%v), want 9", len(envs), err)
+	if err != nil || len(envs) != 10 {
+		t.Fatalf("%d events (%v), want 10", len(envs), err)
 	}
 }
 
@@ -100,9 +102,9 @@ func TestExecuteWithExpectedVersion(t *testing.T) {
 	if !errors.Is(err, handlers.ErrVersionMismatch) {
 		t.Fatalf("err = %v, want ErrVersionMismatch", err)
 	}
-	current := 1
+	current := 2
 	out, err := cmds.Execute(ctx, res.CustomerID, &current, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
-	if err != nil || out.State != domain.StateCancelled || out.Version != 3 {
+	if err != nil || out.State != domain.StateCancelled || out.Version != 4 {
 		t.Fatalf("cancel: %+v, %v", out, err)
 	}
 	_, err = cmds.Execute(ctx, res.CustomerID, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
@@ -150,9 +152,9 @@ func TestLoadSinceTrustsARememberedHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := trusting.LoadSince(ctx, res.CustomerID, 1)
-	if err != nil || c.Version() != 1 || counted.count() != 0 {
-		t.Fatalf("remembered: version %v, %d reads, %v; want version 1 and no read", c, counted.count(), err)
+	c, err := trusting.LoadSince(ctx, res.CustomerID, 2)
+	if err != nil || c.Version() != 2 || counted.count() != 0 {
+		t.Fatalf("remembered: version %v, %d reads, %v; want version 2 and no read", c, counted.count(), err)
 	}
 	// Another process moves the customer on.
 	other, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
@@ -162,12 +164,12 @@ func TestLoadSinceTrustsARememberedHistory(t *testing.T) {
 	if _, err := other.Execute(ctx, res.CustomerID, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") }); err != nil {
 		t.Fatal(err)
 	}
-	c, err = trusting.LoadSince(ctx, res.CustomerID, 2)
+	c, err = trusting.LoadSince(ctx, res.CustomerID, 3)
 	if err != nil || c.State() != domain.StateCancelled || counted.count() != 1 {
 		t.Fatalf("behind: %v, %d reads, %v; want cancelled after one read", c, counted.count(), err)
 	}
-	// Now remembered at version 3: no read for it.
-	if c, err = trusting.LoadSince(ctx, res.CustomerID, 3); err != nil || c.Version() != 3 || counted.count() != 1 {
+	// Now remembered at version 4 (the cancel's two events): no read for it.
+	if c, err = trusting.LoadSince(ctx, res.CustomerID, 4); err != nil || c.Version() != 4 || counted.count() != 1 {
 		t.Fatalf("caught up: %v, %d reads, %v", c, counted.count(), err)
 	}
 

@@ -49,7 +49,6 @@ func TestDeadlineOnlyWhileTheVerdictIsAwaited(t *testing.T) {
 		}
 		id, check := res.CustomerID, fmt.Sprintf("chk_%d", n)
 		for _, decide := range []func(c *domain.Customer) error{
-			func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepVerification); return err },
 			func(c *domain.Customer) error { return c.RecordCheckStarted(1, check) },
 		} {
 			if _, err := cmds.Execute(ctx, id, nil, handlers.Meta{}, decide); err != nil {

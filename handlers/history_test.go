@@ -39,7 +39,6 @@ func TestRememberedHistoriesFollowOtherWriters(t *testing.T) {
 		ids = append(ids, *c)
 	}
 	steps := []func(*domain.Customer) error{
-		func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepVerification); return err },
 		func(c *domain.Customer) error { return c.RecordCheckStarted(1, "check-1") },
 		func(c *domain.Customer) error { return c.RecordVerdict("check-1", true, "") },
 		func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepBilling); return err },

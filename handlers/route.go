@@ -85,8 +85,9 @@ func RoutedTo(name string, env eventstore.Envelope, next *eventstore.Envelope) b
 // or "": the route the relay publishes it with, so that each manager's
 // consumer is delivered its own events only. next is the event that
 // follows env in the log, when the caller has it at hand (nil when not):
-// a step's success appended together with the next step's request needs
-// no reaction, since the reaction (advance) would find the request made.
+// a signup or a step's success appended together with the next step's
+// request needs no reaction, since the reaction would find the request
+// made.
 func RouteOf(env eventstore.Envelope, next *eventstore.Envelope) string {
 	if env.StreamType != "customer" {
 		return ""
@@ -95,8 +96,11 @@ func RouteOf(env eventstore.Envelope, next *eventstore.Envelope) string {
 	if err != nil {
 		return ""
 	}
-	if _, ok := e.(domain.StepSucceeded); ok && requestedWith(env, next) {
-		return RouteNone
+	switch e.(type) {
+	case domain.SignedUp, domain.StepSucceeded:
+		if requestedWith(env, next) {
+			return RouteNone
+		}
 	}
 	return Route(e)
 }

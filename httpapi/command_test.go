@@ -158,21 +158,27 @@ func TestSignupAcceptedAndReplayed(t *testing.T) {
 		State    string `json:"state"`
 		Position int64  `json:"position"`
 	}
-	if err := json.Unmarshal(body1, &out); err != nil || out.State != "pending" || out.Position <= 0 {
+	// The signup requests verification in its own append.
+	if err := json.Unmarshal(body1, &out); err != nil || out.State != "verifying" || out.Position <= 0 {
 		t.Fatalf("body %s", body1)
 	}
 	resp2, body2 := e.do(r)
 	if resp2.StatusCode != http.StatusAccepted || !bytes.Equal(body1, body2) || resp2.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("replay: %d %s, want byte-identical %s", resp2.StatusCode, body2, body1)
 	}
-	if n := e.eventCount(); n != 1 {
-		t.Fatalf("%d events, want 1", n)
+	if n := e.eventCount(); n != 2 {
+		t.Fatalf("%d events, want 2", n)
 	}
-	// The event records who signed up and under which key.
+	// The events record who signed up and under which key.
 	id := uuid.MustParse(out.ID)
 	envs, err := e.store.ReadStream(context.Background(), handlers.StreamID(id), 1)
-	if err != nil || envs[0].Metadata.Actor != "client:shop" || envs[0].Metadata.IdempotencyKey != "signup-1" {
-		t.Fatalf("metadata %+v (%v)", envs, err)
+	if err != nil || len(envs) != 2 || envs[0].Type != domain.TypeSignedUp || envs[1].Type != domain.TypeStepRequested {
+		t.Fatalf("events %+v (%v)", envs, err)
+	}
+	for _, env := range envs {
+		if env.Metadata.Actor != "client:shop" || env.Metadata.IdempotencyKey != "signup-1" {
+			t.Fatalf("metadata %+v", env.Metadata)
+		}
 	}
 	// Same email, new key: 409 naming the existing customer.
 	resp3, body3 := e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("ADA@example.com"), headers: map[string]string{"Idempotency-Key": "signup-2"}})
@@ -200,8 +206,8 @@ func TestConcurrentSignupsWithOneKey(t *testing.T) {
 			t.Errorf("status %d, want 202 or 409", s)
 		}
 	}
-	if n := e.eventCount(); n != 1 {
-		t.Fatalf("%d events, want exactly one customer", n)
+	if n := e.eventCount(); n != 2 {
+		t.Fatalf("%d events, want exactly one customer's two", n)
 	}
 }
 
@@ -276,9 +282,6 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 	id := uuid.MustParse(e.signUp("kyc@example.com"))
 	meta := handlers.Meta{Actor: "system:verification"}
 	if _, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error {
-		if _, err := c.RequestStep(domain.StepVerification); err != nil {
-			return err
-		}
 		return c.RecordCheckStarted(1, "chk_1")
 	}); err != nil {
 		t.Fatal(err)
@@ -334,12 +337,6 @@ func TestWebhookWaitsForItsCheck(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.MustParse(e.signUp("early@example.com"))
 	meta := handlers.Meta{Actor: "system:verification"}
-	if _, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error {
-		_, err := c.RequestStep(domain.StepVerification)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
 	hook := func(eventID, checkID string) req {
 		body := fmt.Sprintf(`{"id":%q,"type":"check.completed","created":%d,"check_id":%q,"customer_id":%q,"status":"approved"}`, eventID, time.Now().Unix(), checkID, id)
 		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
@@ -358,14 +355,7 @@ func TestWebhookWaitsForItsCheck(t *testing.T) {
 		t.Fatalf("early webhook: %d %s, want 200 provisioning once its check was recorded", resp.StatusCode, body)
 	}
 
-	id2 := uuid.MustParse(e.signUp("never@example.com"))
-	if _, err := e.commands.Execute(ctx, id2, nil, meta, func(c *domain.Customer) error {
-		_, err := c.RequestStep(domain.StepVerification)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	id = id2
+	id = uuid.MustParse(e.signUp("never@example.com"))
 	start := time.Now()
 	resp, body = e.do(hook("evt_never", "chk_never"))
 	if resp.StatusCode != http.StatusConflict || time.Since(start) < time.Second {

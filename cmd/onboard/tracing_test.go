@@ -67,7 +67,7 @@ func TestOneTracePerCustomer(t *testing.T) {
 		}
 		names[s.Name()]++
 	}
-	for _, want := range []string{"POST /v1/customers", "react to customer.signed_up.v1", "call the verification provider",
+	for _, want := range []string{"POST /v1/customers", "react to customer.step_requested.v1", "call the verification provider",
 		"POST /v1/webhooks/kyc", "call the billing provider", "fire retry timer", "call the welcome provider"} {
 		if names[want] == 0 {
 			t.Errorf("no span %q in the customer's trace; spans: %v", want, names)
