@@ -222,6 +222,39 @@ func (h *Commands) remembered(id uuid.UUID) (*domain.Customer, history, bool) {
 	return c, known, true
 }
 
+// AwaitRemembered waits, for at most timeout, until the customer this
+// process remembers satisfies done: for news that this process's own
+// commands will record (the worker running here), which memory learns
+// of at once and the stream only by polling. It returns at once where the
+// commands do not trust their memory (it would not learn of other
+// processes' news) or remember nothing of the customer; the caller then
+// reads the stream as usual. It reports whether done held.
+func (h *Commands) AwaitRemembered(ctx context.Context, id uuid.UUID, done func(*domain.Customer) bool, timeout time.Duration) bool {
+	if !h.trust || h.histories == nil {
+		return false
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		// Watch before looking, so that a put in between is not missed.
+		news := h.histories.watch(id)
+		c, _, ok := h.remembered(id)
+		if !ok || done(c) {
+			h.histories.unwatch(id, news)
+			return ok
+		}
+		select {
+		case <-news:
+		case <-timer.C:
+			h.histories.unwatch(id, news)
+			return false
+		case <-ctx.Done():
+			h.histories.unwatch(id, news)
+			return false
+		}
+	}
+}
+
 // LastTrace returns the trace context of the last event of the customer
 // this process remembers, if it remembers one: what a command that
 // continues the customer's trace needs, without reading the stream. It may

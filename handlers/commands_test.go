@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
@@ -218,5 +219,49 @@ func TestLastTraceIsTheRememberedLastEvents(t *testing.T) {
 	}
 	if tr, ok := cmds.LastTrace(res.CustomerID); !ok || tr["traceparent"] != later["traceparent"] {
 		t.Fatalf("after reading the other's append: %v, %v", tr, ok)
+	}
+}
+
+// TestAwaitRememberedHearsOfOwnAppends: a wait for news this process's own
+// commands record ends with them, without reading the stream; without
+// trust, or when the news does not come, it reports that done did not hold.
+func TestAwaitRememberedHearsOfOwnAppends(t *testing.T) {
+	_, store := newCommands(t)
+	ctx := context.Background()
+	counted := &countingStore{CustomerStore: store}
+	trusting, err := handlers.NewCommands(handlers.CommandsConfig{Store: counted, TrustHistories: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trusting.SignUp(ctx, details, handlers.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := func(c *domain.Customer) bool { return c.CheckID() != "" }
+	if trusting.AwaitRemembered(ctx, res.CustomerID, recorded, 10*time.Millisecond) {
+		t.Fatal("the check is not recorded yet, but the wait says it is")
+	}
+	appended := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, err := trusting.Execute(ctx, res.CustomerID, nil, handlers.Meta{}, func(c *domain.Customer) error { return c.RecordCheckStarted(1, "chk_1") })
+		appended <- err
+	}()
+	if !trusting.AwaitRemembered(ctx, res.CustomerID, recorded, time.Minute) {
+		t.Fatal("the wait did not hear of the check")
+	}
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	if n := counted.count(); n != 0 {
+		t.Fatalf("%d stream reads, want none", n)
+	}
+
+	plain, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.AwaitRemembered(ctx, res.CustomerID, recorded, time.Minute) {
+		t.Fatal("commands that do not trust their memory reported news from it")
 	}
 }

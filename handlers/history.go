@@ -19,6 +19,8 @@ type histories struct {
 	max   int
 	items map[uuid.UUID]*list.Element
 	lru   *list.List // front: most recently used
+	// waiters are closed when the history of their customer is put.
+	waiters map[uuid.UUID][]chan struct{}
 }
 
 type history struct {
@@ -30,7 +32,34 @@ type history struct {
 }
 
 func newHistories(max int) *histories {
-	return &histories{max: max, items: map[uuid.UUID]*list.Element{}, lru: list.New()}
+	return &histories{max: max, items: map[uuid.UUID]*list.Element{}, lru: list.New(), waiters: map[uuid.UUID][]chan struct{}{}}
+}
+
+// watch returns a channel that is closed when a history of id is next put.
+// The caller unwatches it when it stops waiting before that.
+func (hs *histories) watch(id uuid.UUID) chan struct{} {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	ch := make(chan struct{})
+	hs.waiters[id] = append(hs.waiters[id], ch)
+	return ch
+}
+
+func (hs *histories) unwatch(id uuid.UUID, ch chan struct{}) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	ws := hs.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(hs.waiters, id)
+	} else {
+		hs.waiters[id] = ws
+	}
 }
 
 // get returns the remembered history of id; the caller may append to the
@@ -58,6 +87,10 @@ func (hs *histories) put(h history) {
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	for _, w := range hs.waiters[h.id] {
+		close(w)
+	}
+	delete(hs.waiters, h.id)
 	if el, ok := hs.items[h.id]; ok {
 		if len(el.Value.(history).events) <= len(h.events) {
 			el.Value = h

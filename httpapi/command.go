@@ -274,7 +274,7 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 		if !(errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrInvalidTransition)) {
 			return err
 		}
-		if c.State() == domain.StateVerifying && c.CheckID() == "" && c.InFlight(domain.StepVerification) != 0 {
+		if awaitingCheck(c) {
 			return errCheckNotRecorded
 		}
 		return c.IgnoreResult(domain.StepVerification, "kyc-webhook", fmt.Sprintf("verdict %s on check %s ignored: %v", ev.Status, ev.CheckID, err))
@@ -284,6 +284,11 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 			// A quick provider answers before the process manager has
 			// recorded the check: wait a little for it rather than have
 			// the provider retry the webhook seconds later.
+			// When the worker runs in this process it records the check
+			// through the same commands: wait for that in memory, which
+			// hears of it at once, rather than read the stream to find it
+			// missing.
+			a.cfg.Commands.AwaitRemembered(ctx, id, func(c *domain.Customer) bool { return !awaitingCheck(c) }, checkRememberWait)
 			wait := time.Millisecond
 			deadline := time.Now().Add(checkRecordWait)
 			for {
@@ -302,8 +307,18 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkRecordWait bounds how long a verdict waits for its check to be
-// recorded before the provider is told to retry.
-const checkRecordWait = 2 * time.Second
+// recorded before the provider is told to retry; checkRememberWait, how
+// much of that it waits in memory first.
+const (
+	checkRecordWait   = 2 * time.Second
+	checkRememberWait = 50 * time.Millisecond
+)
+
+// awaitingCheck reports whether the customer's verification was requested
+// and its check is not recorded yet: a verdict for it came early.
+func awaitingCheck(c *domain.Customer) bool {
+	return c.State() == domain.StateVerifying && c.CheckID() == "" && c.InFlight(domain.StepVerification) != 0
+}
 
 // idempotent runs a command once per (scope, key): a repeated request with
 // the same content gets the stored response replayed, one with other
