@@ -107,9 +107,12 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: slices.Max(env.Sizes().E2EConcurrency), IdleConnTimeout: time.Minute}}
 	// The first onboardings create the consumers' state and warm the
-	// pools; they are not measured.
-	warmup := min(20, env.Sizes().Customers)
-	if _, _, err := driveOnboardings(ctx, client, base, w, min(warmup, slices.Max(env.Sizes().E2EConcurrency)), warmup); err != nil {
+	// pools (each new connection plans each statement afresh a few times
+	// before it settles on a generic plan); they are not measured: the
+	// figures are the steady state's.
+	top := slices.Max(env.Sizes().E2EConcurrency)
+	warmup := min(2*top, env.Sizes().Customers)
+	if _, _, err := driveOnboardings(ctx, client, base, w, min(warmup, top), warmup); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	var results []bench.Result
