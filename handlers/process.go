@@ -262,10 +262,30 @@ func (pm *ProcessManager) perform(ctx context.Context, id uuid.UUID, version int
 	if req.Step == domain.StepVerification && c.CheckID() != "" {
 		return nil // the check is running; its verdict comes by webhook
 	}
+	if cancelledBefore(c, req.Step) {
+		pm.cfg.Logger.InfoContext(ctx, "step not carried out: the customer was cancelled before it started", "step", req.Step, "attempt", req.Attempt)
+		return nil
+	}
 	ctx, span := pm.cfg.Tracer.Start(ctx, "call the "+string(req.Step)+" provider", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("onboard.step", string(req.Step)), attribute.Int("onboard.attempt", req.Attempt)))
 	defer span.End()
 	return pm.attempt(ctx, c, req, meta)
+}
+
+// cancelledBefore reports whether a requested attempt of step must not
+// start because the customer was cancelled first (a cancel right after
+// the signup, say, finds verification requested): a cancelled customer
+// gets no new effects (no KYC check, no welcome email), and one being
+// cancelled only the attempts of compensable steps, whose results its
+// compensation waits for.
+func cancelledBefore(c *domain.Customer, step domain.Step) bool {
+	switch c.State() {
+	case domain.StateCancelled:
+		return true
+	case domain.StateCancelling:
+		return !step.Compensable()
+	}
+	return false
 }
 
 // attempt calls the step's provider once and records the outcome.
