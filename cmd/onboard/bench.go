@@ -162,10 +162,12 @@ func benchRelay(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	began := time.Now()
 	go func() { done <- relay.Run(rctx) }()
 	// The clock starts at the relay's first acknowledged batch: its
 	// start-up (the lead, the streams' creation, the cursor) is no part of
-	// its rate, and the raw publishes below go to streams that exist.
+	// its rate, and the raw publishes below go to streams that exist. When
+	// that batch was all of them, it is all there is to time.
 	var start time.Time
 	var first int64
 	for {
@@ -188,6 +190,9 @@ func benchRelay(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		}
 	}
 	relayed := time.Since(start)
+	if first >= int64(n) {
+		first, relayed = 0, time.Since(began)
+	}
 	stop()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("relay: %w", err)
