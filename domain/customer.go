@@ -82,6 +82,18 @@ func FromHistory(id uuid.UUID, history []Event) (*Customer, error) {
 	return c, nil
 }
 
+// Clone returns an independent copy of c: a command decided on the copy
+// leaves c as it was. It is what rehydrating c's history again would
+// give, without applying the history.
+func (c *Customer) Clone() *Customer {
+	cp := *c
+	cp.changes = slices.Clone(c.changes)
+	for i := range cp.steps {
+		cp.steps[i].result = maps.Clone(c.steps[i].result)
+	}
+	return &cp
+}
+
 // ID returns the customer's id.
 func (c *Customer) ID() uuid.UUID { return c.id }
 

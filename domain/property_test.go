@@ -13,8 +13,9 @@ import (
 // TestRandomCommandSequences drives a customer with random commands and
 // arguments (valid or not) and checks, after every command, that a rejected
 // command changed nothing, that every state change took an edge of the
-// table, and at the end that FromHistory of the raised events equals the
-// customer that raised them.
+// table, that a clone taken before the command is left as it was, and at
+// the end that FromHistory of the raised events equals the customer that
+// raised them.
 func TestRandomCommandSequences(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c, err := domain.SignUp(custID, domain.SignupDetails{Email: "a@example.com", Company: "Co", ContactName: "A", Country: "DE", Plan: domain.PlanStarter})
@@ -45,6 +46,7 @@ func TestRandomCommandSequences(t *testing.T) {
 				}
 			}
 			before, beforeChanges := c.Snapshot(), len(c.Changes())
+			clone := c.Clone()
 			var err error
 			switch cmd {
 			case domain.CmdRequestStep:
@@ -79,6 +81,11 @@ func TestRandomCommandSequences(t *testing.T) {
 				}
 			case domain.CmdIgnoreResult:
 				err = c.IgnoreResult(step, "test", "late")
+			}
+			// A clone is the customer as it was, whatever the command did
+			// to the original.
+			if !reflect.DeepEqual(clone.Snapshot(), before) || len(clone.Changes()) != beforeChanges || clone.Version() != c.Version() {
+				t.Fatalf("%s changed a clone taken before it", cmd)
 			}
 			if err != nil {
 				var ce *domain.CommandError

@@ -215,6 +215,9 @@ func (h *Commands) remembered(id uuid.UUID) (*domain.Customer, history, bool) {
 	if !ok {
 		return nil, history{}, false
 	}
+	if known.state != nil && known.state.Version() == len(known.events) {
+		return known.state.Clone(), known, true
+	}
 	c, err := domain.FromHistory(id, known.events)
 	if err != nil {
 		return nil, history{}, false
@@ -310,6 +313,7 @@ func (h *Commands) load(ctx context.Context, id uuid.UUID, remember bool) (*doma
 	if err != nil {
 		return nil, history{}, err
 	}
+	known.state = c.Clone()
 	h.histories.put(known)
 	return c, known, nil
 }
@@ -438,12 +442,13 @@ func (h *Commands) append(ctx context.Context, c *domain.Customer, known history
 		return Result{}, err
 	}
 	h.observe(cmd, "ok", took)
-	if len(known.events) == c.Version() {
+	whole := len(known.events) == c.Version() // known is all c was built from
+	c.MarkCommitted()
+	if whole {
 		all := make([]domain.Event, 0, len(known.events)+len(changes))
 		all = append(append(all, known.events...), changes...)
-		h.histories.put(history{id: c.ID(), events: all, lastID: events[len(events)-1].ID, trace: meta.Trace})
+		h.histories.put(history{id: c.ID(), events: all, lastID: events[len(events)-1].ID, trace: meta.Trace, state: c.Clone()})
 	}
-	c.MarkCommitted()
 	res := Result{CustomerID: c.ID(), State: c.State(), Version: int(ar.LastVersion), Cursor: ar.Cursor(), Events: changes}
 	if n := len(ar.Positions); n > 0 {
 		res.Position = ar.Positions[n-1]

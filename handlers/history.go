@@ -29,6 +29,9 @@ type history struct {
 	lastID uuid.UUID // the event id of the last one, to check a reread
 	// trace is the trace context the last event was recorded with.
 	trace map[string]string
+	// state is the customer as events say, when known: never handed out
+	// (it is shared), only cloned, which is cheaper than applying events.
+	state *domain.Customer
 }
 
 func newHistories(max int) *histories {
