@@ -105,9 +105,11 @@ func TestDeadLetters(t *testing.T) {
 	if got := calls.Load(); got != 9 {
 		t.Errorf("failing handler called %d times, want 3 events x 3 deliveries", got)
 	}
-	if got := metrics.get(func() int { return metrics.dead["failing"] }); got != 3 {
-		t.Errorf("dead-letter metric = %d, want 3", got)
-	}
+	// The metric counts a dead letter once it is published, after its
+	// row: wait for the last one.
+	waitFor(t, "the dead-letter metric at 3", func() (bool, error) {
+		return metrics.get(func() int { return metrics.dead["failing"] }) == 3, nil
+	})
 	waitFor(t, "healthy handler", func() (bool, error) {
 		n, err := env.count(`SELECT count(*) FROM test_effects WHERE handler = 'healthy'`)()
 		return n == 3, err
@@ -509,8 +511,11 @@ func TestWithRoute(t *testing.T) {
 		return n >= len(even), err
 	})
 	env.checkEffectsOnce("even", even)
-	// Ten unrouted deliveries (half declined), five routed ones.
-	if got := metrics.get(func() int { return metrics.handled["even"] }); got != 15 {
+	// Ten unrouted deliveries (half declined), five routed ones. A
+	// delivery is counted once handled, after its effects committed.
+	handled := func() int { return metrics.get(func() int { return metrics.handled["even"] }) }
+	waitFor(t, "fifteen deliveries counted", func() (bool, error) { return handled() >= 15, nil })
+	if got := handled(); got != 15 {
 		t.Errorf("%d deliveries to the handler, want 15: the routed odd events reached it", got)
 	}
 	// The relay decided the routed ones: WithAccept looked at the
