@@ -3,8 +3,6 @@ package handlers_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -20,34 +18,16 @@ import (
 // would start a KYC check nobody needs. The manager calls no provider for
 // it, while it does for a customer still on its way.
 func TestNoEffectsForACancelledCustomer(t *testing.T) {
-	_, store := newCommands(t)
 	ctx := context.Background()
-	cmds, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, TrustHistories: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	var calls atomic.Int64
 	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)
 	}))
 	defer provider.Close()
-	at := func(p string) external.Config {
+	pm, cmds, _, store := newManager(t, func(p string) external.Config {
 		return external.Config{BaseURL: provider.URL + "/" + p, Policy: external.Policy{MaxAttempts: 1}}
-	}
-	clients, err := external.NewClients(at("kyc"), at("payments"), at("provisioning"), at("crm"), at("email"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := handlers.NewProcessManager(handlers.ProcessConfig{Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	requested := func(n int, cancel bool) {
 		t.Helper()
 		d := details

@@ -142,13 +142,8 @@ func (s *countingStore) count() int {
 // to a later event, or without trust, reads the stream, and sees what
 // another process appended.
 func TestLoadSinceTrustsARememberedHistory(t *testing.T) {
-	_, store := newCommands(t)
 	ctx := context.Background()
-	counted := &countingStore{CustomerStore: store}
-	trusting, err := handlers.NewCommands(handlers.CommandsConfig{Store: counted, TrustHistories: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	trusting, counted, store := newTrustingCounted(t)
 	res, err := trusting.SignUp(ctx, details, handlers.Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -226,13 +221,8 @@ func TestLastTraceIsTheRememberedLastEvents(t *testing.T) {
 // commands record ends with them, without reading the stream; without
 // trust, or when the news does not come, it reports that done did not hold.
 func TestAwaitRememberedHearsOfOwnAppends(t *testing.T) {
-	_, store := newCommands(t)
 	ctx := context.Background()
-	counted := &countingStore{CustomerStore: store}
-	trusting, err := handlers.NewCommands(handlers.CommandsConfig{Store: counted, TrustHistories: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	trusting, counted, store := newTrustingCounted(t)
 	res, err := trusting.SignUp(ctx, details, handlers.Meta{})
 	if err != nil {
 		t.Fatal(err)

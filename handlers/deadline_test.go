@@ -3,8 +3,6 @@ package handlers_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/google/uuid"
@@ -19,26 +17,8 @@ import (
 // check schedules its deadline, unless this process already saw the
 // verdict recorded (the webhook beat the check's own event).
 func TestDeadlineOnlyWhileTheVerdictIsAwaited(t *testing.T) {
-	_, store := newCommands(t)
 	ctx := context.Background()
-	cmds, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, TrustHistories: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	nowhere := func(p string) external.Config { return external.Config{BaseURL: "http://127.0.0.1:1/" + p} }
-	clients, err := external.NewClients(nowhere("kyc"), nowhere("payments"), nowhere("provisioning"), nowhere("crm"), nowhere("email"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := handlers.NewProcessManager(handlers.ProcessConfig{Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm, cmds, timers, store := newManager(t, func(p string) external.Config { return external.Config{BaseURL: "http://127.0.0.1:1/" + p} })
 	started := func(n int, approved bool) (uuid.UUID, eventstore.Envelope) {
 		t.Helper()
 		d := details
