@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -80,9 +81,11 @@ func (w *inboxWriter) drain() {
 
 func (w *inboxWriter) flush(batch []inboxRow) error {
 	handlers := make([]string, len(batch))
-	ids := make([]uuid.UUID, len(batch))
+	// pgtype.UUID: pgx encodes a uuid.UUID (a driver.Valuer) through its
+	// text form, planning that anew for every element.
+	ids := make([]pgtype.UUID, len(batch))
 	for i, r := range batch {
-		handlers[i], ids[i] = r.handler, r.eventID
+		handlers[i], ids[i] = r.handler, pgtype.UUID{Bytes: r.eventID, Valid: true}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), inboxFlushTimeout)
 	defer cancel()

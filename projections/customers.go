@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
@@ -330,7 +331,7 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, table string, cs []*Custome
 	}
 	n := len(cs)
 	var (
-		ids                                                 = make([]uuid.UUID, n)
+		ids                                                 = make([]pgtype.UUID, n)
 		email, company, contact, country, plan, state, step = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		attempts                                            = make([]int32, n)
 		lastErr, pausedStep, pauseReason, createdBy         = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -339,7 +340,10 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, table string, cs []*Custome
 		version, position                                   = make([]int64, n), make([]int64, n)
 	)
 	for i, c := range cs {
-		ids[i], email[i], company[i], contact[i], country[i], plan[i] = c.ID, c.Email, c.Company, c.ContactName, c.Country, c.Plan
+		// pgx encodes a uuid.UUID, a driver.Valuer, through its text form,
+		// planning that anew for every element; a pgtype.UUID goes straight.
+		ids[i] = pgtype.UUID{Bytes: c.ID, Valid: true}
+		email[i], company[i], contact[i], country[i], plan[i] = c.Email, c.Company, c.ContactName, c.Country, c.Plan
 		state[i], step[i], attempts[i], lastErr[i] = c.State, c.Step, int32(c.Attempts), c.LastError
 		pausedStep[i], pauseReason[i], pausedAt[i] = c.PausedStep, c.PauseReason, c.PausedAt
 		createdAt[i], updatedAt[i], activatedAt[i] = c.CreatedAt, c.UpdatedAt, c.ActivatedAt
