@@ -84,10 +84,15 @@ func RoutedTo(name string, env eventstore.Envelope, next *eventstore.Envelope) b
 // RouteOf names the manager Route gives the stored event env, RouteNone,
 // or "": the route the relay publishes it with, so that each manager's
 // consumer is delivered its own events only. next is the event that
-// follows env in the log, when the caller has it at hand (nil when not):
-// a signup or a step's success appended together with the next step's
-// request needs no reaction, since the reaction would find the request
-// made.
+// follows env in its stream, when the caller has it at hand (nil when
+// not). Some events need no reaction when their successor is known, since
+// the reaction would find nothing to do:
+//   - a signup or a step's success appended together with the next step's
+//     request: the reaction would find the request made;
+//   - the last step's success or skip appended together with the
+//     completion: the reaction would find the customer active;
+//   - a verification check followed by its verdict: the reaction would
+//     arm a deadline for a check that is settled.
 func RouteOf(env eventstore.Envelope, next *eventstore.Envelope) string {
 	if env.StreamType != "customer" {
 		return ""
@@ -97,19 +102,38 @@ func RouteOf(env eventstore.Envelope, next *eventstore.Envelope) string {
 		return ""
 	}
 	switch e.(type) {
-	case domain.SignedUp, domain.StepSucceeded:
-		if requestedWith(env, next) {
+	case domain.SignedUp:
+		if appendedWith(env, next, domain.TypeStepRequested) {
+			return RouteNone
+		}
+	case domain.StepSucceeded:
+		if appendedWith(env, next, domain.TypeStepRequested) || appendedWith(env, next, domain.TypeOnboardingCompleted) {
+			return RouteNone
+		}
+	case domain.StepSkipped:
+		if appendedWith(env, next, domain.TypeOnboardingCompleted) {
+			return RouteNone
+		}
+	case domain.VerificationCheckStarted:
+		// The check's next event in its stream can only be its verdict, a
+		// failure, a pause or a cancel; the two verdicts settle it.
+		if follows(env, next) && (next.Type == domain.TypeStepSucceeded || next.Type == domain.TypeVerificationRejected) {
 			return RouteNone
 		}
 	}
 	return Route(e)
 }
 
-// requestedWith reports whether next is a step request appended in the
-// same transaction right after env, on env's stream.
-func requestedWith(env eventstore.Envelope, next *eventstore.Envelope) bool {
-	return next != nil && next.Type == domain.TypeStepRequested && next.StreamID == env.StreamID &&
-		next.Version == env.Version+1 && next.TransactionID == env.TransactionID && env.TransactionID != 0
+// follows reports whether next is the event right after env in env's
+// stream.
+func follows(env eventstore.Envelope, next *eventstore.Envelope) bool {
+	return next != nil && next.StreamID == env.StreamID && next.Version == env.Version+1
+}
+
+// appendedWith reports whether next is an event of type typ appended in
+// the same transaction right after env, on env's stream.
+func appendedWith(env eventstore.Envelope, next *eventstore.Envelope, typ string) bool {
+	return follows(env, next) && next.Type == typ && next.TransactionID == env.TransactionID && env.TransactionID != 0
 }
 
 // ForManager returns the handler of one process manager: it reacts only to

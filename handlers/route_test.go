@@ -110,3 +110,54 @@ func TestRouteOfASuccessWithItsNextRequest(t *testing.T) {
 		t.Errorf("the request routed to %q, want tenant", got)
 	}
 }
+
+// TestRouteOfEventsSettledByTheirSuccessor: the last step's success or
+// skip appended with the completion, and a verification check followed by
+// its verdict, need no reaction; with any other successor, or none known,
+// they go to their manager as before.
+func TestRouteOfEventsSettledByTheirSuccessor(t *testing.T) {
+	stored := func(e domain.Event, version int64, tx uint64) eventstore.Envelope {
+		typ, schema, data, err := domain.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventstore.Envelope{StreamID: "customer-1", StreamType: "customer", Version: version, TransactionID: tx,
+			Type: typ, SchemaVersion: schema, Data: data}
+	}
+	welcomed := stored(domain.StepSucceeded{Step: domain.StepWelcome, Attempt: 1}, 11, 100)
+	skipped := stored(domain.StepSkipped{Step: domain.StepWelcome, Operator: "op", Reason: "r"}, 11, 100)
+	completed := stored(domain.OnboardingCompleted{}, 12, 100)
+	completedLater := stored(domain.OnboardingCompleted{}, 12, 101)
+	check := stored(domain.VerificationCheckStarted{Attempt: 1, CheckID: "chk"}, 3, 200)
+	approved := stored(domain.StepSucceeded{Step: domain.StepVerification, Attempt: 1}, 4, 201)
+	rejected := stored(domain.VerificationRejected{Reason: "no"}, 4, 201)
+	failed := stored(domain.StepFailed{Step: domain.StepVerification, Attempt: 1, Class: domain.ErrorTransient}, 4, 201)
+	approvedLater := stored(domain.StepSucceeded{Step: domain.StepVerification, Attempt: 1}, 5, 202)
+	approvedElsewhere := approved
+	approvedElsewhere.StreamID = "customer-2"
+	for _, c := range []struct {
+		name      string
+		env       eventstore.Envelope
+		next      *eventstore.Envelope
+		want, mgr string
+	}{
+		{"last success with the completion", welcomed, &completed, handlers.RouteNone, "welcome"},
+		{"last success, completion in a later append", welcomed, &completedLater, "welcome", "welcome"},
+		{"last success, next unknown", welcomed, nil, "welcome", "welcome"},
+		{"last skip with the completion", skipped, &completed, handlers.RouteNone, "welcome"},
+		{"last skip, next unknown", skipped, nil, "welcome", "welcome"},
+		{"check followed by its approval", check, &approved, handlers.RouteNone, "verification"},
+		{"check followed by its rejection", check, &rejected, handlers.RouteNone, "verification"},
+		{"check followed by a failure", check, &failed, "verification", "verification"},
+		{"check, approval not next", check, &approvedLater, "verification", "verification"},
+		{"check, another customer's approval", check, &approvedElsewhere, "verification", "verification"},
+		{"check, next unknown", check, nil, "verification", "verification"},
+	} {
+		if got := handlers.RouteOf(c.env, c.next); got != c.want {
+			t.Errorf("%s: routed to %q, want %q", c.name, got, c.want)
+		}
+		if handlers.RoutedTo(c.mgr, c.env, c.next) != (c.want == c.mgr) {
+			t.Errorf("%s: RoutedTo disagrees with RouteOf", c.name)
+		}
+	}
+}

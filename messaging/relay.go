@@ -563,16 +563,9 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 //
 // whileWaiting is called once every message is sent, before the acks are
 // awaited.
-// following returns the event after batch[i], or nil.
-func following(batch []eventstore.Envelope, i int) *eventstore.Envelope {
-	if i+1 < len(batch) {
-		return &batch[i+1]
-	}
-	return nil
-}
-
 func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState, whileWaiting func()) error {
-	first, err := eventMsg(r.cfg.Stream, batch[0], following(batch, 0))
+	following := nextOfStream(batch)
+	first, err := eventMsg(r.cfg.Stream, batch[0], following[0])
 	if err != nil {
 		return err
 	}
@@ -595,7 +588,7 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	rest := batch[1:]
 	futures := make([]jetstream.PubAckFuture, 0, len(rest))
 	for i, e := range rest {
-		m, err := eventMsg(r.cfg.Stream, e, following(batch, i+1))
+		m, err := eventMsg(r.cfg.Stream, e, following[i+1])
 		if err != nil {
 			return err
 		}
@@ -630,6 +623,19 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 		}
 	}
 	return nil
+}
+
+// nextOfStream returns, for each event of batch, the next event of its
+// stream in batch, or nil when there is none: what StreamConfig.Route is
+// given to route it.
+func nextOfStream(batch []eventstore.Envelope) []*eventstore.Envelope {
+	out := make([]*eventstore.Envelope, len(batch))
+	later := make(map[string]*eventstore.Envelope, len(batch))
+	for i := len(batch) - 1; i >= 0; i-- {
+		out[i] = later[batch[i].StreamID]
+		later[batch[i].StreamID] = &batch[i]
+	}
+	return out
 }
 
 // idle waits up to d for a notification, a Wake or ctx, and reports

@@ -38,8 +38,8 @@ type StreamConfig struct {
 	// see: the relay publishes the event with it as a last subject token,
 	// and a handler added WithRoute is delivered only its own events
 	// instead of every event of its types. "" means no route. next is the
-	// event published right after e (the next one of the relay's batch),
-	// nil when e is the last of its batch.
+	// next event of e's stream in the relay's batch (committed, then, and
+	// published after e), nil when the batch has none.
 	Route func(e eventstore.Envelope, next *eventstore.Envelope) string
 	// RedrivePrefix is the prefix on which re-driven dead letters are
 	// published to one handler (<prefix>.<handler>); it is part of the

@@ -3,6 +3,7 @@ package messaging
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -105,5 +106,28 @@ func TestPermanent(t *testing.T) {
 	ex := &ExhaustedError{Handler: "h", Err: base}
 	if !errors.Is(ex, ErrDeliveriesExhausted) || !errors.Is(ex, base) || !isFinal(ex) || isFinal(base) {
 		t.Errorf("ExhaustedError does not unwrap: %v", ex)
+	}
+}
+
+// TestNextOfStream: the relay routes each event knowing the next event of
+// its own stream in the batch, however the streams interleave.
+func TestNextOfStream(t *testing.T) {
+	ev := func(stream string, version int64) eventstore.Envelope {
+		return eventstore.Envelope{StreamID: stream, Version: version}
+	}
+	batch := []eventstore.Envelope{ev("a", 1), ev("b", 1), ev("a", 2), ev("c", 1), ev("b", 2), ev("a", 3)}
+	want := []string{"a/2", "b/2", "a/3", "", "", ""}
+	got := nextOfStream(batch)
+	if len(got) != len(batch) {
+		t.Fatalf("got %d entries for %d events", len(got), len(batch))
+	}
+	for i, n := range got {
+		s := ""
+		if n != nil {
+			s = n.StreamID + "/" + strconv.FormatInt(n.Version, 10)
+		}
+		if s != want[i] {
+			t.Errorf("next of %s/%d = %q, want %q", batch[i].StreamID, batch[i].Version, s, want[i])
+		}
 	}
 }
