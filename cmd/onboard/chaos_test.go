@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -452,7 +453,7 @@ func TestChaosSoak(t *testing.T) {
 		c := loadRetry(t, store, id)
 		e := ledger.Customers[id.String()]
 		if c.State() == domain.StateActive && (e.BillingAccounts != 1 || e.Tenants != 1 || e.CRMRecords != 1 || e.EmailsByType["welcome"] != 1) {
-			t.Errorf("active %s: effects %+v", id, e)
+			t.Errorf("active %s: effects %+v; its history:\n%s", id, e, historyOf(t, store, id))
 		}
 		if c.State() == domain.StateCancelled && (e.BillingAccounts != e.ClosedAccounts || e.Tenants != e.DeletedTenants) {
 			t.Errorf("cancelled %s left effects: %+v", id, e)
@@ -672,6 +673,21 @@ func terminateBackends(t *testing.T, dbURL string) {
 }
 
 // loadRetry loads a customer, riding out connections the chaos terminated.
+// historyOf lists a customer's events, one a line, for a failure to
+// explain itself.
+func historyOf(t *testing.T, store *postgres.Store, id uuid.UUID) string {
+	t.Helper()
+	events, err := store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	var b strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&b, "\tv%d %s %s %s by %s\n", e.Version, e.RecordedAt.Format("15:04:05.000000"), e.Type, e.Data, e.Metadata.Actor)
+	}
+	return b.String()
+}
+
 func loadRetry(t *testing.T, store *postgres.Store, id uuid.UUID) *domain.Customer {
 	t.Helper()
 	var err error
