@@ -17,6 +17,7 @@ func (c *Customer) apply(e Event) {
 	case StepRequested:
 		p := c.progress(e.Step)
 		p.group, p.attempt, p.inFlight, p.requested = e.AttemptGroup, e.Attempt, e.Attempt, true
+		p.key = e.IdempotencyKey
 		c.step = e.Step
 		switch c.state {
 		case StatePending:
@@ -54,7 +55,11 @@ func (c *Customer) apply(e Event) {
 	case SupportNotified:
 		c.supportDone = true
 	case Paused:
-		c.progress(e.Step).inFlight = 0
+		p := c.progress(e.Step)
+		p.inFlight = 0
+		if e.Class != ErrorTransient || e.Step == StepVerification {
+			p.key = "" // the provider's answer is final: a retry asks anew
+		}
 		if e.Step == StepVerification {
 			c.checkID = ""
 		}

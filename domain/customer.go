@@ -34,9 +34,10 @@ type Customer struct {
 }
 
 type stepProgress struct {
-	group       int // attempt group: a new one per operator retry
-	attempt     int // last attempt number within the group
-	inFlight    int // attempt awaiting its result, 0 when none
+	group       int    // attempt group: a new one per operator retry
+	attempt     int    // last attempt number within the group
+	key         string // idempotency key of the last request; "" when the next needs a fresh one
+	inFlight    int    // attempt awaiting its result, 0 when none
 	requested   bool
 	succeeded   bool
 	skipped     bool
@@ -154,8 +155,13 @@ func (c *Customer) PendingCompensations() []Step {
 }
 
 // IdempotencyKey is the key a provider sees for every attempt of one
-// attempt group of a step: retries reuse it, an operator retry (a new group)
-// does not.
+// attempt group of a step: retries reuse it. An operator retry (a new group)
+// gets a fresh one only when the provider's answer under the old key is
+// known and final: a permanent failure (stored under the key, so the old key
+// would replay it) or a verification (a new KYC check has no effect to
+// double). After a run of transient failures the provider may have done the
+// work and lost the answer, so the new group keeps the old key, and the
+// provider answers with what it did instead of doing it twice.
 func IdempotencyKey(customerID uuid.UUID, step Step, group int) string {
 	return fmt.Sprintf("%s:%s:%d", customerID, step, group)
 }
@@ -181,7 +187,11 @@ func (c *Customer) RequestStep(step Step) (StepRequested, error) {
 		to = StateProvisioning
 	}
 	group := max(p.group, 1)
-	e := StepRequested{Step: step, Attempt: p.attempt + 1, AttemptGroup: group, IdempotencyKey: IdempotencyKey(c.id, step, group)}
+	key := p.key
+	if key == "" {
+		key = IdempotencyKey(c.id, step, group)
+	}
+	e := StepRequested{Step: step, Attempt: p.attempt + 1, AttemptGroup: group, IdempotencyKey: key}
 	c.raise(CmdRequestStep, to, e)
 	return e, nil
 }
@@ -312,7 +322,7 @@ func (c *Customer) Pause(step Step, class ErrorClass, reason string) error {
 }
 
 // RetryStep resumes a paused customer at its paused step, with a fresh
-// attempt group (and so a fresh idempotency key at the provider).
+// attempt group (and a fresh idempotency key where IdempotencyKey says so).
 func (c *Customer) RetryStep(operator, reason string) error {
 	if err := c.allow(CmdRetryStep); err != nil {
 		return err

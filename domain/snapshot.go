@@ -32,6 +32,7 @@ type StepSnapshot struct {
 	Step         Step              `json:"step"`
 	AttemptGroup int               `json:"attempt_group"`
 	Attempt      int               `json:"attempt"`
+	Key          string            `json:"idempotency_key,omitempty"`
 	InFlight     int               `json:"in_flight,omitempty"`
 	Failures     int               `json:"failures,omitempty"`
 	Requested    bool              `json:"requested,omitempty"`
@@ -54,7 +55,7 @@ func (c *Customer) Snapshot() Snapshot {
 	for i, step := range Steps() {
 		p := c.steps[i]
 		s.Steps = append(s.Steps, StepSnapshot{
-			Step: step, AttemptGroup: p.group, Attempt: p.attempt, InFlight: p.inFlight,
+			Step: step, AttemptGroup: p.group, Attempt: p.attempt, Key: p.key, InFlight: p.inFlight,
 			Failures: p.failures, Requested: p.requested, Succeeded: p.succeeded,
 			Skipped: p.skipped, Compensated: p.compensated, Result: maps.Clone(p.result),
 		})

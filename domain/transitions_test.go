@@ -335,3 +335,42 @@ func TestEdges(t *testing.T) {
 		}
 	}
 }
+
+// An operator retry keeps the idempotency key where the provider may have
+// done the work and lost the answer (a run of transient failures), and asks
+// anew where its answer is final: a permanent failure, stored under the old
+// key, or a verification, whose new check doubles nothing.
+func TestRetryKeepsTheKeyWhenTheOutcomeIsUnknown(t *testing.T) {
+	pause := func(step domain.Step, class domain.ErrorClass) []domain.Event {
+		h := hVerified
+		if step == domain.StepVerification {
+			h = hPending
+		}
+		return append(clone(h), req(step, 1, 1),
+			domain.StepFailed{Step: step, Attempt: 1, Class: class, Message: "boom"},
+			domain.Paused{Step: step, Reason: "boom", Attempts: 1, Class: class},
+			domain.StepRetryRequested{Step: step, Operator: "op", AttemptGroup: 2})
+	}
+	for _, tc := range []struct {
+		name    string
+		given   []domain.Event
+		step    domain.Step
+		wantKey string
+	}{
+		{"billing after transient failures", pause(domain.StepBilling, domain.ErrorTransient), domain.StepBilling, key(domain.StepBilling, 1)},
+		{"billing after a decline", pause(domain.StepBilling, domain.ErrorPermanent), domain.StepBilling, key(domain.StepBilling, 2)},
+		{"pause of an unknown class", pause(domain.StepBilling, ""), domain.StepBilling, key(domain.StepBilling, 2)},
+		{"verification after a silence", pause(domain.StepVerification, domain.ErrorTransient), domain.StepVerification, key(domain.StepVerification, 2)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := load(t, tc.given)
+			e, err := c.RequestStep(tc.step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.AttemptGroup != 2 || e.Attempt != 1 || e.IdempotencyKey != tc.wantKey {
+				t.Fatalf("requested group %d attempt %d key %q, want group 2 attempt 1 key %q", e.AttemptGroup, e.Attempt, e.IdempotencyKey, tc.wantKey)
+			}
+		})
+	}
+}

@@ -276,6 +276,35 @@ func TestSagaBillingDeclinedThenRetried(t *testing.T) {
 	sg.assertOneOfEach(ids)
 }
 
+// The welcome email is sent but its answer lost, then the provider is down
+// until the attempts run out and the customer pauses. The operator's retry
+// must not send a second email: the provider may have done the work, so the
+// retry keeps the idempotency key, and the provider answers with what it did.
+func TestSagaRetryAfterLostAnswerDoesNotRepeatTheEffect(t *testing.T) {
+	sg := newSaga(t, sim.Config{Seed: 6, Providers: map[string]sim.ProviderConfig{"email": {Script: []sim.Fault{sim.FaultLostReset}, Outage: sim.Outage{Down: true}}}})
+	ids := sg.signUp(1)
+	sg.settle(ids, 60*time.Second, domain.StatePaused)
+	for _, id := range ids {
+		c, _ := sg.cmds.Load(context.Background(), id)
+		if c.PausedStep() != domain.StepWelcome {
+			t.Fatalf("paused at %s, want welcome", c.PausedStep())
+		}
+	}
+	if err := sg.sim.SetProvider("email", sim.ProviderConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	// The operator retries once the email client's breaker, opened by the
+	// outage, has had its OpenTimeout (100 ms) and lets a probe through.
+	time.Sleep(300 * time.Millisecond)
+	for _, id := range ids {
+		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.RetryStep("operator:ada", "outage over") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sg.settle(ids, 60*time.Second, domain.StateActive)
+	sg.assertOneOfEach(ids)
+}
+
 func TestSagaKYCSilentPausesAfterDeadline(t *testing.T) {
 	sg := newSaga(t, sim.Config{Seed: 5, KYC: sim.KYCConfig{Silent: 1}})
 	ids := sg.signUp(5)
