@@ -3,7 +3,9 @@ package sim_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -280,5 +282,49 @@ func TestStatsCountMutatingRequests(t *testing.T) {
 	}
 	if st := s.Stats("kyc"); st.Requests != 1 || st.Mutating != 0 {
 		t.Errorf("kyc stats %+v, want 1 request, 0 mutating", st)
+	}
+}
+
+// Verdicts delivered one after another share a connection to the
+// receiver: each answer is read to its end, so the connection is kept.
+func TestWebhooksKeepTheirConnection(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		opened int
+	)
+	receiver := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"c","state":"billing","version":3,"position":42}`))
+	}))
+	receiver.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	receiver.Start()
+	t.Cleanup(receiver.Close)
+
+	s, base := start(t, sim.Config{KYC: sim.KYCConfig{CallbackURL: receiver.URL + "/v1/webhooks/kyc", WebhookSecret: "whsec_test"}})
+	const checks = 20
+	for i := range checks {
+		r := do(t, "POST", base+"/kyc/checks", fmt.Sprintf("k%d", i), fmt.Sprintf(`{"customer_id":"c%d","email":"a@b.example","company":"Acme","country":"DE"}`, i))
+		if r.status != http.StatusCreated && r.status != http.StatusAccepted {
+			t.Fatalf("start check: %d %s", r.status, r.body)
+		}
+		// Delivered counts a verdict once its answer is read and closed,
+		// and so its connection is back in the pool.
+		for deadline := time.Now().Add(10 * time.Second); s.Ledger().Webhooks.Delivered <= i; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("verdict %d was not delivered", i)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opened > 2 {
+		t.Fatalf("%d verdicts delivered one at a time opened %d connections, want 1 (2 at most)", checks, opened)
 	}
 }

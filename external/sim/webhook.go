@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
@@ -80,6 +81,10 @@ func (s *Simulator) deliver(ev external.WebhookEvent, k KYCConfig) bool {
 	return false
 }
 
+// maxWebhookAnswer is as much of a webhook's answer as is read to keep its
+// connection; a longer one is cut and its connection closed.
+const maxWebhookAnswer = 64 << 10
+
 func (s *Simulator) post(url, secret string, at time.Time, body []byte, hc *http.Client) bool {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
@@ -93,6 +98,9 @@ func (s *Simulator) post(url, secret string, at time.Time, body []byte, hc *http
 	if err != nil {
 		return false
 	}
+	// Read the answer to its end: a body closed unread closes the
+	// connection, and every verdict would open a new one.
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxWebhookAnswer))
 	_ = res.Body.Close()
 	return res.StatusCode >= 200 && res.StatusCode < 300
 }
