@@ -227,22 +227,13 @@ func TestSagaPauseRetryAndCancel(t *testing.T) {
 			t.Fatalf("tenant pause alerts: %v, want 20", n)
 		}
 	}
-	for _, id := range by[domain.StatePaused] {
-		c, _ := sg.cmds.Load(context.Background(), id)
-		if c.PausedStep() != domain.StepTenant {
-			t.Fatalf("paused at %s, want tenant", c.PausedStep())
-		}
-	}
+	sg.assertPausedAt(by[domain.StatePaused], domain.StepTenant)
 	// The outage ends: operators retry half and cancel the other half.
 	if err := sg.sim.SetProvider("provisioning", sim.ProviderConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	retried, cancelled := ids[:10], ids[10:]
-	for _, id := range retried {
-		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.RetryStep("operator:ada", "outage over") }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sg.operatorRetry(retried, "outage over")
 	for _, id := range cancelled {
 		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.Cancel("operator:ada", "customer withdrew") }); err != nil {
 			t.Fatal(err)
@@ -267,11 +258,7 @@ func TestSagaBillingDeclinedThenRetried(t *testing.T) {
 	if err := sg.sim.SetProvider("payments", sim.ProviderConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range ids {
-		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.RetryStep("operator:ada", "card updated") }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sg.operatorRetry(ids, "card updated")
 	sg.settle(ids, 60*time.Second, domain.StateActive)
 	sg.assertOneOfEach(ids)
 }
@@ -284,23 +271,14 @@ func TestSagaRetryAfterLostAnswerDoesNotRepeatTheEffect(t *testing.T) {
 	sg := newSaga(t, sim.Config{Seed: 6, Providers: map[string]sim.ProviderConfig{"email": {Script: []sim.Fault{sim.FaultLostReset}, Outage: sim.Outage{Down: true}}}})
 	ids := sg.signUp(1)
 	sg.settle(ids, 60*time.Second, domain.StatePaused)
-	for _, id := range ids {
-		c, _ := sg.cmds.Load(context.Background(), id)
-		if c.PausedStep() != domain.StepWelcome {
-			t.Fatalf("paused at %s, want welcome", c.PausedStep())
-		}
-	}
+	sg.assertPausedAt(ids, domain.StepWelcome)
 	if err := sg.sim.SetProvider("email", sim.ProviderConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	// The operator retries once the email client's breaker, opened by the
 	// outage, has had its OpenTimeout (100 ms) and lets a probe through.
 	time.Sleep(300 * time.Millisecond)
-	for _, id := range ids {
-		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.RetryStep("operator:ada", "outage over") }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sg.operatorRetry(ids, "outage over")
 	sg.settle(ids, 60*time.Second, domain.StateActive)
 	sg.assertOneOfEach(ids)
 }
@@ -309,10 +287,26 @@ func TestSagaKYCSilentPausesAfterDeadline(t *testing.T) {
 	sg := newSaga(t, sim.Config{Seed: 5, KYC: sim.KYCConfig{Silent: 1}})
 	ids := sg.signUp(5)
 	sg.settle(ids, 60*time.Second, domain.StatePaused)
+	sg.assertPausedAt(ids, domain.StepVerification)
+}
+
+// assertPausedAt fails unless each customer is paused at step.
+func (sg *saga) assertPausedAt(ids []uuid.UUID, step domain.Step) {
+	sg.t.Helper()
 	for _, id := range ids {
 		c, _ := sg.cmds.Load(context.Background(), id)
-		if c.PausedStep() != domain.StepVerification {
-			t.Fatalf("paused at %s", c.PausedStep())
+		if c.PausedStep() != step {
+			sg.t.Fatalf("customer %s paused at %q, want %s", id, c.PausedStep(), step)
+		}
+	}
+}
+
+// operatorRetry has an operator retry each paused customer's step.
+func (sg *saga) operatorRetry(ids []uuid.UUID, reason string) {
+	sg.t.Helper()
+	for _, id := range ids {
+		if _, err := sg.cmds.Execute(context.Background(), id, nil, handlers.Meta{Actor: "operator:ada"}, func(c *domain.Customer) error { return c.RetryStep("operator:ada", reason) }); err != nil {
+			sg.t.Fatal(err)
 		}
 	}
 }
