@@ -120,10 +120,13 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 	for _, c := range env.Sizes().E2EConcurrency {
 		env.Progressf("e2e: %d onboardings at concurrency %d", n, c)
 		since := time.Now()
+		cpu0, cpuErr := bench.SampleCPU(ctx, w.store.Pool())
 		latencies, elapsed, err := driveOnboardings(ctx, client, base, w, c, n)
 		if err != nil {
 			return nil, fmt.Errorf("concurrency %d: %w", c, err)
 		}
+		cpu1, err := bench.SampleCPU(ctx, w.store.Pool())
+		cpuErr = errors.Join(cpuErr, err)
 		slices.Sort(latencies)
 		if inStore, err := storeLatencies(ctx, w.store.Pool(), since); err == nil {
 			env.Progressf("e2e: in the event store, signed_up to onboarding_completed p50 %.1f ms, p99 %.1f ms", inStore[0], inStore[1])
@@ -141,6 +144,18 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 			bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", rate),
 			bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
 			bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), p99Goal))
+		if cpuErr != nil {
+			env.Progressf("e2e: CPU per onboarding not measured: %v", cpuErr)
+			continue
+		}
+		// What an onboarding costs the machine: with every core busy, the
+		// rate cannot exceed the cores' time over this.
+		self, pg, local := cpu1.Since(cpu0)
+		per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
+		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, onboard", c), "ms", per(self), int64(n), bench.Goal{}))
+		if local {
+			results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, Postgres", c), "ms", per(pg), int64(n), bench.Goal{}))
+		}
 	}
 	return results, nil
 }
