@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err := postgres.Migrate(ctx, cfg.databaseURL); err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles))
+	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles, cfg.natsURL != ""))
 	if err != nil {
 		return err
 	}
@@ -302,8 +302,8 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 // its roles hold for as long as they run (heldConns), plus
 // workingConns for the statements of the commands, timers, queries and
 // reads. pool_max_conns in DATABASE_URL raises it.
-func poolConns(roles []string) int32 {
-	return heldConns(roles) + workingConns
+func poolConns(roles []string, nats bool) int32 {
+	return heldConns(roles, nats) + workingConns
 }
 
 // workingConns bounds the statements one process runs at once. More is
@@ -311,23 +311,24 @@ func poolConns(roles []string) int32 {
 // every group commit wakes each backend that waits on it. In onboard bench
 // on two cores, 48 clients appending through 8 connections made 3,000
 // appends/s at 0.44 ms of the server's CPU each, through 50 connections
-// 1,770/s at 0.88 ms; the e2e figure at c=50 gained 11–22 % in four
-// alternating pairs when the pool went from 34 connections to 16.
-// Requests beyond it wait for a connection (in pgxpool, in order).
+// 1,770/s at 0.88 ms; with every role in one process, the e2e figure
+// gained 13–16 % in three alternating pairs when its pool went from 34
+// connections to 12, and 8 here beat 4 and 12. A statement beyond it
+// waits for a connection.
 const workingConns = 8
 
 // heldConns are the connections the roles hold while they run: the
 // relay's advisory-lock session and its LISTEN, a LISTEN per projection,
 // and the worker's LISTEN when it reads the event store itself (no NATS).
-func heldConns(roles []string) int32 {
+func heldConns(roles []string, nats bool) int32 {
 	var n int32
 	for _, r := range roles {
-		switch r {
-		case "relay":
+		switch {
+		case r == "relay":
 			n += 2
-		case "projector":
+		case r == "projector":
 			n += int32(len(projections.Names()))
-		case "worker":
+		case r == "worker" && !nats:
 			n++
 		}
 	}
