@@ -30,14 +30,15 @@ const sagaSecret = "whsec_saga_0123456789"
 // behind the real provider clients, and the process managers fed by the
 // store's catch-up subscription.
 type saga struct {
-	t      *testing.T
-	store  *postgres.Store
-	cmds   *handlers.Commands
-	sim    *sim.Simulator
-	pm     *handlers.ProcessManager
-	timers *handlers.Timers
-	pauses sync.Map // step → count
-	stop   func()
+	t       *testing.T
+	store   *postgres.Store
+	cmds    *handlers.Commands
+	sim     *sim.Simulator
+	clients external.Clients
+	pm      *handlers.ProcessManager
+	timers  *handlers.Timers
+	pauses  sync.Map // step → count
+	stop    func()
 }
 
 func newSaga(t *testing.T, cfg sim.Config) *saga {
@@ -77,7 +78,7 @@ func newSaga(t *testing.T, cfg sim.Config) *saga {
 	if err := timers.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sg := &saga{t: t, store: store, cmds: cmds, sim: s, timers: timers}
+	sg := &saga{t: t, store: store, cmds: cmds, sim: s, clients: clients, timers: timers}
 	sg.pm, err = handlers.NewProcessManager(handlers.ProcessConfig{
 		Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,
 		MaxAttempts: map[domain.Step]int{domain.StepBilling: 10, domain.StepTenant: 10, domain.StepCRM: 10, domain.StepWelcome: 10, domain.StepVerification: 10},
@@ -276,8 +277,14 @@ func TestSagaRetryAfterLostAnswerDoesNotRepeatTheEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The operator retries once the email client's breaker, opened by the
-	// outage, has had its OpenTimeout (100 ms) and lets a probe through.
-	time.Sleep(300 * time.Millisecond)
+	// outage, has had its OpenTimeout and lets a probe through.
+	deadline := time.Now().Add(10 * time.Second)
+	for sg.clients.Email.BreakerState() == external.BreakerOpen {
+		if time.Now().After(deadline) {
+			t.Fatal("the email client's breaker stayed open for 10s after the outage")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	sg.operatorRetry(ids, "outage over")
 	sg.settle(ids, 60*time.Second, domain.StateActive)
 	sg.assertOneOfEach(ids)
