@@ -308,10 +308,11 @@ func poolConns(roles []string, nats bool) int32 {
 
 // workingConns bounds the statements one process runs at once. More is
 // slower, not faster: the server's processes contend for its cores and
-// every group commit wakes each backend that waits on it. In onboard bench
-// on two cores, 48 clients appending through 8 connections made 3,000
-// appends/s at 0.44 ms of the server's CPU each, through 50 connections
-// 1,770/s at 0.88 ms; with every role in one process, the e2e figure
+// every group commit wakes each backend that waits on it. On two cores
+// (BenchmarkAppendThroughPool in internal/bench, two runs), 48 clients
+// appending through 8 connections made 3,000–3,960 appends/s at 0.31–0.44
+// ms of the server's CPU each, through 50 connections 1,770–2,010/s at
+// 0.77–0.88 ms; with every role in one process, the e2e figure
 // gained 13–16 % in three alternating pairs when its pool went from 34
 // connections to 12, and 8 here beat 4 and 12. A statement beyond it
 // waits for a connection.
