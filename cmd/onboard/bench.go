@@ -41,8 +41,9 @@ ceiling on the same machine:
   relay    relay events/s (event store to JetStream acks) vs raw JetStream async publishes
   e2e      onboardings/s and signup-to-active latency p50/p99 through the whole
            pipeline over HTTP (embedded NATS, zero-latency simulated providers),
-           per concurrency level, and the CPU time an onboarding costs this
-           process and, when it runs on this host, the Postgres server
+           per concurrency level, and the CPU time and context switches an
+           onboarding costs this process and, when it runs on this host, the
+           Postgres server
   rebuild  projection rebuild events/s vs the raw SELECT scan
   verify   hash-chain and state-machine verification events/s vs the raw SELECT scan
 

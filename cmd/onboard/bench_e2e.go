@@ -152,9 +152,18 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		// rate cannot exceed the cores' time over this.
 		self, pg, local := cpu1.Since(cpu0)
 		per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
+		// And the context switches behind much of it on a machine whose
+		// hypervisor makes them dear: a count that does not move with the
+		// machine's pace, to compare code by.
+		selfSw, pgSw, _ := cpu1.SwitchesSince(cpu0)
+		perSw := func(k int64) float64 { return float64(k) / float64(n) }
 		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, onboard", c), "ms", per(self), int64(n), bench.Goal{}))
 		if local {
 			results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, Postgres", c), "ms", per(pg), int64(n), bench.Goal{}))
+		}
+		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, onboard", c), "switches", perSw(selfSw), int64(n), bench.Goal{}))
+		if local {
+			results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, Postgres", c), "switches", perSw(pgSw), int64(n), bench.Goal{}))
 		}
 	}
 	return results, nil

@@ -52,11 +52,13 @@ func TestBenchJSON(t *testing.T) {
 	want := []string{"append c=1", "append c=2", "read-all", "relay",
 		"e2e c=2", "e2e c=2 p50 signup-to-active", "e2e c=2 p99 signup-to-active",
 		"e2e c=2 CPU/onboarding, onboard", "e2e c=2 CPU/onboarding, Postgres",
+		"e2e c=2 switches/onboarding, onboard", "e2e c=2 switches/onboarding, Postgres",
 		"e2e c=3", "e2e c=3 p50 signup-to-active", "e2e c=3 p99 signup-to-active",
 		"e2e c=3 CPU/onboarding, onboard", "e2e c=3 CPU/onboarding, Postgres",
+		"e2e c=3 switches/onboarding, onboard", "e2e c=3 switches/onboarding, Postgres",
 		"rebuild customers", "rebuild provider_stats", "verify"}
 	if !postgresOnThisHost(t) {
-		want = slices.DeleteFunc(want, func(f string) bool { return strings.HasSuffix(f, "CPU/onboarding, Postgres") })
+		want = slices.DeleteFunc(want, func(f string) bool { return strings.HasSuffix(f, "/onboarding, Postgres") })
 	}
 	var got []string
 	for _, r := range rep.Results {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -88,6 +89,66 @@ func waitExited(t *testing.T, pid int) {
 			t.Fatalf("backend %d did not exit within 10s of its connection closing", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSampleCPUCountsContextSwitches(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	pool := pgtest.NewPool(t, dbURL, 1)
+	const sleeps = 50
+
+	start, err := SampleCPU(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A goroutine locked to its thread blocks the thread itself while it
+	// sleeps: each sleep is at least one switch of this process.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for range sleeps {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-done
+	// Each statement wakes the pooled backend, and each pg_sleep puts it
+	// to sleep again.
+	for range sleeps {
+		if _, err := pool.Exec(ctx, `SELECT pg_sleep(0.001)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end, err := SampleCPU(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	self, pg, local := end.SwitchesSince(start)
+	if self < sleeps {
+		t.Errorf("this process switched %d times; want at least the %d of its sleeps", self, sleeps)
+	}
+	if !local {
+		t.Skipf("the Postgres server is not on this host (or /proc is unreadable): only this process measured (%d switches)", self)
+	}
+	if pg < sleeps {
+		t.Errorf("the server switched %d times; want at least one for each of %d sleeping statements", pg, sleeps)
+	}
+	t.Logf("this process %d switches, the server %d", self, pg)
+}
+
+func TestProcSwitchesReadsThisProcess(t *testing.T) {
+	n, ok := procSwitches(os.Getpid())
+	if !ok {
+		t.Skip("/proc is not readable here")
+	}
+	if n <= 0 {
+		t.Errorf("%d context switches for a running test process", n)
+	}
+	if _, ok := procSwitches(0); ok {
+		t.Error("pid 0 read as a process")
 	}
 }
 
