@@ -170,6 +170,9 @@ type AppendOptions struct {
 	// Releases are reservations given up in the same transaction; a release
 	// of a value held by another stream, or by nobody, is a no-op.
 	Releases []Reservation
+	// Deferred lets the append return once it is committed, before it is
+	// durable; see Deferred.
+	Deferred bool
 }
 
 // AppendOption sets an option of one append.
@@ -200,6 +203,27 @@ func WithReservation(r Reservation) AppendOption {
 // WithRelease gives up a reservation in the same transaction as the events.
 func WithRelease(r Reservation) AppendOption {
 	return func(o *AppendOptions) { o.Releases = append(o.Releases, r) }
+}
+
+// Deferred lets the append return once it is committed and visible,
+// without waiting until it is durable: a crash of the database before
+// then may take it back. It becomes durable with the store's next
+// synchronous commit that begins after it (any append without Deferred,
+// or Syncer.Sync), or shortly after on its own. Whoever acts on a
+// deferred append outside the store (acknowledges the message it
+// answered, publishes its events, answers a request) must first make it
+// durable, and must not take a remembered state that includes it for the
+// store's after a failure: the store may have lost it. A store may make
+// every append durable and ignore Deferred.
+func Deferred() AppendOption {
+	return func(o *AppendOptions) { o.Deferred = true }
+}
+
+// Syncer is a store whose appends may be Deferred.
+type Syncer interface {
+	// Sync returns once every append committed before the call is
+	// durable.
+	Sync(ctx context.Context) error
 }
 
 // ApplyAppendOptions returns the options set by opts, with StreamType
