@@ -33,7 +33,11 @@ type RelayConfig struct {
 	// Relays with the same name share one cursor and only one of them is
 	// active at a time. Default "onboarding".
 	Name string
-	// Store is read in global order from the relay's cursor.
+	// Store is read in global order from the relay's cursor. When it is
+	// an eventstore.Syncer (its appends may be Deferred), the relay syncs
+	// it after reading each batch and before publishing it, so that
+	// JetStream never holds an event that a crash of the database could
+	// still take back.
 	Store eventstore.AllReader
 	// Pool connects to the event store's database, where the relay keeps
 	// its cursor and takes its advisory lock (on a dedicated connection
@@ -431,6 +435,17 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 				ch <- readResult{from: from, events: events, err: err}
 			}()
 		}
+		if err := r.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failures++
+			log.Warn("relay: sync of the event store failed, reading again", "err", err)
+			if _, err := r.idle(ctx, conn, backoff(failures)); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := r.publish(ctx, batch, &s, readAhead); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -461,6 +476,16 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 	}
+}
+
+// sync makes every event read so far durable before it is published: a
+// deferred append is visible before it is durable. A store whose appends
+// are all durable needs nothing.
+func (r *Relay) sync(ctx context.Context) error {
+	if s, ok := r.cfg.Store.(eventstore.Syncer); ok {
+		return s.Sync(ctx)
+	}
+	return nil
 }
 
 // storeCursor stores s.from as the cursor when the relay has come past the

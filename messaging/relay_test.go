@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/eventstore/postgres"
 )
 
 // TestEndToEnd appends 10,000 events from 8 concurrent writers while a
@@ -275,5 +277,54 @@ func TestRelayIdleKeepsLock(t *testing.T) {
 	if got := relay.Stats(); got.Leads != 1 || !got.Active {
 		t.Errorf("relay after idling: %+v, want one lead, still active", got)
 	}
+	assertStreamHoldsOnce(t, env, ids)
+}
+
+// gatedSyncStore is the event store whose Sync waits until release is
+// closed, counting the calls that began.
+type gatedSyncStore struct {
+	*postgres.Store
+	syncs   atomic.Int64
+	release chan struct{}
+}
+
+func (g *gatedSyncStore) Sync(ctx context.Context) error {
+	g.syncs.Add(1)
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Store.Sync(ctx)
+}
+
+// TestRelayPublishesOnlyDurableEvents appends deferred events, which are
+// visible before they are durable, and holds the store's Sync: the relay
+// that read them publishes nothing until Sync returns, then all of them.
+func TestRelayPublishesOnlyDurableEvents(t *testing.T) {
+	env := newTestEnv(t)
+	gated := &gatedSyncStore{Store: env.store, release: make(chan struct{})}
+	relay, _ := env.startRelay(RelayConfig{Store: gated})
+	ctx := context.Background()
+	stream := "customer-" + uuid.NewString()
+	var ids []uuid.UUID
+	for v := range 3 {
+		e := eventstore.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "customer.test_happened", SchemaVersion: 1,
+			Data: json.RawMessage(`{}`), Metadata: eventstore.Metadata{Actor: "test"}}
+		res, err := env.store.Append(ctx, stream, eventstore.ExpectedVersion(v), []eventstore.NewEvent{e}, eventstore.Deferred())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+		env.mu.Lock()
+		env.lastAppended = res.Cursor()
+		env.mu.Unlock()
+	}
+	waitFor(t, "the relay to sync the store after reading", func() (bool, error) { return gated.syncs.Load() > 0, nil })
+	if got := env.streamEventIDs(); len(got) != 0 {
+		t.Fatalf("the relay published %d events before the store was synced", len(got))
+	}
+	close(gated.release)
+	waitFor(t, "relay to reach the head", env.relayedAll(relay))
 	assertStreamHoldsOnce(t, env, ids)
 }
