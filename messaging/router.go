@@ -143,6 +143,15 @@ type handlerOptions struct {
 // statements of their own instead of holding a connection and a
 // transaction through the handler. Two deliveries of one event at once may
 // then both run it, which such a handler tolerates by design (see Handler).
+//
+// A delivery is acknowledged only after its inbox row's commit has waited
+// for the WAL flush, whatever the pool's synchronous_commit, so the
+// handler may append to an event store on the same server with
+// eventstore.Deferred: its appends are durable before the message is
+// acknowledged. Its context tells Redelivered: a handler that remembers
+// state from earlier deliveries must not trust it on a redelivery, since
+// a crash of the database may have taken back what the earlier delivery
+// appended.
 func WithoutTx() HandlerOption {
 	return func(o *handlerOptions) { o.noTx = true }
 }
@@ -370,10 +379,14 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 			Err: fmt.Errorf("no outcome recorded for the previous %d deliveries (crash or ack timeout)", delivered-1)}
 	}
 	redrive := strings.HasPrefix(msg.Metadata.Get(MetadataSubject), r.cfg.Stream.RedrivePrefix+".")
+	ctx := msg.Context()
+	if delivered != 1 || redrive {
+		ctx = context.WithValue(ctx, redeliveryKey{}, true)
+	}
 	if o.noTx {
-		err = r.withoutTx(msg.Context(), name, e, h, redrive, delivered)
+		err = r.withoutTx(ctx, name, e, h, redrive, delivered)
 	} else {
-		err = r.inTx(msg.Context(), name, e, h, redrive)
+		err = r.inTx(ctx, name, e, h, redrive)
 	}
 	if err == nil {
 		return nil
@@ -471,14 +484,31 @@ func (r *Router) withoutTx(ctx context.Context, name string, e eventstore.Envelo
 		return err
 	}
 	if redrive {
-		if _, err := r.cfg.Pool.Exec(ctx, `WITH inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
-UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`, name, e.ID); err != nil {
+		if _, err := r.cfg.Pool.Exec(ctx, redriveInboxSQL, name, e.ID); err != nil {
 			return fmt.Errorf("inbox: %w", err)
 		}
 		return nil
 	}
 	return r.inbox.write(ctx, name, e.ID)
 }
+
+type redeliveryKey struct{}
+
+// Redelivered reports whether ctx is a handler's for a message delivered
+// before (to this instance or another): an earlier delivery may have run
+// the handler, and what it did outside the inbox may or may not have
+// lasted.
+func Redelivered(ctx context.Context) bool {
+	r, _ := ctx.Value(redeliveryKey{}).(bool)
+	return r
+}
+
+// redriveInboxSQL records a redriven delivery and resolves its dead letter,
+// durably before the ack as inboxFlushSQL.
+const redriveInboxSQL = `WITH ` + durableCTE + `,
+inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
+UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now()
+WHERE handler = $1 AND event_id = $2 AND (SELECT count(*) FROM durable) >= 0`
 
 // callHandler turns a panic of h into an error, so that it counts as a
 // failed delivery and rolls the transaction back.

@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -420,10 +421,15 @@ func TestWithoutTx(t *testing.T) {
 	effects := env.effectsHandler("notx")
 	var fixed atomic.Bool
 	var nonNilTx atomic.Int64
+	var mu sync.Mutex
+	redelivered := map[int64][]bool{} // by version, per delivery
 	h := func(ctx context.Context, tx pgx.Tx, e eventstore.Envelope) error {
 		if tx != nil {
 			nonNilTx.Add(1)
 		}
+		mu.Lock()
+		redelivered[e.Version] = append(redelivered[e.Version], Redelivered(ctx))
+		mu.Unlock()
 		if e.Version == 2 && !fixed.Load() {
 			return Permanent(errors.New("not yet"))
 		}
@@ -466,6 +472,14 @@ func TestWithoutTx(t *testing.T) {
 	}
 	if n := nonNilTx.Load(); n != 0 {
 		t.Errorf("the handler got a transaction %d times", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[int64][]bool{1: {false}, 2: {false, true}, 3: {false}}
+	for v, w := range want {
+		if !slices.Equal(redelivered[v], w) {
+			t.Errorf("event %d: Redelivered per delivery %v, want %v", v, redelivered[v], w)
+		}
 	}
 }
 
