@@ -27,7 +27,10 @@
 // that session ends. It wakes on the store's NOTIFY channel, polls as a
 // fallback, and at start, after every NATS reconnect and periodically
 // compares the stream with its cursor: a stream that lost its tail, or was
-// recreated, is published to again from where it is behind.
+// recreated, is published to again from where it is behind. When the
+// store is an eventstore.Syncer (its appends may be Deferred) the relay
+// syncs it after reading each batch and before publishing it: JetStream
+// never holds an event a crash of the database could take back.
 //
 // # Router
 //
@@ -45,6 +48,10 @@
 // (PruneInbox trims old rows). After MaxDeliver failed deliveries (or one Permanent error) the
 // message becomes a dead letter: a row in messaging_dead_letters and a
 // message on the dead-letter subject; DeadLetters lists and re-drives them.
+// A WithoutTx handler's delivery is acknowledged only after its inbox
+// row's commit has waited for the WAL flush, so the handler may append
+// Deferred; Redelivered tells it when an earlier delivery's appends may
+// have been lost with a crash of the database.
 // The Metrics interface reports relayed batches, rewinds, deliveries and
 // dead letters.
 //

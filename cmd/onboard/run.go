@@ -254,11 +254,14 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	// connection while it works, and the router's inbox statements get a
 	// pool of their own.
 	//
-	// They write only inbox rows (and dead letters, which are
-	// also published to NATS): they need not wait for the WAL flush. An
-	// inbox row lost to a crash means one redelivery, which the process
-	// managers tolerate by design; the events themselves are appended by
-	// the main pool with full durability.
+	// Its statements need not wait for the WAL flush, but for the one that
+	// matters: a delivery is acknowledged only after its inbox row's
+	// commit, which waits for the flush whatever the pool says (see
+	// messaging.WithoutTx). That flush makes durable what the managers
+	// appended before it, so their appends are Deferred: a step's success
+	// does not wait for a flush of its own (with every role in one
+	// process, a third of the server's context switches per onboarding
+	// were the commits' flushes).
 	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns, "synchronous_commit", "off")
 	if err != nil {
 		return err
@@ -277,7 +280,15 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	}
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
-		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return h(ctx, e) },
+		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error {
+			ctx = handlers.DeferAppends(ctx)
+			if messaging.Redelivered(ctx) {
+				// An earlier delivery's deferred appends may have been lost
+				// to a database crash that the commands' memory outlived.
+				ctx = handlers.ReadFromStore(ctx)
+			}
+			return h(ctx, e)
+		},
 			messaging.WithoutTx(), messaging.WithRoute(name, handlers.ManagerEventTypes(name)...),
 			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e, nil) }))
 		if err != nil {
