@@ -226,6 +226,14 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// DurableAllReader reads the global log as ReadAll does and returns only
+// once every event it returns is durable: for a reader that acts on the
+// events outside the store (publishes them) where appends may be
+// Deferred, in one call instead of ReadAll and Sync.
+type DurableAllReader interface {
+	ReadAllDurable(ctx context.Context, after Cursor, limit int) ([]Envelope, error)
+}
+
 // ApplyAppendOptions returns the options set by opts, with StreamType
 // defaulted from streamID.
 func ApplyAppendOptions(streamID string, opts ...AppendOption) AppendOptions {

@@ -27,10 +27,10 @@
 // that session ends. It wakes on the store's NOTIFY channel, polls as a
 // fallback, and at start, after every NATS reconnect and periodically
 // compares the stream with its cursor: a stream that lost its tail, or was
-// recreated, is published to again from where it is behind. When the
-// store is an eventstore.Syncer (its appends may be Deferred) the relay
-// syncs it after reading each batch and before publishing it: JetStream
-// never holds an event a crash of the database could take back.
+// recreated, is published to again from where it is behind. Where the
+// store's appends may be Deferred it reads durable batches only
+// (eventstore.DurableAllReader, or ReadAll then eventstore.Syncer's Sync):
+// JetStream never holds an event a crash of the database could take back.
 //
 // # Router
 //

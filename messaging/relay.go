@@ -33,11 +33,12 @@ type RelayConfig struct {
 	// Relays with the same name share one cursor and only one of them is
 	// active at a time. Default "onboarding".
 	Name string
-	// Store is read in global order from the relay's cursor. When it is
-	// an eventstore.Syncer (its appends may be Deferred), the relay syncs
-	// it after reading each batch and before publishing it, so that
+	// Store is read in global order from the relay's cursor. When its
+	// appends may be Deferred it reads durable batches only, so that
 	// JetStream never holds an event that a crash of the database could
-	// still take back.
+	// still take back: with ReadAllDurable when the store is an
+	// eventstore.DurableAllReader, else with ReadAll and then Sync when it
+	// is an eventstore.Syncer.
 	Store eventstore.AllReader
 	// Pool connects to the event store's database, where the relay keeps
 	// its cursor and takes its advisory lock (on a dedicated connection
@@ -381,7 +382,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		if batch == nil {
-			batch, err = r.cfg.Store.ReadAll(ctx, s.from, r.cfg.BatchSize)
+			batch, err = r.read(ctx, s.from)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -431,20 +432,9 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 			ch := make(chan readResult, 1)
 			ahead = ch
 			go func() {
-				events, err := r.cfg.Store.ReadAll(ctx, from, r.cfg.BatchSize)
+				events, err := r.read(ctx, from)
 				ch <- readResult{from: from, events: events, err: err}
 			}()
-		}
-		if err := r.sync(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			failures++
-			log.Warn("relay: sync of the event store failed, reading again", "err", err)
-			if _, err := r.idle(ctx, conn, backoff(failures)); err != nil {
-				return err
-			}
-			continue
 		}
 		if err := r.publish(ctx, batch, &s, readAhead); err != nil {
 			if ctx.Err() != nil {
@@ -478,14 +468,24 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// sync makes every event read so far durable before it is published: a
-// deferred append is visible before it is durable. A store whose appends
-// are all durable needs nothing.
-func (r *Relay) sync(ctx context.Context) error {
-	if s, ok := r.cfg.Store.(eventstore.Syncer); ok {
-		return s.Sync(ctx)
+// read reads the next batch after from, durable: a deferred append is
+// visible before it is durable, and what the relay publishes must not be
+// taken back by a crash of the database. A store whose appends are all
+// durable needs nothing more than ReadAll.
+func (r *Relay) read(ctx context.Context, from eventstore.Cursor) ([]eventstore.Envelope, error) {
+	if d, ok := r.cfg.Store.(eventstore.DurableAllReader); ok {
+		return d.ReadAllDurable(ctx, from, r.cfg.BatchSize)
 	}
-	return nil
+	batch, err := r.cfg.Store.ReadAll(ctx, from, r.cfg.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return batch, err
+	}
+	if s, ok := r.cfg.Store.(eventstore.Syncer); ok {
+		if err := s.Sync(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return batch, nil
 }
 
 // storeCursor stores s.from as the cursor when the relay has come past the

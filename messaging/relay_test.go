@@ -280,10 +280,12 @@ func TestRelayIdleKeepsLock(t *testing.T) {
 	assertStreamHoldsOnce(t, env, ids)
 }
 
-// gatedSyncStore is the event store whose Sync waits until release is
-// closed, counting the calls that began.
+// gatedSyncStore is an event store that reads with ReadAll only (no
+// ReadAllDurable) and whose Sync waits until release is closed, counting
+// the calls that began.
 type gatedSyncStore struct {
-	*postgres.Store
+	eventstore.AllReader
+	store   *postgres.Store
 	syncs   atomic.Int64
 	release chan struct{}
 }
@@ -295,15 +297,16 @@ func (g *gatedSyncStore) Sync(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return g.Store.Sync(ctx)
+	return g.store.Sync(ctx)
 }
 
 // TestRelayPublishesOnlyDurableEvents appends deferred events, which are
-// visible before they are durable, and holds the store's Sync: the relay
-// that read them publishes nothing until Sync returns, then all of them.
+// visible before they are durable, to a store that reads with ReadAll and
+// makes durable with Sync, and holds its Sync: the relay that read them
+// publishes nothing until Sync returns, then all of them.
 func TestRelayPublishesOnlyDurableEvents(t *testing.T) {
 	env := newTestEnv(t)
-	gated := &gatedSyncStore{Store: env.store, release: make(chan struct{})}
+	gated := &gatedSyncStore{AllReader: env.store, store: env.store, release: make(chan struct{})}
 	relay, _ := env.startRelay(RelayConfig{Store: gated})
 	ctx := context.Background()
 	stream := "customer-" + uuid.NewString()
@@ -327,4 +330,34 @@ func TestRelayPublishesOnlyDurableEvents(t *testing.T) {
 	close(gated.release)
 	waitFor(t, "relay to reach the head", env.relayedAll(relay))
 	assertStreamHoldsOnce(t, env, ids)
+}
+
+// countingReads counts the store's reads of the global log, both kinds.
+type countingReads struct {
+	*postgres.Store
+	plain, durable atomic.Int64
+}
+
+func (c *countingReads) ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]eventstore.Envelope, error) {
+	c.plain.Add(1)
+	return c.Store.ReadAll(ctx, after, limit)
+}
+
+func (c *countingReads) ReadAllDurable(ctx context.Context, after eventstore.Cursor, limit int) ([]eventstore.Envelope, error) {
+	c.durable.Add(1)
+	return c.Store.ReadAllDurable(ctx, after, limit)
+}
+
+// TestRelayReadsDurableBatches: on a store that reads durable batches in
+// one call, the relay reads with it alone.
+func TestRelayReadsDurableBatches(t *testing.T) {
+	env := newTestEnv(t)
+	counted := &countingReads{Store: env.store}
+	relay, _ := env.startRelay(RelayConfig{Store: counted})
+	ids := env.appendEvents(2, 20, 4)
+	waitFor(t, "relay to reach the head", env.relayedAll(relay))
+	assertStreamHoldsOnce(t, env, ids)
+	if counted.durable.Load() == 0 || counted.plain.Load() != 0 {
+		t.Errorf("the relay read %d durable and %d plain batches, want durable ones only", counted.durable.Load(), counted.plain.Load())
+	}
 }
