@@ -256,10 +256,13 @@ func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
 		return fmt.Errorf("record dead letter: %w", err)
 	}
 	var id int64
-	err = d.pool.QueryRow(ctx, `
+	// Durable before the message is acknowledged, as the inbox rows are:
+	// a WithoutTx handler may have appended Deferred before it gave up.
+	err = d.pool.QueryRow(ctx, `WITH `+durableCTE+`
 		INSERT INTO messaging_dead_letters (handler, event_id, event_type, stream_id, subject, error,
 			deliveries, payload, headers)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		SELECT $1::text, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::bytea, $9::jsonb
+		WHERE (SELECT count(*) FROM durable) >= 0
 		ON CONFLICT (handler, event_id) DO UPDATE SET error = excluded.error,
 			deliveries = excluded.deliveries, subject = excluded.subject, payload = excluded.payload,
 			headers = excluded.headers, status = 'dead',

@@ -144,8 +144,9 @@ type handlerOptions struct {
 // transaction through the handler. Two deliveries of one event at once may
 // then both run it, which such a handler tolerates by design (see Handler).
 //
-// A delivery is acknowledged only after its inbox row's commit has waited
-// for the WAL flush, whatever the pool's synchronous_commit, so the
+// A delivery is acknowledged only after its inbox row's commit (or its
+// dead letter's) has waited for the WAL flush, whatever the pool's
+// synchronous_commit, so the
 // handler may append to an event store on the same server with
 // eventstore.Deferred: its appends are durable before the message is
 // acknowledged. Its context tells Redelivered: a handler that remembers
