@@ -41,6 +41,8 @@ func TestInboxStatementsWaitForTheFlush(t *testing.T) {
 		{"inbox flush", inboxFlushSQL, []any{[]string{"durable"}, []uuid.UUID{id}}},
 		{"inbox flush of a row already there", inboxFlushSQL, []any{[]string{"durable"}, []uuid.UUID{id}}},
 		{"redrive", redriveInboxSQL, []any{"durable", uuid.Must(uuid.NewV7())}},
+		{"dead letter", recordDeadLetterSQL, []any{"durable", uuid.Must(uuid.NewV7()), "customer.test_happened", "customer-1",
+			"onboarding.events.customer", "gave up", 3, []byte(`{}`), []byte(`{}`)}},
 	}
 	for _, st := range statements {
 		tx, err := pool.Begin(ctx)
