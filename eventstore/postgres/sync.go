@@ -12,14 +12,17 @@ var (
 	_ eventstore.DurableAllReader = (*Store)(nil)
 )
 
-// syncSQL commits a transaction that writes one WAL record (a logical
-// message, which any role may emit and nothing decodes) and waits for
-// its flush, which makes every commit before it durable: the WAL is
-// flushed in order. A session whose synchronous_commit is off would not
-// wait, so it waits for the local flush for this one transaction; a
-// stricter setting (synchronous replicas) is kept.
-const syncSQL = `SELECT CASE WHEN current_setting('synchronous_commit') = 'off'
-	THEN set_config('synchronous_commit', 'local', true) END, pg_logical_emit_message(true, 'onboard.sync', '')`
+// flushSelect is the select list that makes a statement's commit a
+// flush: one WAL record (a transactional logical message, which any role
+// may emit and nothing decodes) and, when the session's
+// synchronous_commit is off, the local flush for this one transaction; a
+// stricter setting (synchronous replicas) is kept. The WAL is flushed in
+// order, so the flush makes every commit before it durable.
+const flushSelect = `pg_logical_emit_message(true, 'onboard.sync', '') AS lsn,
+		CASE WHEN current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'local', true) END AS sync`
+
+// syncSQL commits a transaction that is nothing but that flush.
+const syncSQL = `SELECT ` + flushSelect
 
 // Sync implements eventstore.Syncer: it returns once every append
 // committed before the call, Deferred ones included, is durable.
@@ -40,8 +43,7 @@ const readAllDurableSQL = `WITH batch AS (
 	WHERE (transaction_id, position) > ($1::xid8, $2::bigint) AND ` + safeHorizon + `
 	ORDER BY transaction_id, position LIMIT $3
 ), durable AS (
-	SELECT pg_logical_emit_message(true, 'onboard.sync', '') AS lsn,
-		CASE WHEN current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'local', true) END AS sync
+	SELECT ` + flushSelect + `
 	WHERE EXISTS (SELECT 1 FROM batch)
 )
 SELECT * FROM batch WHERE (SELECT count(*) FROM durable) >= 0 ORDER BY transaction_id, position`
