@@ -78,9 +78,6 @@ func TestRedeliveryAfterLostDeferredAppendDoesTheStepAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	pm, err := handlers.NewProcessManager(handlers.ProcessConfig{Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

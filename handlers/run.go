@@ -18,7 +18,7 @@ import (
 type RunConfig struct {
 	// Name keys the checkpoint; two runners with one name share it.
 	Name string
-	// Pool holds the checkpoint table (see Timers.Migrate).
+	// Pool holds the checkpoint table (onboard_pm_checkpoints).
 	Pool *pgxpool.Pool
 	// Source delivers the global log in order.
 	Source eventstore.Subscriber

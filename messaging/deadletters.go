@@ -95,9 +95,7 @@ var errNoConn = errors.New("no NATS connection to publish on (the dead letters w
 // NewDeadLetters returns the dead-letter store on pool, for tools that list
 // and re-drive without running handlers. conn may be nil for tools that
 // only read (List, Get): Redrive then returns an error instead of
-// publishing, and nothing is written, not even the tables (on a database
-// where no handler ran, List finds none and Get not found). With a conn it
-// ensures the tables.
+// publishing, and nothing is written.
 func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, stream StreamConfig) (*DeadLetters, error) {
 	stream.setDefaults()
 	if err := stream.Validate(); err != nil {
@@ -108,11 +106,6 @@ func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, st
 		// jetstream.New reads conn's options, so it cannot take nil.
 		var err error
 		if js, err = jetstream.New(conn); err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-	}
-	if conn != nil {
-		if err := EnsureSchema(ctx, pool); err != nil {
 			return nil, fmt.Errorf("dead letters: %w", err)
 		}
 	}

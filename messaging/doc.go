@@ -55,8 +55,8 @@
 // The Metrics interface reports relayed batches, rewinds, deliveries and
 // dead letters.
 //
-// The tables are created by EnsureSchema (idempotent DDL run at start),
-// apart from the event store's migrations.
+// Its tables (relay cursor, inbox, dead letters) are created by the
+// database's migrations (package schema), not at start.
 //
 // It may import handlers, projections, domain and eventstore, not
 // eventstore/postgres (it takes an eventstore.AllReader and a pgxpool.Pool).

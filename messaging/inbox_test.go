@@ -19,9 +19,6 @@ import (
 func TestInboxStatementsWaitForTheFlush(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
 	cfg, err := pgxpool.ParseConfig(env.url)
 	if err != nil {
 		t.Fatal(err)
@@ -79,9 +76,6 @@ func TestInboxStatementsWaitForTheFlush(t *testing.T) {
 func TestInboxWriterGroupCommits(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
 	w := &inboxWriter{pool: env.pool}
 	ids := make([]uuid.UUID, 200)
 	for i := range ids {
@@ -128,9 +122,6 @@ func TestPruneInboxEvery(t *testing.T) {
 	env := newTestEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := env.pool.Exec(ctx, `INSERT INTO messaging_inbox (handler, event_id, processed_at)
 		SELECT 'old', gen_random_uuid(), now() - interval '8 days' FROM generate_series(1, 25000)`); err != nil {
 		t.Fatal(err)

@@ -228,25 +228,12 @@ func (r *Relay) Cursor(ctx context.Context) (eventstore.Cursor, error) {
 	return eventstore.Cursor{TransactionID: uint64(tx), Position: pos}, nil
 }
 
-// Run ensures the streams and tables, then waits for the relay lock and
+// Run ensures the streams, then waits for the relay lock and
 // publishes until ctx is done, when it returns ctx.Err(). Losing the
 // database connection that holds the lock sends the relay back to waiting;
 // NATS outages are retried forever.
 func (r *Relay) Run(ctx context.Context) error {
 	log := r.cfg.Logger.With("relay", r.cfg.Name)
-	for {
-		err := EnsureSchema(ctx, r.cfg.Pool)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("relay: ensure schema failed, retrying", "err", err)
-		if err := sleep(ctx, r.cfg.LockRetryInterval); err != nil {
-			return err
-		}
-	}
 	for {
 		conn, err := r.acquireLock(ctx)
 		if err != nil {

@@ -233,8 +233,7 @@ type Router struct {
 	seen map[string]bool
 }
 
-// NewRouter ensures the messaging tables and the streams and returns a
-// router without handlers.
+// NewRouter ensures the streams and returns a router without handlers.
 func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -242,9 +241,6 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	}
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
-		return nil, fmt.Errorf("new router: %w", err)
-	}
-	if err := EnsureSchema(ctx, cfg.Pool); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
 	if err := whileAway(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, js, cfg.Stream) }); err != nil {

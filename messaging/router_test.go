@@ -375,9 +375,6 @@ func TestWithAccept(t *testing.T) {
 // only one commits its effect and its inbox row.
 func TestConcurrentDeliveriesHaveOneEffect(t *testing.T) {
 	env := newTestEnv(t)
-	if err := EnsureSchema(context.Background(), env.pool); err != nil {
-		t.Fatal(err)
-	}
 	r := &Router{cfg: RouterConfig{Pool: env.pool}}
 	effects := env.effectsHandler("dup")
 	var running sync.WaitGroup

@@ -200,10 +200,7 @@ func TestChaosSoak(t *testing.T) {
 	}
 	bin := buildOnboard(t)
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
+	dbURL := pgtest.NewMigratedDatabase(t)
 	ns, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,7 @@ import (
 // WAL flush), the session's after the others.
 func TestDeferredStatementsCommitWithoutWaiting(t *testing.T) {
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	migrate(t, dbURL)
+	dbURL := pgtest.NewMigratedDatabase(t)
 	pool := pgtest.NewPool(t, dbURL, 2)
 	s, err := New(pool, Config{})
 	if err != nil {
