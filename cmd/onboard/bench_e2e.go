@@ -28,6 +28,7 @@ import (
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/schema"
 )
 
 // benchEndToEnd runs the whole pipeline of `onboard dev` in this process
@@ -41,6 +42,9 @@ import (
 func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	dbURL, err := env.NewDatabase(ctx, "e2e")
 	if err != nil {
+		return nil, err
+	}
+	if err := schema.Migrate(ctx, dbURL); err != nil {
 		return nil, err
 	}
 	srv, cleanup, err := startBenchNATS()
