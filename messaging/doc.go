@@ -58,7 +58,7 @@
 // The tables are created by EnsureSchema (idempotent DDL run at start),
 // apart from the event store's migrations.
 //
-// It may import handlers, projections, domain and eventstore, not
+// It may import process (for routing), projections, domain and eventstore, not
 // eventstore/postgres (it takes an eventstore.AllReader and a pgxpool.Pool).
 // Only cmd/onboard may import it.
 package messaging
