@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/onboard/onboard/providers"
 )
 
@@ -62,7 +64,8 @@ func (s *Simulator) deliver(ev providers.WebhookEvent, k KYCConfig) bool {
 	if err != nil {
 		return false
 	}
-	wait := 50 * time.Millisecond
+	waits := &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: time.Minute}
+	waits.Reset()
 	for range k.DeliveryAttempts {
 		if s.post(k.CallbackURL, k.WebhookSecret, now(), body, hc) {
 			s.mu.Lock()
@@ -70,10 +73,9 @@ func (s *Simulator) deliver(ev providers.WebhookEvent, k KYCConfig) bool {
 			s.mu.Unlock()
 			return true
 		}
-		if !sleep(s.ctx, wait) {
+		if !sleep(s.ctx, waits.NextBackOff()) {
 			return false
 		}
-		wait *= 2
 	}
 	s.mu.Lock()
 	s.webhooks.Failed++
