@@ -135,6 +135,8 @@ type TimerStore interface {
 	Done(ctx context.Context, tm Timer) error
 }
 
+var _ TimerStore = (*Timers)(nil)
+
 // ParseStreamID returns the customer id of a customer stream; see
 // commands.ParseStreamID.
 func ParseStreamID(streamID string) (uuid.UUID, error) { return commands.ParseStreamID(streamID) }

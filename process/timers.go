@@ -54,8 +54,6 @@ type Timers struct {
 	lease time.Duration
 }
 
-var _ TimerStore = (*Timers)(nil)
-
 // NewTimers returns the timer store; Migrate creates its table.
 func NewTimers(pool *pgxpool.Pool) *Timers {
 	return &Timers{pool: pool, lease: 30 * time.Second}
