@@ -236,19 +236,6 @@ func (d *DeadLetters) Redrive(ctx context.Context, id int64) error {
 	return nil
 }
 
-// recordDeadLetterSQL stores a dead letter, durably before its message is
-// acknowledged (see durableCTE).
-const recordDeadLetterSQL = `WITH ` + durableCTE + `
-		INSERT INTO messaging_dead_letters (handler, event_id, event_type, stream_id, subject, error,
-			deliveries, payload, headers)
-		SELECT $1::text, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::bytea, $9::jsonb
-		WHERE (SELECT count(*) FROM durable) >= 0
-		ON CONFLICT (handler, event_id) DO UPDATE SET error = excluded.error,
-			deliveries = excluded.deliveries, subject = excluded.subject, payload = excluded.payload,
-			headers = excluded.headers, status = 'dead',
-			dead_count = messaging_dead_letters.dead_count + 1, updated_at = now()
-		RETURNING id`
-
 // record stores a poisoned message and publishes it on the dead-letter
 // subject of its handler.
 func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
@@ -269,9 +256,15 @@ func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
 		return fmt.Errorf("record dead letter: %w", err)
 	}
 	var id int64
-	// Durable before the message is acknowledged, as the inbox rows are:
-	// a WithoutTx handler may have appended Deferred before it gave up.
-	err = d.pool.QueryRow(ctx, recordDeadLetterSQL,
+	err = d.pool.QueryRow(ctx, `
+		INSERT INTO messaging_dead_letters (handler, event_id, event_type, stream_id, subject, error,
+			deliveries, payload, headers)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (handler, event_id) DO UPDATE SET error = excluded.error,
+			deliveries = excluded.deliveries, subject = excluded.subject, payload = excluded.payload,
+			headers = excluded.headers, status = 'dead',
+			dead_count = messaging_dead_letters.dead_count + 1, updated_at = now()
+		RETURNING id`,
 		handler, eventID, msg.Metadata.Get(HeaderEventType), msg.Metadata.Get(HeaderStreamID),
 		msg.Metadata.Get(MetadataSubject), reason, deliveries, []byte(msg.Payload), hj).Scan(&id)
 	if err != nil {

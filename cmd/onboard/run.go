@@ -128,8 +128,9 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 		defer nc.Close()
 	}
-	// Each event goes out with the process manager it is for as the last
-	// subject token: each manager's consumer gets its own events only.
+	// Each event goes out with the process manager it is for (RouteOf) as
+	// the last subject token: each manager's consumer gets its own events
+	// only.
 	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1), Route: process.RouteOf}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -254,16 +255,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	// delivery's transaction: they run WithoutTx, so a delivery holds no
 	// connection while it works, and the router's inbox statements get a
 	// pool of their own.
-	//
-	// Its statements need not wait for the WAL flush, but for the one that
-	// matters: a delivery is acknowledged only after its inbox row's
-	// commit, which waits for the flush whatever the pool says (see
-	// messaging.WithoutTx). That flush makes durable what the managers
-	// appended before it, so their appends are Deferred: a step's success
-	// does not wait for a flush of its own (with every role in one
-	// process, a third of the server's context switches per onboarding
-	// were the commits' flushes).
-	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns, "synchronous_commit", "off")
+	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns)
 	if err != nil {
 		return err
 	}
@@ -279,20 +271,9 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 		routerPool.Close()
 		return err
 	}
+	handle := func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return pm.Handle(ctx, e) }
 	for _, name := range process.Managers() {
-		h := pm.ForManager(name)
-		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error {
-			ctx = commands.DeferAppends(ctx)
-			if messaging.Redelivered(ctx) {
-				// An earlier delivery's deferred appends may have been lost
-				// to a database crash that the commands' memory outlived.
-				ctx = commands.ReadFromStore(ctx)
-			}
-			return h(ctx, e)
-		},
-			messaging.WithoutTx(), messaging.WithRoute(name, process.ManagerEventTypes(name)...),
-			messaging.WithAccept(func(e eventstore.Envelope) bool { return process.RoutedTo(name, e, nil) }))
-		if err != nil {
+		if err := router.AddHandler(ctx, "pm-"+name, handle, messaging.WithoutTx(), messaging.WithRoute(name)); err != nil {
 			return err
 		}
 	}
@@ -360,15 +341,12 @@ const (
 	pmMaxDeliver = 100000
 )
 
-func openPool(ctx context.Context, url string, minConns int32, params ...string) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	pc.MaxConns = max(pc.MaxConns, minConns)
-	for i := 0; i+1 < len(params); i += 2 {
-		pc.ConnConfig.RuntimeParams[params[i]] = params[i+1]
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)
