@@ -170,7 +170,7 @@ func (h *Handler) SignUp(ctx context.Context, details domain.SignupDetails, meta
 	}
 	// The journey's first step is requested in the signup's own append:
 	// the verification manager gets to work without a round trip through
-	// the relay, and the relay routes the signup to no one (see RouteOf).
+	// the relay, and the relay routes the signup to no one (see process.RouteOf).
 	if _, err := c.RequestStep(domain.StepVerification); err != nil {
 		return Result{}, fmt.Errorf("sign up: request verification: %w", err)
 	}

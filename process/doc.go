@@ -3,8 +3,9 @@
 // aggregate, retrying transient failures with durable timers (Timers keeps
 // them in Postgres), pausing for an operator on permanent ones, and
 // compensating after a cancel. Run feeds them the event store's global log
-// where no NATS runs; Route names the manager an event goes to. They
-// declare the small interfaces they need of the providers and the timers.
+// where no NATS runs; RouteOf, the routing rule, names the one manager an
+// event goes to. They declare the small interfaces they need of the
+// providers and the timers.
 //
 // It may import commands, providers, domain and eventstore; never httpapi,
 // messaging or cmd.

@@ -111,9 +111,6 @@ type Manager struct {
 	cfg Config
 }
 
-// ProcessManager is the name route.go knows Manager by.
-type ProcessManager = Manager
-
 // New returns the process managers, or an error naming every missing
 // setting.
 func New(cfg Config) (*Manager, error) {
@@ -137,10 +134,6 @@ type TimerStore interface {
 
 var _ TimerStore = (*Timers)(nil)
 
-// ParseStreamID returns the customer id of a customer stream; see
-// commands.ParseStreamID.
-func ParseStreamID(streamID string) (uuid.UUID, error) { return commands.ParseStreamID(streamID) }
-
 // Handle reacts to one stored event. An error means the reaction could not
 // be completed (the store was unreachable) and the event must be delivered
 // again; provider failures are not errors, they are recorded as events.
@@ -148,7 +141,7 @@ func (pm *Manager) Handle(ctx context.Context, env eventstore.Envelope) error {
 	if env.StreamType != "customer" {
 		return nil
 	}
-	id, err := ParseStreamID(env.StreamID)
+	id, err := commands.ParseStreamID(env.StreamID)
 	if err != nil {
 		return nil // not a customer stream: nothing to do
 	}
