@@ -23,12 +23,14 @@ var allowedImports = map[string][]string{
 	"schema":                    {},
 	"eventstore/postgres":       {"eventstore", "schema"},
 	"eventstore/eventstoretest": {"eventstore"},
-	"handlers":                  {"domain", "eventstore"},
+	"commands":                  {"domain", "eventstore"},
+	"process":                   {"commands", "providers", "domain", "eventstore"},
+	"providers":                 {},
+	"providers/sim":             {"providers"},
 	"projections":               {"domain", "eventstore"},
 	"audit":                     {"projections", "domain", "eventstore"},
-	"external":                  {"handlers", "domain", "eventstore"},
-	"messaging":                 {"handlers", "projections", "domain", "eventstore"},
-	"httpapi":                   {"handlers", "projections", "audit", "external", "domain", "eventstore"},
+	"messaging":                 {"process", "projections", "domain", "eventstore"},
+	"httpapi":                   {"commands", "projections", "audit", "providers", "domain", "eventstore"},
 }
 
 // onlyCmd may be imported by cmd/onboard alone.

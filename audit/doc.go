@@ -27,7 +27,7 @@
 // group) must be an edge of domain.Transitions().
 //
 // It may import projections, domain and eventstore; never
-// eventstore/postgres, handlers, httpapi or messaging: callers pass the
-// small reader interfaces (eventstore.AllReader, eventstore.StreamReader,
+// eventstore/postgres, commands, process, httpapi or messaging: callers
+// pass the small reader interfaces (eventstore.AllReader, eventstore.StreamReader,
 // LiveModel, Rebuilder).
 package audit

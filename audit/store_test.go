@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/onboard/onboard/audit"
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/internal/pgtest"
 	"github.com/onboard/onboard/projections"
 	"github.com/onboard/onboard/projections/projectiontest"
@@ -153,8 +153,8 @@ func seedGolden(t testing.TB, db testDB) map[string]History {
 
 func TestStreamIDMatchesHandlers(t *testing.T) {
 	id := uuid.Must(uuid.NewV7())
-	if audit.CustomerStreamID(id) != handlers.StreamID(id) {
-		t.Fatalf("audit %q, handlers %q", audit.CustomerStreamID(id), handlers.StreamID(id))
+	if audit.CustomerStreamID(id) != commands.StreamID(id) {
+		t.Fatalf("audit %q, commands %q", audit.CustomerStreamID(id), commands.StreamID(id))
 	}
 }
 

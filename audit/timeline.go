@@ -16,7 +16,7 @@ import (
 )
 
 // customerStreamType is the stream type of customers; a customer's stream
-// id is "customer-<uuid>" (handlers.StreamID, which audit may not import;
+// id is "customer-<uuid>" (commands.StreamID, which audit may not import;
 // a test keeps the two equal).
 const customerStreamType = "customer"
 

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,10 +14,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/handlers"
+	"github.com/onboard/onboard/providers"
 )
 
 // CommandStore is what the command API reads besides running commands:
@@ -30,7 +29,7 @@ type CommandStore interface {
 
 // CommandConfig configures the command API.
 type CommandConfig struct {
-	Commands *handlers.Commands
+	Commands *commands.Handler
 	Store    CommandStore
 	// WebhookSecret verifies the KYC provider's webhooks.
 	WebhookSecret string
@@ -110,7 +109,7 @@ func (a *CommandAPI) Register(mux *http.ServeMux) {
 // traced runs h in a server span named after its route.
 func (a *CommandAPI) traced(route string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := handlers.ContextWithTrace(r.Context(), map[string]string{"traceparent": r.Header.Get("Traceparent"), "tracestate": r.Header.Get("Tracestate")})
+		ctx := commands.ContextWithTrace(r.Context(), map[string]string{"traceparent": r.Header.Get("Traceparent"), "tracestate": r.Header.Get("Tracestate")})
 		ctx, span := a.cfg.Tracer.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		h(w, r.WithContext(ctx))
@@ -154,7 +153,7 @@ func (a *CommandAPI) signUp(w http.ResponseWriter, r *http.Request) {
 	}
 	details := domain.SignupDetails{Email: req.Email, Company: req.Company, ContactName: req.ContactName, Country: req.Country, Plan: domain.Plan(req.Plan)}
 	a.idempotent(w, r, p.Actor()+" POST /v1/customers", key, fingerprint(r, body), http.StatusAccepted,
-		func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
+		func(ctx context.Context, opts []eventstore.AppendOption) (commands.Result, error) {
 			return a.cfg.Commands.SignUp(ctx, details, a.meta(r, p, key), opts...)
 		})
 }
@@ -216,15 +215,11 @@ func (a *CommandAPI) operatorCommand(action operatorAction) http.HandlerFunc {
 			}
 		}
 		a.idempotent(w, r, operator+" POST "+r.URL.Path, key, fingerprint(r, body), http.StatusAccepted,
-			func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
+			func(ctx context.Context, opts []eventstore.AppendOption) (commands.Result, error) {
 				return a.cfg.Commands.Execute(ctx, id, expected, a.meta(r, p, key), decide, opts...)
 			})
 	}
 }
-
-// errCheckNotRecorded: the verdict came before the check it answers was
-// recorded. The provider retries webhooks that are not acknowledged.
-var errCheckNotRecorded = errors.New("the check is not recorded yet; retry later")
 
 func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
@@ -232,11 +227,11 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := external.VerifyWebhook(a.cfg.WebhookSecret, r.Header.Get(external.HeaderWebhookSignature), body, a.cfg.Now(), a.cfg.WebhookTolerance); err != nil {
+	if err := providers.VerifyWebhook(a.cfg.WebhookSecret, r.Header.Get(providers.HeaderWebhookSignature), body, a.cfg.Now(), a.cfg.WebhookTolerance); err != nil {
 		a.fail(w, r, badRequest(ProblemUnauthorized, http.StatusUnauthorized, "webhook rejected: %v", err))
 		return
 	}
-	ev, err := external.ParseWebhook(body)
+	ev, err := providers.ParseWebhook(body)
 	if err != nil {
 		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "%v", err))
 		return
@@ -246,78 +241,24 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "customer_id %q is not a UUID", ev.CustomerID))
 		return
 	}
-	if ev.Status != external.VerdictApproved && ev.Status != external.VerdictRejected {
+	if ev.Status != providers.VerdictApproved && ev.Status != providers.VerdictRejected {
 		a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "status must be approved or rejected, got %q", ev.Status))
 		return
 	}
 	// The provider knows nothing of our traces: the verdict continues the
-	// customer's, from the last event recorded (this process's memory of
-	// it, when it has one, saves reading the stream), so that the onboarding
-	// stays one trace from signup to welcome email.
-	ctx := r.Context()
-	if tr, ok := a.cfg.Commands.LastTrace(id); ok {
-		ctx = handlers.ContextWithTrace(ctx, tr)
-	} else if envs, err := a.cfg.Store.ReadStream(ctx, handlers.StreamID(id), 1); err == nil && len(envs) > 0 {
-		ctx = handlers.ContextWithTrace(ctx, envs[len(envs)-1].Metadata.Trace)
-	}
+	// customer's, so that the onboarding stays one trace from signup to
+	// welcome email.
+	ctx := commands.ContextWithTrace(r.Context(), a.cfg.Commands.CustomerTrace(r.Context(), id))
 	ctx, span := a.cfg.Tracer.Start(ctx, CommandRoutes[4], trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("onboard.customer_id", id.String())))
 	defer span.End()
 	r = r.WithContext(ctx)
 	provider := Principal{Name: "kyc", Role: RoleProvider}
-	decide := func(c *domain.Customer) error {
-		err := c.RecordVerdict(ev.CheckID, ev.Status == external.VerdictApproved, ev.Reason)
-		if err == nil {
-			handlers.RequestNext(c) // billing, in the same append
-			return nil
-		}
-		if !(errors.Is(err, domain.ErrStaleResult) || errors.Is(err, domain.ErrInvalidTransition)) {
-			return err
-		}
-		if awaitingCheck(c) {
-			return errCheckNotRecorded
-		}
-		return c.IgnoreResult(domain.StepVerification, "kyc-webhook", fmt.Sprintf("verdict %s on check %s ignored: %v", ev.Status, ev.CheckID, err))
-	}
+	verdict := commands.Verdict{CheckID: ev.CheckID, Approved: ev.Status == providers.VerdictApproved, Reason: ev.Reason}
 	a.idempotent(w, r, "provider:kyc webhook", ev.ID, fingerprint(r, body), http.StatusOK,
-		func(ctx context.Context, opts []eventstore.AppendOption) (handlers.Result, error) {
-			// A quick provider answers before the process manager has
-			// recorded the check: wait a little for it rather than have
-			// the provider retry the webhook seconds later.
-			// When the worker runs in this process it records the check
-			// through the same commands: wait for that in memory, which
-			// hears of it at once, rather than read the stream to find it
-			// missing.
-			a.cfg.Commands.AwaitRemembered(ctx, id, func(c *domain.Customer) bool { return !awaitingCheck(c) }, checkRememberWait)
-			wait := time.Millisecond
-			deadline := time.Now().Add(checkRecordWait)
-			for {
-				res, err := a.cfg.Commands.Execute(ctx, id, nil, a.meta(r, provider, ev.ID), decide, opts...)
-				if !errors.Is(err, errCheckNotRecorded) || time.Now().Add(wait).After(deadline) {
-					return res, err
-				}
-				select {
-				case <-ctx.Done():
-					return res, err
-				case <-time.After(wait):
-				}
-				wait = min(2*wait, 50*time.Millisecond)
-			}
+		func(ctx context.Context, opts []eventstore.AppendOption) (commands.Result, error) {
+			return a.cfg.Commands.RecordVerdict(ctx, id, verdict, a.meta(r, provider, ev.ID), opts...)
 		})
-}
-
-// checkRecordWait bounds how long a verdict waits for its check to be
-// recorded before the provider is told to retry; checkRememberWait, how
-// much of that it waits in memory first.
-const (
-	checkRecordWait   = 2 * time.Second
-	checkRememberWait = 50 * time.Millisecond
-)
-
-// awaitingCheck reports whether the customer's verification was requested
-// and its check is not recorded yet: a verdict for it came early.
-func awaitingCheck(c *domain.Customer) bool {
-	return c.State() == domain.StateVerifying && c.CheckID() == "" && c.InFlight(domain.StepVerification) != 0
 }
 
 // idempotent runs a command once per (scope, key): a repeated request with
@@ -330,7 +271,7 @@ func awaitingCheck(c *domain.Customer) bool {
 // by the customer it already changed, and then finds the record. A new
 // request, the common case, costs no look-up.
 func (a *CommandAPI) idempotent(w http.ResponseWriter, r *http.Request, scope, key, fp string, status int,
-	run func(context.Context, []eventstore.AppendOption) (handlers.Result, error)) {
+	run func(context.Context, []eventstore.AppendOption) (commands.Result, error)) {
 	ctx := r.Context()
 	var opts []eventstore.AppendOption
 	if key != "" {
@@ -381,7 +322,7 @@ func (a *CommandAPI) replayed(w http.ResponseWriter, r *http.Request, scope, key
 // responseOf rebuilds the response of an earlier append from the stream as
 // it was right after it.
 func (a *CommandAPI) responseOf(ctx context.Context, ar eventstore.AppendResult) (commandResponse, error) {
-	id, err := handlers.ParseStreamID(ar.StreamID)
+	id, err := commands.ParseStreamID(ar.StreamID)
 	if err != nil {
 		return commandResponse{}, err
 	}
@@ -392,7 +333,7 @@ func (a *CommandAPI) responseOf(ctx context.Context, ar eventstore.AppendResult)
 	if int64(len(envs)) > ar.LastVersion {
 		envs = envs[:ar.LastVersion]
 	}
-	events, err := handlers.DecodeEnvelopes(envs)
+	events, err := commands.DecodeEnvelopes(envs)
 	if err != nil {
 		return commandResponse{}, err
 	}
@@ -407,7 +348,7 @@ func (a *CommandAPI) responseOf(ctx context.Context, ar eventstore.AppendResult)
 	return resp, nil
 }
 
-func (a *CommandAPI) meta(r *http.Request, p Principal, key string) handlers.Meta {
+func (a *CommandAPI) meta(r *http.Request, p Principal, key string) commands.Meta {
 	requestID := r.Header.Get("X-Request-Id")
 	if requestID == "" {
 		requestID = uuid.Must(uuid.NewV7()).String()
@@ -416,8 +357,8 @@ func (a *CommandAPI) meta(r *http.Request, p Principal, key string) handlers.Met
 	if correlation == "" {
 		correlation = requestID
 	}
-	return handlers.Meta{Actor: p.Actor(), CorrelationID: correlation, CausationID: requestID, RequestID: requestID, IdempotencyKey: key,
-		Trace: handlers.TraceOf(r.Context())}
+	return commands.Meta{Actor: p.Actor(), CorrelationID: correlation, CausationID: requestID, RequestID: requestID, IdempotencyKey: key,
+		Trace: commands.TraceOf(r.Context())}
 }
 
 // ifMatch returns the version named by If-Match ("5", "\"5\"" or
@@ -441,8 +382,8 @@ func (a *CommandAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		reqErr   *requestError
 		valErr   *domain.ValidationError
 		cmdErr   *domain.CommandError
-		taken    *handlers.EmailTakenError
-		mismatch *handlers.VersionMismatchError
+		taken    *commands.EmailTakenError
+		mismatch *commands.VersionMismatchError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -462,9 +403,9 @@ func (a *CommandAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &mismatch):
 		writeProblem(w, Problem{Type: ProblemPrecondition, Status: http.StatusPreconditionFailed, Detail: mismatch.Error(),
 			Extra: map[string]any{"version": mismatch.Actual}})
-	case errors.Is(err, handlers.ErrCustomerNotFound):
+	case errors.Is(err, commands.ErrCustomerNotFound):
 		writeProblem(w, Problem{Type: ProblemNotFound, Status: http.StatusNotFound, Detail: "no customer with this id"})
-	case errors.Is(err, errCheckNotRecorded):
+	case errors.Is(err, commands.ErrCheckNotRecorded):
 		writeProblem(w, Problem{Type: ProblemConflict, Status: http.StatusConflict, Detail: err.Error()})
 	case errors.Is(err, eventstore.ErrIdempotencyKeyMismatch):
 		writeProblem(w, Problem{Type: ProblemIdempotencyReuse, Status: http.StatusUnprocessableEntity, Detail: "this Idempotency-Key was used for a different request"})

@@ -15,12 +15,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore/postgres"
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/pgtest"
+	"github.com/onboard/onboard/providers"
 )
 
 const (
@@ -34,7 +34,7 @@ const (
 type commandEnv struct {
 	t        *testing.T
 	store    *postgres.Store
-	commands *handlers.Commands
+	commands *commands.Handler
 	srv      *httptest.Server
 }
 
@@ -46,7 +46,7 @@ func newCommandEnv(t *testing.T) *commandEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store})
+	commands, err := commands.New(commands.Config{Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestSignupAcceptedAndReplayed(t *testing.T) {
 	}
 	// The events record who signed up and under which key.
 	id := uuid.MustParse(out.ID)
-	envs, err := e.store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+	envs, err := e.store.ReadStream(context.Background(), commands.StreamID(id), 1)
 	if err != nil || len(envs) != 2 || envs[0].Type != domain.TypeSignedUp || envs[1].Type != domain.TypeStepRequested {
 		t.Fatalf("events %+v (%v)", envs, err)
 	}
@@ -252,9 +252,9 @@ func TestBadRequestsAppendNothing(t *testing.T) {
 		{"malformed If-Match", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: operatorKey, body: `{"reason":"x"}`, headers: map[string]string{"If-Match": "abc"}}, 400, "malformed-request"},
 		{"retry in the wrong state", req{method: "POST", path: "/v1/customers/" + existing + "/retry", key: operatorKey, body: `{}`}, 409, "invalid-state"},
 		{"cancel without reason", req{method: "POST", path: "/v1/customers/" + existing + "/cancel", key: operatorKey, body: `{}`}, 422, "validation"},
-		{"bad webhook signature", req{method: "POST", path: "/v1/webhooks/kyc", body: `{"id":"evt_1","type":"check.completed","check_id":"c","customer_id":"` + existing + `","status":"approved"}`, headers: map[string]string{external.HeaderWebhookSignature: "t=1,v1=00"}}, 401, "unauthorized"},
+		{"bad webhook signature", req{method: "POST", path: "/v1/webhooks/kyc", body: `{"id":"evt_1","type":"check.completed","check_id":"c","customer_id":"` + existing + `","status":"approved"}`, headers: map[string]string{providers.HeaderWebhookSignature: "t=1,v1=00"}}, 401, "unauthorized"},
 		{"stale webhook", req{method: "POST", path: "/v1/webhooks/kyc", body: `{"id":"evt_2","type":"check.completed","check_id":"c","customer_id":"` + existing + `","status":"approved"}`,
-			headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now().Add(-time.Hour), []byte(`{"id":"evt_2","type":"check.completed","check_id":"c","customer_id":"`+existing+`","status":"approved"}`))}}, 401, "unauthorized"},
+			headers: map[string]string{providers.HeaderWebhookSignature: providers.SignWebhook(hookSecret, time.Now().Add(-time.Hour), []byte(`{"id":"evt_2","type":"check.completed","check_id":"c","customer_id":"`+existing+`","status":"approved"}`))}}, 401, "unauthorized"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,7 +276,7 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 	e := newCommandEnv(t)
 	ctx := context.Background()
 	id := uuid.MustParse(e.signUp("kyc@example.com"))
-	meta := handlers.Meta{Actor: "system:verification"}
+	meta := commands.Meta{Actor: "system:verification"}
 	if _, err := e.commands.Execute(ctx, id, nil, meta, func(c *domain.Customer) error {
 		return c.RecordCheckStarted(1, "chk_1")
 	}); err != nil {
@@ -288,7 +288,7 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 	created := time.Now().Unix()
 	hook := func(eventID, status string) req {
 		body := fmt.Sprintf(`{"id":%q,"type":"check.completed","created":%d,"check_id":"chk_1","customer_id":%q,"status":%q}`, eventID, created, id, status)
-		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
+		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{providers.HeaderWebhookSignature: providers.SignWebhook(hookSecret, time.Now(), []byte(body))}}
 	}
 	resp, body := e.do(hook("evt_ok", "approved"))
 	// Approved, and billing requested in the same append.
@@ -318,7 +318,7 @@ func TestOperatorCommandsAndWebhook(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(body), `"state":"cancelling"`) {
 		t.Fatalf("cancel: %d %s", resp.StatusCode, body)
 	}
-	envs, _ := e.store.ReadStream(ctx, handlers.StreamID(id), 1)
+	envs, _ := e.store.ReadStream(ctx, commands.StreamID(id), 1)
 	if last := envs[len(envs)-1]; last.Type != domain.TypeCancellationRequested || last.Metadata.Actor != "operator:ada" || !strings.Contains(string(last.Data), "operator:ada") {
 		t.Fatalf("cancel event %s %s by %q", last.Type, last.Data, last.Metadata.Actor)
 	}
@@ -336,10 +336,10 @@ func TestWebhookWaitsForItsCheck(t *testing.T) {
 	e := newCommandEnv(t)
 	ctx := context.Background()
 	id := uuid.MustParse(e.signUp("early@example.com"))
-	meta := handlers.Meta{Actor: "system:verification"}
+	meta := commands.Meta{Actor: "system:verification"}
 	hook := func(eventID, checkID string) req {
 		body := fmt.Sprintf(`{"id":%q,"type":"check.completed","created":%d,"check_id":%q,"customer_id":%q,"status":"approved"}`, eventID, time.Now().Unix(), checkID, id)
-		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{external.HeaderWebhookSignature: external.SignWebhook(hookSecret, time.Now(), []byte(body))}}
+		return req{method: "POST", path: "/v1/webhooks/kyc", body: body, headers: map[string]string{providers.HeaderWebhookSignature: providers.SignWebhook(hookSecret, time.Now(), []byte(body))}}
 	}
 	recorded := make(chan error, 1)
 	go func() {

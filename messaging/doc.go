@@ -50,7 +50,7 @@
 // Its tables (relay cursor, inbox, dead letters) are created by the
 // database's migrations (package schema), not at start.
 //
-// It may import handlers, projections, domain and eventstore, not
+// It may import process (for routing), projections, domain and eventstore, not
 // eventstore/postgres (it takes an eventstore.AllReader and a pgxpool.Pool).
 // Only cmd/onboard may import it.
 package messaging

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	backoffv5 "github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
@@ -706,11 +707,13 @@ func storeCursor(ctx context.Context, conn *pgx.Conn, relay string, c eventstore
 // backoff is the wait after the n-th consecutive failure: 100ms doubling to
 // at most 2s.
 func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < n && d < 2*time.Second; i++ {
-		d *= 2
+	b := &backoffv5.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second}
+	b.Reset()
+	d := b.NextBackOff()
+	for i := 1; i < n && d < b.MaxInterval; i++ {
+		d = b.NextBackOff()
 	}
-	return min(d, 2*time.Second)
+	return d
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -22,12 +22,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/onboard/onboard/domain"
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/external/sim"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/process"
+	"github.com/onboard/onboard/providers"
+	"github.com/onboard/onboard/providers/sim"
 	"github.com/onboard/onboard/schema"
 )
 
@@ -76,14 +76,14 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		ln.Close()
 		return nil, err
 	}
-	var providers [5]external.Config
+	var provs [5]providers.Config
 	for i, name := range providerNames {
-		providers[i] = external.Config{BaseURL: base + "/sim/" + name}
+		provs[i] = providers.Config{BaseURL: base + "/sim/" + name}
 	}
 	cfg := runConfig{
 		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: srv.ClientURL(),
-		apiKeys: keys, webhookSecret: devWebhookSecret, providers: providers,
-		process: handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
+		process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
 		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
 	}
 	log := slog.New(slog.NewTextHandler(env.ProgressWriter(), &slog.HandlerOptions{Level: slog.LevelError}))

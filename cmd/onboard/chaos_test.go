@@ -24,16 +24,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/onboard/onboard/audit"
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/external/sim"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/pgtest"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/process"
 	"github.com/onboard/onboard/projections"
+	"github.com/onboard/onboard/providers"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 // role is one restartable role of the pipeline, as if it were a process
@@ -230,15 +231,15 @@ func TestChaosSoak(t *testing.T) {
 	t.Cleanup(simSrv.Close)
 
 	keys, _ := httpapi.ParseAPIKeys("client:soak:" + devClientKey + ",operator:soak-operator:" + devOperatorKey)
-	var providers [5]external.Config
+	var provs [5]providers.Config
 	for i, name := range providerNames {
-		providers[i] = external.Config{BaseURL: simSrv.URL + "/sim/" + name, Policy: external.Policy{
+		provs[i] = providers.Config{BaseURL: simSrv.URL + "/sim/" + name, Policy: providers.Policy{
 			BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 100 * time.Millisecond,
-			Breaker: external.BreakerPolicy{OpenTimeout: 200 * time.Millisecond}}}
+			Breaker: providers.BreakerPolicy{OpenTimeout: 200 * time.Millisecond}}}
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError + 4}))
 	common := runConfig{addr: "127.0.0.1:0", databaseURL: dbURL, natsURL: ns.ClientURL(), apiKeys: keys, webhookSecret: devWebhookSecret,
-		providers: providers, process: handlers.ProcessConfig{BaseDelay: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond,
+		providers: provs, process: process.Config{BaseDelay: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond,
 			VerificationDeadline: 2 * time.Second, VerificationPolls: 2}}
 	newRole := func(name string, roles ...string) *role {
 		cfg := common
@@ -380,7 +381,7 @@ func TestChaosSoak(t *testing.T) {
 	for time.Now().Before(faultsUntil) {
 		done := 0
 		for _, id := range uids {
-			if c, err := handlers.LoadCustomer(ctx, store, id); err == nil && c.State().Terminal() || err == nil && c.State() == domain.StatePaused {
+			if c, err := commands.LoadCustomer(ctx, store, id); err == nil && c.State().Terminal() || err == nil && c.State() == domain.StatePaused {
 				done++
 			}
 		}
@@ -467,13 +468,13 @@ func TestChaosSoak(t *testing.T) {
 	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE stream_type = 'customer'`).Scan(&events); err != nil {
 		t.Fatal(err)
 	}
-	// Each consumer is delivered the events handlers.RouteOf gives its
+	// Each consumer is delivered the events process.RouteOf gives its
 	// manager, so the audit asks RouteOf which are its own.
 	waitFor(t, max(soakSettle/2, 3*time.Minute), "every process manager saw every event routed to it", func() (bool, string) {
 		var missing []string
-		for _, m := range handlers.Managers() {
+		for _, m := range process.Managers() {
 			// With the event after each: a success appended with the next
-			// request is routed to no one (handlers.RouteOf).
+			// request is routed to no one (process.RouteOf).
 			rows, err := store.Pool().Query(ctx, `
 SELECT e.event_id, e.stream_id, e.version, e.recorded_at, e.stream_type, e.type, e.data, e.transaction_id::text::bigint,
 	e.next_type, e.next_tx, i.event_id IS NOT NULL
@@ -499,7 +500,7 @@ LEFT JOIN messaging_inbox i ON i.event_id = e.event_id AND i.handler = $1`, "pm-
 				if nextType != nil {
 					next = &eventstore.Envelope{StreamID: env.StreamID, Version: env.Version + 1, Type: *nextType, TransactionID: *nextTx}
 				}
-				if handlers.RouteOf(env, next) == m {
+				if process.RouteOf(env, next) == m {
 					want++
 					if handled {
 						seen++
@@ -588,7 +589,7 @@ func waitSettled(t *testing.T, store *postgres.Store, ids []uuid.UUID, ok func(*
 		by := map[domain.State]int{}
 		all := true
 		for _, id := range ids {
-			c, err := handlers.LoadCustomer(context.Background(), store, id)
+			c, err := commands.LoadCustomer(context.Background(), store, id)
 			if err != nil {
 				// The chaos terminated this pool's connections too: the
 				// next poll gets a fresh one.
@@ -606,8 +607,8 @@ func waitSettled(t *testing.T, store *postgres.Store, ids []uuid.UUID, ok func(*
 			var dead int
 			_ = store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM messaging_dead_letters`).Scan(&dead)
 			for _, id := range ids {
-				if c, _ := handlers.LoadCustomer(context.Background(), store, id); c != nil && !ok(c) {
-					envs, _ := store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+				if c, _ := commands.LoadCustomer(context.Background(), store, id); c != nil && !ok(c) {
+					envs, _ := store.ReadStream(context.Background(), commands.StreamID(id), 1)
 					last := envs[len(envs)-1]
 					t.Logf("not settled: %s in %s, last event v%d %s", id, c.State(), last.Version, last.Type)
 					rows, err := store.Pool().Query(context.Background(), `SELECT kind, step, attempt, due_at FROM onboard_timers WHERE customer_id = $1`, id)
@@ -668,7 +669,7 @@ func terminateBackends(t *testing.T, dbURL string) {
 // explain itself.
 func historyOf(t *testing.T, store *postgres.Store, id uuid.UUID) string {
 	t.Helper()
-	events, err := store.ReadStream(context.Background(), handlers.StreamID(id), 1)
+	events, err := store.ReadStream(context.Background(), commands.StreamID(id), 1)
 	if err != nil {
 		return "(unreadable: " + err.Error() + ")"
 	}
@@ -684,7 +685,7 @@ func loadRetry(t *testing.T, store *postgres.Store, id uuid.UUID) *domain.Custom
 	var err error
 	for range 20 {
 		var c *domain.Customer
-		if c, err = handlers.LoadCustomer(context.Background(), store, id); err == nil {
+		if c, err = commands.LoadCustomer(context.Background(), store, id); err == nil {
 			return c
 		}
 		time.Sleep(100 * time.Millisecond)

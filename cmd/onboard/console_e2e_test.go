@@ -14,7 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 // consoleWait bounds each wait for the console to show something. The

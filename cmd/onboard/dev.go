@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/external/sim"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/process"
+	"github.com/onboard/onboard/providers"
+	"github.com/onboard/onboard/providers/sim"
 	"github.com/onboard/onboard/schema"
 )
 
@@ -43,7 +43,7 @@ type devOptions struct {
 	// simConfig replaces the default failure mix (tests).
 	simConfig *sim.Config
 	// process tunes the process managers (tests); zero means dev defaults.
-	process *handlers.ProcessConfig
+	process *process.Config
 }
 
 func newDevCmd() *cobra.Command {
@@ -89,7 +89,7 @@ func runDev(ctx context.Context, opts devOptions) error {
 	if opts.logs == nil {
 		opts.logs = os.Stderr
 	}
-	log := slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
+	log := slog.New(process.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
 	url := databaseURL()
 	if err := schema.EnsureDatabase(ctx, url); err != nil {
 		return fmt.Errorf("postgres is not reachable at %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", url, err)
@@ -133,14 +133,14 @@ func runDev(ctx context.Context, opts devOptions) error {
 	if err != nil {
 		return err
 	}
-	var providers [5]external.Config
+	var provs [5]providers.Config
 	for i, name := range providerNames {
-		providers[i] = external.Config{BaseURL: base + "/sim/" + name}
+		provs[i] = providers.Config{BaseURL: base + "/sim/" + name}
 	}
 	cfg := runConfig{
 		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: url, natsURL: natsURL,
-		apiKeys: keys, webhookSecret: devWebhookSecret, providers: providers,
-		process: handlers.ProcessConfig{BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, VerificationDeadline: 30 * time.Second},
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
+		process: process.Config{BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, VerificationDeadline: 30 * time.Second},
 		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
 	}
 	if opts.process != nil {

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onboard/onboard/external/sim"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/internal/pgtest"
+	"github.com/onboard/onboard/process"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer and the test reading it.
@@ -59,7 +59,7 @@ func startDevWith(t *testing.T, simCfg sim.Config, tweak func(*devOptions)) stri
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	opts := devOptions{addr: "127.0.0.1:0", dataDir: t.TempDir(), stdout: out, logLevel: slog.LevelError, simConfig: &simCfg,
-		process: &handlers.ProcessConfig{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second}}
+		process: &process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: time.Second}}
 	if tweak != nil {
 		tweak(&opts)
 	}

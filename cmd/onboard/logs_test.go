@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 // TestLogsCarryIDsNotPII runs customers with canary emails, names and

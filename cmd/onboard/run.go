@@ -16,13 +16,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/process"
 	"github.com/onboard/onboard/projections"
+	"github.com/onboard/onboard/providers"
 )
 
 // runConfig is what the roles of one process need; `serve` reads it from
@@ -35,8 +36,8 @@ type runConfig struct {
 	natsReplicas  int
 	apiKeys       []httpapi.APIKey
 	webhookSecret string
-	providers     [5]external.Config // kyc, payments, provisioning, crm, email
-	process       handlers.ProcessConfig
+	providers     [5]providers.Config // kyc, payments, provisioning, crm, email
+	process       process.Config
 	// public routes mounted beside the authenticated API (the simulator in
 	// dev); nil for none.
 	public func(mux *http.ServeMux)
@@ -89,7 +90,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	tracer := cfg.tracer.Tracer("github.com/onboard/onboard")
 	// The worker appends most of every customer's events: where it runs,
 	// the commands decide on what they remember before reading.
-	commands, err := handlers.NewCommands(handlers.CommandsConfig{Store: store, Observe: m.observeCommand,
+	cmds, err := commands.New(commands.Config{Store: store, Observe: m.observeCommand,
 		TrustHistories: slices.Contains(cfg.roles, "worker")})
 	if err != nil {
 		return err
@@ -124,7 +125,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	// Each event goes out with the process manager it is for (RouteOf) as
 	// the last subject token: each manager's consumer gets its own events
 	// only.
-	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1), Route: handlers.RouteOf}
+	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1), Route: process.RouteOf}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -151,7 +152,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		start("projector", proj.Run)
 	}
 	if cfg.has("worker") {
-		if err := startWorker(ctx, cfg, store, commands, nc, stream, m, log, tracer, start); err != nil {
+		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, start); err != nil {
 			return err
 		}
 	}
@@ -170,7 +171,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	}
 	httpapi.Health{Checks: checks}.Register(mux)
 	if cfg.has("command") {
-		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: commands, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
+		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
 		if err != nil {
 			return err
 		}
@@ -212,9 +213,9 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 // startWorker starts the process managers and their timers. With NATS, each
 // manager is a durable JetStream consumer; without, one catch-up
 // subscription of the event store feeds them all.
-func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, commands *handlers.Commands, nc *nats.Conn,
+func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds *commands.Handler, nc *nats.Conn,
 	stream messaging.StreamConfig, m *metrics, log *slog.Logger, tracer trace.Tracer, start func(string, func(context.Context) error)) error {
-	em, err := external.NewMetrics(m.reg)
+	em, err := providers.NewMetrics(m.reg)
 	if err != nil {
 		return err
 	}
@@ -222,22 +223,22 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for i := range p {
 		p[i].Policy.Hooks = em.Hooks()
 	}
-	clients, err := external.NewClients(p[0], p[1], p[2], p[3], p[4])
+	clients, err := providers.NewClients(p[0], p[1], p[2], p[3], p[4])
 	if err != nil {
 		return err
 	}
-	timers := handlers.NewTimers(store.Pool())
+	timers := process.NewTimers(store.Pool())
 	pc := cfg.process
-	pc.Commands, pc.Providers, pc.Timers, pc.Logger = commands, clients.ForHandlers(), timers, log
+	pc.Commands, pc.Providers, pc.Timers, pc.Logger = cmds, process.ProvidersOf(clients), timers, log
 	pc.OnPause, pc.OnRetry, pc.Tracer = m.onPause, m.onRetry, tracer
-	pm, err := handlers.NewProcessManager(pc)
+	pm, err := process.New(pc)
 	if err != nil {
 		return err
 	}
 	start("timers", func(ctx context.Context) error { return pm.RunTimers(ctx, 100*time.Millisecond) })
 	if nc == nil {
 		start("worker", func(ctx context.Context) error {
-			return pm.Run(ctx, handlers.RunConfig{Name: "process-managers", Pool: store.Pool(), Source: store, Workers: 16})
+			return pm.Run(ctx, process.RunConfig{Name: "process-managers", Pool: store.Pool(), Source: store, Workers: 16})
 		})
 		return nil
 	}
@@ -262,7 +263,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 		return err
 	}
 	handle := func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return pm.Handle(ctx, e) }
-	for _, name := range handlers.Managers() {
+	for _, name := range process.Managers() {
 		if err := router.AddHandler(ctx, "pm-"+name, handle, messaging.WithoutTx(), messaging.WithRoute(name)); err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/onboard/onboard/external"
-	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/process"
+	"github.com/onboard/onboard/providers"
 )
 
 var knownRoles = []string{"command", "query", "worker", "relay", "projector"}
@@ -60,8 +60,8 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		cfg.apiKeys = keys
 	}
 	if cfg.has("worker") {
-		providers, err := providerConfigs()
-		cfg.providers = providers
+		provs, err := providerConfigs()
+		cfg.providers = provs
 		errs = append(errs, err)
 	}
 	if cfg.has("relay") && cfg.natsURL == "" {
@@ -98,8 +98,8 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 // providerConfigs reads each provider's base URL from <NAME>_URL, or from
 // SIM_URL (the simulator's /sim root) plus the provider's name, and its
 // key from <NAME>_API_KEY.
-func providerConfigs() ([5]external.Config, error) {
-	var out [5]external.Config
+func providerConfigs() ([5]providers.Config, error) {
+	var out [5]providers.Config
 	var errs []error
 	simURL := strings.TrimRight(os.Getenv("SIM_URL"), "/")
 	for i, name := range providerNames {
@@ -111,19 +111,19 @@ func providerConfigs() ([5]external.Config, error) {
 		if u == "" {
 			errs = append(errs, fmt.Errorf("%s_URL: set the %s provider's base URL (or SIM_URL for the simulator)", env, name))
 		}
-		out[i] = external.Config{BaseURL: u, APIKey: os.Getenv(env + "_API_KEY")}
+		out[i] = providers.Config{BaseURL: u, APIKey: os.Getenv(env + "_API_KEY")}
 	}
-	// Durations of the provider clients' policy (external.Policy), each
+	// Durations of the provider clients' policy (providers.Policy), each
 	// set for every provider.
 	for _, v := range []struct {
 		name string
 		min  time.Duration
-		set  func(*external.Policy, time.Duration)
+		set  func(*providers.Policy, time.Duration)
 	}{
-		{"ONBOARD_BREAKER_OPEN_TIMEOUT", 10 * time.Millisecond, func(p *external.Policy, d time.Duration) { p.Breaker.OpenTimeout = d }},
-		{"ONBOARD_PROVIDER_RETRY_BASE_DELAY", time.Millisecond, func(p *external.Policy, d time.Duration) { p.BaseDelay = d }},
-		{"ONBOARD_PROVIDER_RETRY_MAX_DELAY", time.Millisecond, func(p *external.Policy, d time.Duration) { p.MaxDelay = d }},
-		{"ONBOARD_PROVIDER_MAX_RETRY_AFTER", time.Millisecond, func(p *external.Policy, d time.Duration) { p.MaxRetryAfter = d }},
+		{"ONBOARD_BREAKER_OPEN_TIMEOUT", 10 * time.Millisecond, func(p *providers.Policy, d time.Duration) { p.Breaker.OpenTimeout = d }},
+		{"ONBOARD_PROVIDER_RETRY_BASE_DELAY", time.Millisecond, func(p *providers.Policy, d time.Duration) { p.BaseDelay = d }},
+		{"ONBOARD_PROVIDER_RETRY_MAX_DELAY", time.Millisecond, func(p *providers.Policy, d time.Duration) { p.MaxDelay = d }},
+		{"ONBOARD_PROVIDER_MAX_RETRY_AFTER", time.Millisecond, func(p *providers.Policy, d time.Duration) { p.MaxRetryAfter = d }},
 	} {
 		raw := os.Getenv(v.name)
 		if raw == "" {
@@ -170,7 +170,7 @@ Every role serves /healthz, /readyz and /metrics on --addr.`,
 			}
 			defer stop()
 			cfg.tracer = tp
-			return run(cmd.Context(), cfg, slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(os.Stderr, nil))))
+			return run(cmd.Context(), cfg, slog.New(process.ContextLogHandler(slog.NewJSONHandler(os.Stderr, nil))))
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (API, health, metrics)")
@@ -180,7 +180,7 @@ Every role serves /healthz, /readyz and /metrics on --addr.`,
 
 // loadProcessConfig reads the worker's tuning from the environment; unset
 // variables keep the process managers' defaults.
-func loadProcessConfig(pc *handlers.ProcessConfig) []error {
+func loadProcessConfig(pc *process.Config) []error {
 	var errs []error
 	duration := func(name string, min time.Duration, into *time.Duration) {
 		v := os.Getenv(name)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/onboard/onboard/external/sim"
 	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 func newSimCmd() *cobra.Command {

@@ -10,7 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/onboard/onboard/external/sim"
+	"github.com/onboard/onboard/providers/sim"
 )
 
 // TestOneTracePerCustomer follows a signup carrying a W3C traceparent

@@ -1,0 +1,76 @@
+package commands_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/onboard/onboard/commands"
+	"github.com/onboard/onboard/domain"
+)
+
+// TestRememberedHistoriesFollowOtherWriters: two Commands over one store
+// stand for two processes. Each remembers what it read and appended; each
+// still sees what the other appended since, decides on the whole history,
+// and a small memory forgets customers without losing anything. The second
+// trusts its memory (decides before reading), which is always one event
+// behind here: its refusals and conflicts must be checked on the stream.
+func TestRememberedHistoriesFollowOtherWriters(t *testing.T) {
+	a, store := newCommands(t)
+	b, err := commands.New(commands.Config{Store: store, MaxConflictRetries: 50, Histories: 2, TrustHistories: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var ids []domain.Customer
+	for i := range 5 {
+		d := details
+		d.Email = fmt.Sprintf("writer%d@example.com", i)
+		res, err := a.SignUp(ctx, d, commands.Meta{Actor: "client:a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := b.Load(ctx, res.CustomerID) // b remembers at most two
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, *c)
+	}
+	steps := []func(*domain.Customer) error{
+		func(c *domain.Customer) error { return c.RecordCheckStarted(1, "check-1") },
+		func(c *domain.Customer) error { return c.RecordVerdict("check-1", true, "") },
+		func(c *domain.Customer) error { _, err := c.RequestStep(domain.StepBilling); return err },
+	}
+	// The writers take turns, concurrently across customers: each
+	// decision needs the other's last event.
+	var wg sync.WaitGroup
+	for _, c := range ids {
+		wg.Go(func() {
+			for i, step := range steps {
+				w := []*commands.Handler{a, b}[i%2]
+				if _, err := w.Execute(ctx, c.ID(), nil, commands.Meta{Actor: "system:test"}, step); err != nil {
+					t.Errorf("%s step %d: %v", c.ID(), i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range ids {
+		want, err := commands.LoadCustomer(ctx, store, c.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []*commands.Handler{a, b} {
+			got, err := w.Load(ctx, c.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version() != 5 || !reflect.DeepEqual(got.Snapshot(), want.Snapshot()) {
+				t.Errorf("%s: remembered load at v%d %+v, the stream says v%d %+v", c.ID(), got.Version(), got.Snapshot(), want.Version(), want.Snapshot())
+			}
+		}
+	}
+}

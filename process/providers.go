@@ -1,0 +1,80 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/providers"
+)
+
+// The providers the process managers call, as small interfaces over the
+// provider clients' own request and response types. Every request carries
+// an idempotency key derived from (customer id, step, attempt group), so a
+// retried call never causes a second effect at the provider.
+type (
+	// KYC is the identity provider. The verdict arrives by webhook;
+	// GetCheck polls for it when the webhook does not come.
+	KYC interface {
+		StartCheck(ctx context.Context, req providers.CheckRequest) (checkID string, err error)
+		GetCheck(ctx context.Context, checkID string) (providers.Verdict, error)
+	}
+	// Billing is the payment processor. CloseAccount reports existed
+	// false when the customer had no account, so a compensation of an
+	// effect that never happened is still an answer.
+	Billing interface {
+		CreateBillingAccount(ctx context.Context, req providers.BillingAccountRequest) (providers.BillingAccount, error)
+		CloseAccount(ctx context.Context, req providers.CloseAccountRequest) (existed bool, err error)
+	}
+	// Tenants is the cloud provisioning service.
+	Tenants interface {
+		CreateTenant(ctx context.Context, req providers.TenantRequest) (tenantID string, err error)
+		DeleteTenant(ctx context.Context, req providers.DeleteTenantRequest) (existed bool, err error)
+	}
+	// CRM is the customer-relationship system.
+	CRM interface {
+		UpsertAccount(ctx context.Context, acc providers.CRMAccount) (providers.CRMRecord, error)
+	}
+	// Mailer sends email.
+	Mailer interface {
+		Send(ctx context.Context, m providers.Message) (messageID string, err error)
+	}
+)
+
+// Providers are the external services of the journey.
+type Providers struct {
+	KYC     KYC
+	Billing Billing
+	Tenants Tenants
+	CRM     CRM
+	Mailer  Mailer
+}
+
+// ProvidersOf returns the provider clients as the process managers use
+// them.
+func ProvidersOf(c providers.Clients) Providers {
+	return Providers{KYC: c.KYC, Billing: c.Payments, Tenants: c.Provisioning, CRM: c.CRM, Mailer: c.Email}
+}
+
+// Validate names every missing provider.
+func (p Providers) Validate() error {
+	var errs []error
+	for name, missing := range map[string]bool{"KYC": p.KYC == nil, "Billing": p.Billing == nil, "Tenants": p.Tenants == nil, "CRM": p.CRM == nil, "Mailer": p.Mailer == nil} {
+		if missing {
+			errs = append(errs, fmt.Errorf("process: provider %s is required", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// classify returns the class of a provider failure: transient failures are
+// retried durably, permanent ones pause the customer. A failure that is not
+// a *providers.Error counts as transient.
+func classify(err error) domain.ErrorClass {
+	var pe *providers.Error
+	if errors.As(err, &pe) && pe.Class == providers.ClassPermanent {
+		return domain.ErrorPermanent
+	}
+	return domain.ErrorTransient
+}
