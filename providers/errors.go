@@ -138,10 +138,6 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// IsTransient reports whether err is a transient *Error. Errors that are not
-// *Error (none are returned by the clients) count as not transient.
-func IsTransient(err error) bool { return errors.Is(err, ErrTransient) }
-
 // errorBody is the provider error envelope, modelled on Stripe's.
 type errorBody struct {
 	Error struct {

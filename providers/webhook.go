@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -29,7 +28,6 @@ var (
 	ErrWebhookMalformed = errors.New("malformed webhook signature header")
 	ErrWebhookSignature = errors.New("webhook signature mismatch")
 	ErrWebhookStale     = errors.New("webhook timestamp outside tolerance")
-	ErrWebhookReplayed  = errors.New("webhook already received")
 )
 
 // WebhookEvent is the body of a KYC webhook. ID identifies the delivery
@@ -76,7 +74,8 @@ func webhookMAC(secret, ts string, body []byte) string {
 // VerifyWebhook checks the Onboard-Signature header of a webhook body: one
 // v1 signature must match secret, and the timestamp must be within
 // tolerance of now either way (which bounds how long a captured webhook can
-// be replayed, and so how long a ReplayGuard must remember ids). The
+// be replayed; the API's durable guard against replays is the command's
+// idempotency, keyed by the webhook id). The
 // signature is checked first, so a stale error means the provider really
 // sent it, late. Errors wrap ErrWebhookMalformed, ErrWebhookSignature or
 // ErrWebhookStale.
@@ -116,39 +115,5 @@ func VerifyWebhook(secret, header string, body []byte, now time.Time, tolerance 
 	if age > tolerance || age < -tolerance {
 		return fmt.Errorf("%w: signed %s ago, tolerance %s", ErrWebhookStale, age, tolerance)
 	}
-	return nil
-}
-
-// ReplayGuard remembers the ids of the webhooks received in the last TTL,
-// in memory. It suffices for one API instance when TTL is at least twice
-// the VerifyWebhook tolerance (older webhooks are rejected as stale). With
-// several API instances the durable guard is the command's idempotency (the
-// API uses the webhook id as the command's idempotency key); this type is
-// the cheap first line. Safe for concurrent use.
-type ReplayGuard struct {
-	ttl  time.Duration
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-// NewReplayGuard returns a guard that remembers ids for ttl.
-func NewReplayGuard(ttl time.Duration) *ReplayGuard {
-	return &ReplayGuard{ttl: ttl, seen: map[string]time.Time{}}
-}
-
-// Check records id as received at now, and returns ErrWebhookReplayed when
-// it was already received within the TTL.
-func (g *ReplayGuard) Check(id string, now time.Time) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for k, at := range g.seen {
-		if now.Sub(at) > g.ttl {
-			delete(g.seen, k)
-		}
-	}
-	if _, ok := g.seen[id]; ok {
-		return fmt.Errorf("%w: %s", ErrWebhookReplayed, id)
-	}
-	g.seen[id] = now
 	return nil
 }

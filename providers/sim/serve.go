@@ -86,129 +86,27 @@ func (s *Simulator) serve(provider string, mutating bool, fx effect) http.Handle
 			writeError(w, http.StatusBadRequest, "invalid_request_error", "body_unreadable", err.Error())
 			return
 		}
-		s.mu.Lock()
-		st := s.stats[provider]
-		st.Requests++
-		if mutating {
-			st.Mutating++
-		}
-		st.InFlight++
-		st.MaxInFlight = max(st.MaxInFlight, st.InFlight)
-		fault := s.draw(provider, mutating)
-		pc := s.cfg.Providers[provider]
-		lat := s.latency(pc.Latency)
-		now := s.cfg.Now()
-		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			// After a Reset the counters restarted from zero.
-			if st := s.stats[provider]; st.InFlight > 0 {
-				st.InFlight--
-			}
-			s.mu.Unlock()
-		}()
-
+		fault, pc, lat, now, release := s.begin(provider, mutating)
+		defer release()
 		if !sleep(r.Context(), lat) {
 			return
 		}
-		count := func(f Fault) {
-			s.mu.Lock()
-			s.stats[provider].Faults[f]++
-			s.mu.Unlock()
-		}
-		switch fault {
-		case faultOutage:
-			count(faultOutage)
-			if d := pc.Outage.Until.Sub(now); !pc.Outage.Down && d > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			}
-			writeError(w, http.StatusServiceUnavailable, "api_error", "outage", "provider outage")
-			return
-		case Fault503:
-			count(fault)
-			writeError(w, http.StatusServiceUnavailable, "api_error", "unavailable", "service unavailable")
-			return
-		case Fault429:
-			count(fault)
-			w.Header().Set("Retry-After", retryAfter(time.Duration(pc.RetryAfter)))
-			writeError(w, http.StatusTooManyRequests, "rate_limit_error", "rate_limited", "too many requests")
-			return
-		case FaultReset:
-			count(fault)
-			resetConn(w)
-			return
-		case FaultTimeout:
-			count(fault)
-			select {
-			case <-r.Context().Done():
-			case <-s.ctx.Done():
-			}
+		if s.failBefore(w, r, provider, fault, pc, now) {
 			return
 		}
-
-		key := r.Header.Get(providers.HeaderIdempotencyKey)
-		var rec *idemRecord
-		scoped := provider + "\x00" + key
-		if mutating && key != "" {
-			fp := fingerprint(r, body)
-			s.mu.Lock()
-			prev, ok := s.state.idem[scoped]
-			switch {
-			case ok && prev.fingerprint != fp:
-				s.mu.Unlock()
-				writeError(w, http.StatusUnprocessableEntity, "idempotency_error", providers.CodeIdempotencyMismatch,
-					"idempotency key already used with a different request")
-				return
-			case ok && !prev.done:
-				s.mu.Unlock()
-				writeError(w, http.StatusConflict, "idempotency_error", providers.CodeIdempotencyInFlight,
-					"a request with this idempotency key is in flight")
-				return
-			case ok:
-				s.stats[provider].Replays++
-				s.state.prevented[provider]++
-				ans := prev.ans
-				s.mu.Unlock()
-				w.Header().Set(providers.HeaderIdempotentReplayed, "true")
-				writeRaw(w, ans)
-				return
-			}
-			rec = &idemRecord{fingerprint: fp}
-			s.state.idem[scoped] = rec
-			s.mu.Unlock()
+		rec, abandon, answered := s.claimKey(w, r, provider, mutating, body)
+		if answered {
+			return
 		}
-		abandon := func() {
-			if rec != nil {
-				s.mu.Lock()
-				delete(s.state.idem, scoped)
-				s.mu.Unlock()
-			}
-		}
-
 		if !s.waitGate(r.Context(), provider) {
 			abandon()
 			return
 		}
-
-		var ans answer
-		switch fault {
-		case Fault402:
-			count(fault)
-			ans = errorAnswer(http.StatusPaymentRequired, "card_error", "card_declined", "the payment method was declined")
-		case Fault422:
-			count(fault)
-			ans = errorAnswer(http.StatusUnprocessableEntity, "invalid_request_error", "validation_failed", "the request failed validation")
-		default:
-			s.mu.Lock()
-			status, v := fx(r, body)
-			s.mu.Unlock()
-			b, err := json.Marshal(v)
-			if err != nil {
-				abandon()
-				writeError(w, http.StatusInternalServerError, "api_error", "internal", err.Error())
-				return
-			}
-			ans = answer{status: status, body: b}
+		ans, err := s.answer(r, provider, fault, fx, body)
+		if err != nil {
+			abandon()
+			writeError(w, http.StatusInternalServerError, "api_error", "internal", err.Error())
+			return
 		}
 		if rec != nil {
 			s.mu.Lock()
@@ -217,16 +115,143 @@ func (s *Simulator) serve(provider string, mutating bool, fx effect) http.Handle
 		}
 		switch fault {
 		case FaultLostReset:
-			count(fault)
+			s.countFault(provider, fault)
 			resetConn(w)
 			return
 		case FaultLost504:
-			count(fault)
+			s.countFault(provider, fault)
 			writeError(w, http.StatusGatewayTimeout, "api_error", "gateway_timeout", "gateway timeout")
 			return
 		}
 		writeRaw(w, ans)
 	}
+}
+
+// begin counts a request to provider and draws its fault and latency;
+// release ends it.
+func (s *Simulator) begin(provider string, mutating bool) (fault Fault, pc ProviderConfig, lat time.Duration, now time.Time, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats[provider]
+	st.Requests++
+	if mutating {
+		st.Mutating++
+	}
+	st.InFlight++
+	st.MaxInFlight = max(st.MaxInFlight, st.InFlight)
+	fault = s.draw(provider, mutating)
+	pc = s.cfg.Providers[provider]
+	release = func() {
+		s.mu.Lock()
+		// After a Reset the counters restarted from zero.
+		if st := s.stats[provider]; st.InFlight > 0 {
+			st.InFlight--
+		}
+		s.mu.Unlock()
+	}
+	return fault, pc, s.latency(pc.Latency), s.cfg.Now(), release
+}
+
+func (s *Simulator) countFault(provider string, f Fault) {
+	s.mu.Lock()
+	s.stats[provider].Faults[f]++
+	s.mu.Unlock()
+}
+
+// failBefore answers the faults that strike before the provider does
+// anything, and reports whether it answered.
+func (s *Simulator) failBefore(w http.ResponseWriter, r *http.Request, provider string, fault Fault, pc ProviderConfig, now time.Time) bool {
+	switch fault {
+	case faultOutage, Fault503, Fault429, FaultReset, FaultTimeout:
+		s.countFault(provider, fault)
+	default:
+		return false
+	}
+	switch fault {
+	case faultOutage:
+		if d := pc.Outage.Until.Sub(now); !pc.Outage.Down && d > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		}
+		writeError(w, http.StatusServiceUnavailable, "api_error", "outage", "provider outage")
+	case Fault503:
+		writeError(w, http.StatusServiceUnavailable, "api_error", "unavailable", "service unavailable")
+	case Fault429:
+		w.Header().Set("Retry-After", retryAfter(time.Duration(pc.RetryAfter)))
+		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "rate_limited", "too many requests")
+	case FaultReset:
+		resetConn(w)
+	case FaultTimeout:
+		select {
+		case <-r.Context().Done():
+		case <-s.ctx.Done():
+		}
+	}
+	return true
+}
+
+// claimKey applies the Idempotency-Key of a mutating request: a replay of a
+// finished request gets its answer again, a reused key with another body
+// 422, a key in flight 409 (answered is then true). Otherwise it records
+// the key as in flight; abandon forgets it when the request ends without
+// an answer.
+func (s *Simulator) claimKey(w http.ResponseWriter, r *http.Request, provider string, mutating bool, body []byte) (rec *idemRecord, abandon func(), answered bool) {
+	key := r.Header.Get(providers.HeaderIdempotencyKey)
+	if !mutating || key == "" {
+		return nil, func() {}, false
+	}
+	scoped := provider + "\x00" + key
+	fp := fingerprint(r, body)
+	s.mu.Lock()
+	prev, ok := s.state.idem[scoped]
+	switch {
+	case ok && prev.fingerprint != fp:
+		s.mu.Unlock()
+		writeError(w, http.StatusUnprocessableEntity, "idempotency_error", providers.CodeIdempotencyMismatch,
+			"idempotency key already used with a different request")
+		return nil, nil, true
+	case ok && !prev.done:
+		s.mu.Unlock()
+		writeError(w, http.StatusConflict, "idempotency_error", providers.CodeIdempotencyInFlight,
+			"a request with this idempotency key is in flight")
+		return nil, nil, true
+	case ok:
+		s.stats[provider].Replays++
+		s.state.prevented[provider]++
+		ans := prev.ans
+		s.mu.Unlock()
+		w.Header().Set(providers.HeaderIdempotentReplayed, "true")
+		writeRaw(w, ans)
+		return nil, nil, true
+	}
+	rec = &idemRecord{fingerprint: fp}
+	s.state.idem[scoped] = rec
+	s.mu.Unlock()
+	return rec, func() {
+		s.mu.Lock()
+		delete(s.state.idem, scoped)
+		s.mu.Unlock()
+	}, false
+}
+
+// answer is the provider's answer: a declined or invalid request when the
+// fault says so, else the effect's.
+func (s *Simulator) answer(r *http.Request, provider string, fault Fault, fx effect, body []byte) (answer, error) {
+	switch fault {
+	case Fault402:
+		s.countFault(provider, fault)
+		return errorAnswer(http.StatusPaymentRequired, "card_error", "card_declined", "the payment method was declined"), nil
+	case Fault422:
+		s.countFault(provider, fault)
+		return errorAnswer(http.StatusUnprocessableEntity, "invalid_request_error", "validation_failed", "the request failed validation"), nil
+	}
+	s.mu.Lock()
+	status, v := fx(r, body)
+	s.mu.Unlock()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return answer{}, err
+	}
+	return answer{status: status, body: b}, nil
 }
 
 func (s *Simulator) waitGate(ctx context.Context, provider string) bool {
