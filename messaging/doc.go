@@ -27,10 +27,7 @@
 // that session ends. It wakes on the store's NOTIFY channel, polls as a
 // fallback, and at start, after every NATS reconnect and periodically
 // compares the stream with its cursor: a stream that lost its tail, or was
-// recreated, is published to again from where it is behind. Where the
-// store's appends may be Deferred it reads durable batches only
-// (eventstore.DurableAllReader, or ReadAll then eventstore.Syncer's Sync):
-// JetStream never holds an event a crash of the database could take back.
+// recreated, is published to again from where it is behind.
 //
 // # Router
 //

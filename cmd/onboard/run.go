@@ -253,16 +253,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	// delivery's transaction: they run WithoutTx, so a delivery holds no
 	// connection while it works, and the router's inbox statements get a
 	// pool of their own.
-	//
-	// Its statements need not wait for the WAL flush, but for the one that
-	// matters: a delivery is acknowledged only after its inbox row's
-	// commit, which waits for the flush whatever the pool says (see
-	// messaging.WithoutTx). That flush makes durable what the managers
-	// appended before it, so their appends are Deferred: a step's success
-	// does not wait for a flush of its own (with every role in one
-	// process, a third of the server's context switches per onboarding
-	// were the commits' flushes).
-	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns, "synchronous_commit", "off")
+	routerPool, err := openPool(ctx, cfg.databaseURL, routerPoolConns)
 	if err != nil {
 		return err
 	}
@@ -281,12 +272,6 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 	for _, name := range handlers.Managers() {
 		h := pm.ForManager(name)
 		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error {
-			ctx = handlers.DeferAppends(ctx)
-			if messaging.Redelivered(ctx) {
-				// An earlier delivery's deferred appends may have been lost
-				// to a database crash that the commands' memory outlived.
-				ctx = handlers.ReadFromStore(ctx)
-			}
 			return h(ctx, e)
 		},
 			messaging.WithoutTx(), messaging.WithRoute(name, handlers.ManagerEventTypes(name)...),
@@ -359,15 +344,12 @@ const (
 	pmMaxDeliver = 100000
 )
 
-func openPool(ctx context.Context, url string, minConns int32, params ...string) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	pc.MaxConns = max(pc.MaxConns, minConns)
-	for i := 0; i+1 < len(params); i += 2 {
-		pc.ConnConfig.RuntimeParams[params[i]] = params[i+1]
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)

@@ -55,7 +55,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	switch {
 	case ok:
 		args = appendStatementArgs(streamID, expected, prepared, o)
-		if plain && !o.Deferred && len(prepared) == 1 && expected == eventstore.NoStream {
+		if plain && len(prepared) == 1 && expected == eventstore.NoStream {
 			query = appendNewSQL
 		}
 	default:
@@ -114,7 +114,6 @@ type statementShape struct {
 	events      int
 	idempotency bool
 	reservation bool
-	deferred    bool // commits without waiting for the WAL flush
 }
 
 // statementFor returns the statement of an append with no release, at most
@@ -124,7 +123,7 @@ func statementFor(n int, o eventstore.AppendOptions) (string, bool) {
 	if n < 1 || n > maxStatementEvents || len(o.Releases) > 0 || len(o.Reservations) > 1 {
 		return "", false
 	}
-	q, ok := appendStatementSQL[statementShape{events: n, idempotency: o.Idempotency != nil, reservation: len(o.Reservations) == 1, deferred: o.Deferred}]
+	q, ok := appendStatementSQL[statementShape{events: n, idempotency: o.Idempotency != nil, reservation: len(o.Reservations) == 1}]
 	return q, ok
 }
 
@@ -154,10 +153,8 @@ var appendStatementSQL = func() map[statementShape]string {
 	for n := 1; n <= maxStatementEvents; n++ {
 		for _, idem := range []bool{false, true} {
 			for _, res := range []bool{false, true} {
-				for _, deferred := range []bool{false, true} {
-					shape := statementShape{events: n, idempotency: idem, reservation: res, deferred: deferred}
-					out[shape] = buildAppendStatement(shape)
-				}
+				shape := statementShape{events: n, idempotency: idem, reservation: res}
+				out[shape] = buildAppendStatement(shape)
 			}
 		}
 	}
@@ -171,14 +168,7 @@ func buildAppendStatement(shape statementShape) string {
 	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
 ), head AS (
 	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h,
-		(extract(epoch FROM now()) * 1000000)::bigint AS us`)
-	if shape.deferred {
-		// The statement is its own transaction: a local setting lasts
-		// until its commit, which then does not wait for the WAL flush.
-		b.WriteString(`
-	WHERE set_config('synchronous_commit', 'off', true) = 'off'`)
-	}
-	b.WriteString(`
+		(extract(epoch FROM now()) * 1000000)::bigint AS us
 )`)
 	from := "head"
 	for i := 1; i <= n; i++ {
