@@ -315,7 +315,7 @@ func TestAppendStatementsShareOneChain(t *testing.T) {
 	}
 	// Sizes built once (up to 8) and on demand, on streams old and new:
 	// one chain each, positions in version order.
-	for _, n := range []int{2, 3, 8, 9, 40} {
+	for _, n := range []int{2, 3, 8, 9, maxAppendEvents} {
 		for _, expected := range []eventstore.ExpectedVersion{eventstore.NoStream, 1} {
 			id := fmt.Sprintf("customer-many-%d-%d", n, expected)
 			if expected == 1 {
@@ -362,6 +362,15 @@ func TestAppendStatementsShareOneChain(t *testing.T) {
 				t.Errorf("%s: stale append: %v", id, err)
 			}
 		}
+	}
+
+	// More events than one statement takes: invalid, and nothing stored.
+	tooMany := make([]eventstore.NewEvent, maxAppendEvents+1)
+	for i := range tooMany {
+		tooMany[i] = newTestEvent()
+	}
+	if _, err := s.Append(ctx, "customer-too-many", eventstore.NoStream, tooMany); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Errorf("append of %d events: %v, want ErrInvalidEvent", len(tooMany), err)
 	}
 
 	// A stale expected version is a conflict naming the current one.
