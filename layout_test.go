@@ -20,7 +20,8 @@ const module = "github.com/onboard/onboard"
 var allowedImports = map[string][]string{
 	"domain":                    {},
 	"eventstore":                {},
-	"eventstore/postgres":       {"eventstore"},
+	"schema":                    {},
+	"eventstore/postgres":       {"eventstore", "schema"},
 	"eventstore/eventstoretest": {"eventstore"},
 	"handlers":                  {"domain", "eventstore"},
 	"projections":               {"domain", "eventstore"},

@@ -165,9 +165,6 @@ func cpuTime(b *testing.B) time.Duration {
 
 func benchRebuild(b *testing.B, db testDB, name string, events int64) {
 	ctx := context.Background()
-	if err := projections.Migrate(ctx, db.store.Pool()); err != nil {
-		b.Fatal(err)
-	}
 	p, err := projections.New(projections.Config{Pool: db.store.Pool(), Source: db.store})
 	if err != nil {
 		b.Fatal(err)

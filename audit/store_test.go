@@ -34,7 +34,7 @@ type testDB struct {
 
 func newTestDB(t testing.TB) testDB {
 	t.Helper()
-	url := pgtest.NewDatabase(t)
+	url := pgtest.NewMigratedDatabase(t)
 	store, err := postgres.Open(context.Background(), url, postgres.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -469,9 +469,6 @@ func TestDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := db.store.Pool()
-	if err := projections.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
 	p, err := projections.New(projections.Config{Pool: pool, Source: db.store, RebuildBatchSize: 100})
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,12 @@ import "maps"
 
 // apply changes the customer by one fact. Appliers never fail and never
 // check: validation happened in the command method that raised the event,
-// or, for history, when it was first recorded.
+// or, for history, when it was first recorded. The state comes from the
+// transition table, through NextState; the appliers keep the rest.
 func (c *Customer) apply(e Event) {
+	c.state = NextState(c.state, e)
 	switch e := e.(type) {
 	case SignedUp:
-		c.state = StatePending
 		c.profile = SignupDetails{Email: e.Email, Company: e.Company, ContactName: e.ContactName, Country: e.Country, Plan: e.Plan}
 		c.step = StepVerification
 		for i := range c.steps {
@@ -19,12 +20,6 @@ func (c *Customer) apply(e Event) {
 		p.group, p.attempt, p.inFlight, p.requested = e.AttemptGroup, e.Attempt, e.Attempt, true
 		p.key = e.IdempotencyKey
 		c.step = e.Step
-		switch c.state {
-		case StatePending:
-			c.state = StateVerifying
-		case StateVerified:
-			c.state = StateProvisioning
-		}
 	case VerificationCheckStarted:
 		c.checkID = e.CheckID
 	case StepSucceeded:
@@ -33,9 +28,6 @@ func (c *Customer) apply(e Event) {
 		c.lastError = ""
 		if e.Step == StepVerification {
 			c.checkID = ""
-		}
-		if c.state == StateVerifying && e.Step == StepVerification {
-			c.state = StateVerified
 		}
 		if c.state == StateVerified || c.state == StateProvisioning {
 			if next, ok := e.Step.Next(); ok {
@@ -51,7 +43,6 @@ func (c *Customer) apply(e Event) {
 		c.progress(StepVerification).inFlight = 0
 		c.checkID = ""
 		c.lastError = e.Reason
-		c.state = StateRejected
 	case SupportNotified:
 		c.supportDone = true
 	case Paused:
@@ -64,36 +55,25 @@ func (c *Customer) apply(e Event) {
 			c.checkID = ""
 		}
 		c.pausedStep, c.pauseReason = e.Step, e.Reason
-		c.state = StatePaused
 	case StepRetryRequested:
 		p := c.progress(e.Step)
 		p.group, p.attempt = e.AttemptGroup, 0
 		c.step = e.Step
 		c.pausedStep, c.pauseReason = "", ""
-		c.state = StateProvisioning
-		if e.Step == StepVerification {
-			c.state = StateVerifying
-		}
 	case StepSkipped:
 		c.progress(e.Step).skipped = true
 		if next, ok := e.Step.Next(); ok {
 			c.step = next
 		}
 		c.pausedStep, c.pauseReason = "", ""
-		c.state = StateProvisioning
 	case CancellationRequested:
 		c.cancelReason = e.Reason
 		c.pausedStep, c.pauseReason = "", ""
-		c.state = StateCancelling
 	case BillingClosed:
 		c.progress(StepBilling).compensated = true
 	case TenantDeprovisioned:
 		c.progress(StepTenant).compensated = true
-	case Cancelled:
-		c.state = StateCancelled
-	case OnboardingCompleted:
-		c.state = StateActive
-	case ResultIgnored:
-		// Recorded for the audit trail; it changes nothing.
+	case Cancelled, OnboardingCompleted, ResultIgnored:
+		// They change the state only, or nothing.
 	}
 }

@@ -58,7 +58,7 @@ func SignUp(id uuid.UUID, details SignupDetails) (*Customer, error) {
 		return nil, err
 	}
 	c := &Customer{id: id}
-	c.raise(CmdSignUp, StatePending, SignedUp{
+	c.take(CmdSignUp, facts{}, SignedUp{
 		CustomerID: id.String(), Email: d.Email, Company: d.Company,
 		ContactName: d.ContactName, Country: d.Country, Plan: d.Plan,
 	})
@@ -179,20 +179,13 @@ func (c *Customer) RequestStep(step Step) (StepRequested, error) {
 	if p.inFlight != 0 {
 		return StepRequested{}, c.reject(CmdRequestStep, ErrDuplicateCommand, "attempt %d of %s is in flight", p.inFlight, step)
 	}
-	to := c.state
-	switch c.state {
-	case StatePending:
-		to = StateVerifying
-	case StateVerified:
-		to = StateProvisioning
-	}
 	group := max(p.group, 1)
 	key := p.key
 	if key == "" {
 		key = IdempotencyKey(c.id, step, group)
 	}
 	e := StepRequested{Step: step, Attempt: p.attempt + 1, AttemptGroup: group, IdempotencyKey: key}
-	c.raise(CmdRequestStep, to, e)
+	c.take(CmdRequestStep, facts{step: step}, e)
 	return e, nil
 }
 
@@ -211,7 +204,7 @@ func (c *Customer) RecordCheckStarted(attempt int, checkID string) error {
 	if err := c.matchInFlight(CmdStartCheck, StepVerification, attempt); err != nil {
 		return err
 	}
-	c.raise(CmdStartCheck, StateVerifying, VerificationCheckStarted{Attempt: attempt, CheckID: checkID})
+	c.take(CmdStartCheck, facts{step: StepVerification}, VerificationCheckStarted{Attempt: attempt, CheckID: checkID})
 	return nil
 }
 
@@ -241,13 +234,14 @@ func (c *Customer) RecordVerdict(checkID string, approved bool, reason string) e
 	if reason == "" {
 		reason = "rejected by the identity provider"
 	}
-	c.raise(CmdRejectVerification, StateRejected, VerificationRejected{CheckID: checkID, Reason: reason})
+	c.take(CmdRejectVerification, facts{step: StepVerification}, VerificationRejected{CheckID: checkID, Reason: reason})
 	return nil
 }
 
 // RecordStepSucceeded records the success of the attempt in flight. A
 // success of the last step completes onboarding; in cancelling, a success
-// is recorded so that its effect is compensated.
+// is recorded so that its effect is compensated, and cancels the customer
+// when nothing is left to undo.
 func (c *Customer) RecordStepSucceeded(step Step, attempt int, result map[string]string) error {
 	if err := c.allow(CmdRecordStepSucceeded); err != nil {
 		return err
@@ -258,18 +252,8 @@ func (c *Customer) RecordStepSucceeded(step Step, attempt int, result map[string
 	if step == StepVerification && c.checkID == "" && c.state == StateVerifying {
 		return c.reject(CmdRecordStepSucceeded, ErrInvalidTransition, "verification succeeds only by a verdict on a started check")
 	}
-	events := []Event{StepSucceeded{Step: step, Attempt: attempt, Result: maps.Clone(result)}}
-	to := c.state
-	switch {
-	case c.state == StateVerifying:
-		to = StateVerified
-	case c.state == StateProvisioning && step == StepWelcome:
-		to = StateActive
-		events = append(events, OnboardingCompleted{SkippedSteps: c.skipped()})
-	case c.state == StateCancelling:
-		to, events = c.afterCancellingResult(step, events)
-	}
-	c.raise(CmdRecordStepSucceeded, to, events...)
+	f := facts{step: step, undo: c.undoLeftAfter(step, false)}
+	c.take(CmdRecordStepSucceeded, f, StepSucceeded{Step: step, Attempt: attempt, Result: maps.Clone(result)})
 	return nil
 }
 
@@ -285,12 +269,8 @@ func (c *Customer) RecordStepFailed(step Step, attempt int, class ErrorClass, me
 	if err := c.matchInFlight(CmdRecordStepFailed, step, attempt); err != nil {
 		return err
 	}
-	events := []Event{StepFailed{Step: step, Attempt: attempt, Class: class, Message: message}}
-	to := c.state
-	if c.state == StateCancelling {
-		to, events = c.afterCancellingResult(step, events)
-	}
-	c.raise(CmdRecordStepFailed, to, events...)
+	f := facts{step: step, undo: c.undoLeftAfter(step, false)}
+	c.take(CmdRecordStepFailed, f, StepFailed{Step: step, Attempt: attempt, Class: class, Message: message})
 	return nil
 }
 
@@ -302,7 +282,7 @@ func (c *Customer) NotifySupport(channel, reason string) error {
 	if c.supportDone {
 		return c.reject(CmdNotifySupport, ErrDuplicateCommand, "support was already notified")
 	}
-	c.raise(CmdNotifySupport, StateRejected, SupportNotified{Channel: channel, Reason: reason})
+	c.take(CmdNotifySupport, facts{}, SupportNotified{Channel: channel, Reason: reason})
 	return nil
 }
 
@@ -317,7 +297,7 @@ func (c *Customer) Pause(step Step, class ErrorClass, reason string) error {
 	if reason == "" {
 		return &ValidationError{Fields: []FieldError{{Pointer: "/reason", Detail: "is required"}}}
 	}
-	c.raise(CmdPause, StatePaused, Paused{Step: step, Reason: reason, Attempts: c.progress(step).attempt, Class: class})
+	c.take(CmdPause, facts{step: step}, Paused{Step: step, Reason: reason, Attempts: c.progress(step).attempt, Class: class})
 	return nil
 }
 
@@ -330,12 +310,8 @@ func (c *Customer) RetryStep(operator, reason string) error {
 	if err := requireOperator(operator); err != nil {
 		return err
 	}
-	to := StateProvisioning
-	if c.pausedStep == StepVerification {
-		to = StateVerifying
-	}
 	group := c.progress(c.pausedStep).group + 1
-	c.raise(CmdRetryStep, to, StepRetryRequested{Step: c.pausedStep, Operator: operator, Reason: reason, AttemptGroup: group})
+	c.take(CmdRetryStep, facts{step: c.pausedStep}, StepRetryRequested{Step: c.pausedStep, Operator: operator, Reason: reason, AttemptGroup: group})
 	return nil
 }
 
@@ -350,13 +326,7 @@ func (c *Customer) SkipStep(operator, reason string) error {
 	if err := requireOperatorAndReason(operator, reason); err != nil {
 		return err
 	}
-	events := []Event{StepSkipped{Step: c.pausedStep, Operator: operator, Reason: reason}}
-	to := StateProvisioning
-	if _, more := c.pausedStep.Next(); !more {
-		to = StateActive
-		events = append(events, OnboardingCompleted{SkippedSteps: append(c.skipped(), c.pausedStep)})
-	}
-	c.raise(CmdSkipStep, to, events...)
+	c.take(CmdSkipStep, facts{step: c.pausedStep}, StepSkipped{Step: c.pausedStep, Operator: operator, Reason: reason})
 	return nil
 }
 
@@ -375,13 +345,7 @@ func (c *Customer) Cancel(operator, reason string) error {
 			compensate = append(compensate, s)
 		}
 	}
-	events := []Event{CancellationRequested{Operator: operator, Reason: reason, Compensate: compensate}}
-	to := StateCancelling
-	if len(compensate) == 0 {
-		to = StateCancelled
-		events = append(events, Cancelled{Reason: reason})
-	}
-	c.raise(CmdCancel, to, events...)
+	c.take(CmdCancel, facts{undo: len(compensate) > 0}, CancellationRequested{Operator: operator, Reason: reason, Compensate: compensate})
 	return nil
 }
 
@@ -408,8 +372,7 @@ func (c *Customer) recordCompensation(step Step, e Event) error {
 	case p.inFlight != 0:
 		return c.reject(CmdRecordCompensation, ErrInvalidTransition, "attempt %d of %s is still in flight", p.inFlight, step)
 	}
-	to, events := c.afterCancellingResult(step, []Event{e})
-	c.raise(CmdRecordCompensation, to, events...)
+	c.take(CmdRecordCompensation, facts{step: step, undo: c.undoLeftAfter(step, true)}, e)
 	return nil
 }
 
@@ -419,36 +382,25 @@ func (c *Customer) IgnoreResult(step Step, source, reason string) error {
 	if err := c.allow(CmdIgnoreResult); err != nil {
 		return err
 	}
-	c.raise(CmdIgnoreResult, c.state, ResultIgnored{Step: step, Source: source, Reason: reason})
+	c.take(CmdIgnoreResult, facts{step: step}, ResultIgnored{Step: step, Source: source, Reason: reason})
 	return nil
 }
 
-// afterCancellingResult decides whether a result recorded in cancelling
-// (a late step result, a compensation) leaves nothing outstanding, in which
-// case the customer is cancelled with it.
-func (c *Customer) afterCancellingResult(step Step, events []Event) (State, []Event) {
-	outstanding := false
+// undoLeftAfter reports whether, once the result of step is recorded (its
+// compensation, when compensates is set), an effect is left to undo or an
+// attempt that may still cause one is in flight: the condition that keeps
+// a cancelling customer in cancelling.
+func (c *Customer) undoLeftAfter(step Step, compensates bool) bool {
 	for _, s := range Steps() {
 		p := c.progress(s)
 		if !s.Compensable() {
 			continue
 		}
-		compensatedNow := s == step && isCompensation(events[0])
+		compensatedNow := s == step && compensates
 		inFlightNow := p.inFlight != 0 && s != step
 		if inFlightNow || (p.requested && !p.compensated && !compensatedNow) {
-			outstanding = true
+			return true
 		}
-	}
-	if outstanding {
-		return StateCancelling, events
-	}
-	return StateCancelled, append(events, Cancelled{Reason: c.cancelReason})
-}
-
-func isCompensation(e Event) bool {
-	switch e.(type) {
-	case BillingClosed, TenantDeprovisioned:
-		return true
 	}
 	return false
 }
@@ -503,21 +455,40 @@ func (c *Customer) reject(cmd Command, kind error, format string, args ...any) e
 	return &CommandError{Command: cmd, State: c.state, Detail: fmt.Sprintf(format, args...), Kind: kind}
 }
 
-// raise applies events and records them as changes. The edge it takes must
-// be in the table, and the appliers must land where the edge says: both are
-// programming errors, caught by the exhaustive tests, so they panic.
-func (c *Customer) raise(cmd Command, to State, events ...Event) {
+// take moves the customer along the edge of cmd out of its state whose
+// condition f meets, and the table names its target: it applies events and
+// records them as changes and, when the edge ends the journey, the event
+// that concludes it. A missing edge, or appliers that land elsewhere than
+// the table says, are programming errors caught by the exhaustive tests, so
+// they panic.
+func (c *Customer) take(cmd Command, f facts, events ...Event) {
 	from := c.state
-	if !hasEdge(from, cmd, to) {
-		panic(fmt.Sprintf("domain: %s from %s to %s is not in the transition table", cmd, from, to))
+	to, ok := target(from, cmd, f)
+	if !ok {
+		panic(fmt.Sprintf("domain: %s from %s under %+v is not in the transition table", cmd, from, f))
 	}
 	for _, e := range events {
-		c.apply(e)
-		c.changes = append(c.changes, e)
+		c.record(e)
+	}
+	if c.state != to && endsJourney(to) {
+		c.record(c.conclusion(to))
 	}
 	if c.state != to {
 		panic(fmt.Sprintf("domain: %s from %s landed in %s, the table says %s", cmd, from, c.state, to))
 	}
+}
+
+// conclusion is the event that ends the journey in to (see endsJourney).
+func (c *Customer) conclusion(to State) Event {
+	if to == StateActive {
+		return OnboardingCompleted{SkippedSteps: c.skipped()}
+	}
+	return Cancelled{Reason: c.cancelReason}
+}
+
+func (c *Customer) record(e Event) {
+	c.apply(e)
+	c.changes = append(c.changes, e)
 }
 
 func (c *Customer) progress(step Step) *stepProgress {

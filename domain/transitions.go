@@ -34,72 +34,121 @@ func Commands() []Command {
 // sign_up edge, and never the state of an existing customer.
 const noState State = ""
 
-// Transition is one edge of the state machine: in state From, Command may
-// move the customer to To. A command may have several edges from one state
-// (a success that completes the journey, a cancel with or without
-// compensation); the command method picks one by the aggregate's data.
+// Condition picks one of the edges that leave a state by the same command:
+// which one a customer takes depends on the step the command is about, or
+// on whether effects are left to undo, never on anything else. The
+// conditions come in pairs that exclude each other; always holds alone.
+type Condition string
+
+// The conditions of the transition table.
+const (
+	always           Condition = ""
+	StepsRemain      Condition = "steps remain"      // the step is not the last one
+	LastStep         Condition = "last step"         // the step is the last one
+	AtVerification   Condition = "at verification"   // the step is verification
+	PastVerification Condition = "past verification" // the step comes after verification
+	EffectsToUndo    Condition = "effects to undo"   // an effect is left to compensate, or still in flight
+	NothingToUndo    Condition = "nothing to undo"
+)
+
+// facts are what a condition is decided by: the step a command (or its
+// event) is about, and whether effects are left to undo once it is
+// recorded.
+type facts struct {
+	step Step
+	undo bool
+}
+
+func (c Condition) holds(f facts) bool {
+	_, more := f.step.Next()
+	switch c {
+	case always:
+		return true
+	case StepsRemain:
+		return more
+	case LastStep:
+		return !more
+	case AtVerification:
+		return f.step == StepVerification
+	case PastVerification:
+		return f.step != StepVerification
+	case EffectsToUndo:
+		return f.undo
+	case NothingToUndo:
+		return !f.undo
+	}
+	return false
+}
+
+// Transition is one edge of the state machine: in state From, Command
+// moves the customer to To when the condition When holds. Where a command
+// has two edges out of one state, their conditions exclude each other.
 type Transition struct {
 	From    State
 	Command Command
 	To      State
+	When    Condition
 }
 
-// transitions is THE transition table. No command may change a customer's
-// state along an edge that is not listed here.
+// transitions is THE transition table: every command method takes its
+// target state from it, and every applier (through NextState). No state
+// changes along an edge that is not listed here.
 var transitions = []Transition{
-	{noState, CmdSignUp, StatePending},
+	{noState, CmdSignUp, StatePending, always},
 
-	{StatePending, CmdRequestStep, StateVerifying},
-	{StateVerifying, CmdRequestStep, StateVerifying},
-	{StateVerified, CmdRequestStep, StateProvisioning},
-	{StateProvisioning, CmdRequestStep, StateProvisioning},
+	{StatePending, CmdRequestStep, StateVerifying, always},
+	{StateVerifying, CmdRequestStep, StateVerifying, always},
+	{StateVerified, CmdRequestStep, StateProvisioning, always},
+	{StateProvisioning, CmdRequestStep, StateProvisioning, always},
 
-	{StateVerifying, CmdStartCheck, StateVerifying},
+	{StateVerifying, CmdStartCheck, StateVerifying, always},
 
-	{StateVerifying, CmdRecordStepSucceeded, StateVerified},
-	{StateProvisioning, CmdRecordStepSucceeded, StateProvisioning},
-	{StateProvisioning, CmdRecordStepSucceeded, StateActive},
-	{StateCancelling, CmdRecordStepSucceeded, StateCancelling},
-	{StateCancelling, CmdRecordStepSucceeded, StateCancelled},
+	{StateVerifying, CmdRecordStepSucceeded, StateVerified, always},
+	{StateProvisioning, CmdRecordStepSucceeded, StateProvisioning, StepsRemain},
+	{StateProvisioning, CmdRecordStepSucceeded, StateActive, LastStep},
+	{StateCancelling, CmdRecordStepSucceeded, StateCancelling, EffectsToUndo},
+	{StateCancelling, CmdRecordStepSucceeded, StateCancelled, NothingToUndo},
 
-	{StateVerifying, CmdRecordStepFailed, StateVerifying},
-	{StateProvisioning, CmdRecordStepFailed, StateProvisioning},
-	{StateCancelling, CmdRecordStepFailed, StateCancelling},
-	{StateCancelling, CmdRecordStepFailed, StateCancelled},
+	{StateVerifying, CmdRecordStepFailed, StateVerifying, always},
+	{StateProvisioning, CmdRecordStepFailed, StateProvisioning, always},
+	{StateCancelling, CmdRecordStepFailed, StateCancelling, EffectsToUndo},
+	{StateCancelling, CmdRecordStepFailed, StateCancelled, NothingToUndo},
 
-	{StateVerifying, CmdRejectVerification, StateRejected},
-	{StateRejected, CmdNotifySupport, StateRejected},
+	{StateVerifying, CmdRejectVerification, StateRejected, always},
+	{StateRejected, CmdNotifySupport, StateRejected, always},
 
-	{StateVerifying, CmdPause, StatePaused},
-	{StateProvisioning, CmdPause, StatePaused},
+	{StateVerifying, CmdPause, StatePaused, always},
+	{StateProvisioning, CmdPause, StatePaused, always},
 
-	{StatePaused, CmdRetryStep, StateVerifying},
-	{StatePaused, CmdRetryStep, StateProvisioning},
+	{StatePaused, CmdRetryStep, StateVerifying, AtVerification},
+	{StatePaused, CmdRetryStep, StateProvisioning, PastVerification},
 
-	{StatePaused, CmdSkipStep, StateProvisioning},
-	{StatePaused, CmdSkipStep, StateActive},
+	{StatePaused, CmdSkipStep, StateProvisioning, StepsRemain},
+	{StatePaused, CmdSkipStep, StateActive, LastStep},
 
-	{StatePending, CmdCancel, StateCancelled},
-	{StateVerifying, CmdCancel, StateCancelled},
-	{StateVerified, CmdCancel, StateCancelled},
-	{StateProvisioning, CmdCancel, StateCancelling},
-	{StatePaused, CmdCancel, StateCancelling},
-	{StatePaused, CmdCancel, StateCancelled},
+	// Billing is requested on entering provisioning, so a cancel from
+	// there always has an effect to undo.
+	{StatePending, CmdCancel, StateCancelled, always},
+	{StateVerifying, CmdCancel, StateCancelled, always},
+	{StateVerified, CmdCancel, StateCancelled, always},
+	{StateProvisioning, CmdCancel, StateCancelling, always},
+	{StatePaused, CmdCancel, StateCancelling, EffectsToUndo},
+	{StatePaused, CmdCancel, StateCancelled, NothingToUndo},
 
-	{StateCancelling, CmdRecordCompensation, StateCancelling},
-	{StateCancelling, CmdRecordCompensation, StateCancelled},
+	{StateCancelling, CmdRecordCompensation, StateCancelling, EffectsToUndo},
+	{StateCancelling, CmdRecordCompensation, StateCancelled, NothingToUndo},
 
 	// A late or duplicate result is written down in every state, and changes
 	// nothing.
-	{StatePending, CmdIgnoreResult, StatePending},
-	{StateVerifying, CmdIgnoreResult, StateVerifying},
-	{StateVerified, CmdIgnoreResult, StateVerified},
-	{StateProvisioning, CmdIgnoreResult, StateProvisioning},
-	{StateActive, CmdIgnoreResult, StateActive},
-	{StateRejected, CmdIgnoreResult, StateRejected},
-	{StatePaused, CmdIgnoreResult, StatePaused},
-	{StateCancelling, CmdIgnoreResult, StateCancelling},
-	{StateCancelled, CmdIgnoreResult, StateCancelled},
+	{StatePending, CmdIgnoreResult, StatePending, always},
+	{StateVerifying, CmdIgnoreResult, StateVerifying, always},
+	{StateVerified, CmdIgnoreResult, StateVerified, always},
+	{StateProvisioning, CmdIgnoreResult, StateProvisioning, always},
+	{StateActive, CmdIgnoreResult, StateActive, always},
+	{StateRejected, CmdIgnoreResult, StateRejected, always},
+	{StatePaused, CmdIgnoreResult, StatePaused, always},
+	{StateCancelling, CmdIgnoreResult, StateCancelling, always},
+	{StateCancelled, CmdIgnoreResult, StateCancelled, always},
 }
 
 // Transitions returns a copy of the transition table.
@@ -107,14 +156,24 @@ func Transitions() []Transition {
 	return append([]Transition(nil), transitions...)
 }
 
+type edgeKey struct {
+	from State
+	cmd  Command
+}
+
+// edges indexes the table by state and command, in table order.
+var edges = func() map[edgeKey][]Transition {
+	m := map[edgeKey][]Transition{}
+	for _, t := range transitions {
+		k := edgeKey{t.From, t.Command}
+		m[k] = append(m[k], t)
+	}
+	return m
+}()
+
 // Allowed reports whether cmd has any edge out of state s.
 func Allowed(s State, cmd Command) bool {
-	for _, t := range transitions {
-		if t.From == s && t.Command == cmd {
-			return true
-		}
-	}
-	return false
+	return len(edges[edgeKey{s, cmd}]) > 0
 }
 
 // AllowedCommands lists the commands with an edge out of s, in table order.
@@ -128,13 +187,68 @@ func AllowedCommands(s State) []Command {
 	return out
 }
 
-func hasEdge(from State, cmd Command, to State) bool {
-	for _, t := range transitions {
-		if t == (Transition{from, cmd, to}) {
-			return true
+// target is the state cmd takes a customer in s to, by the edge whose
+// condition f meets; ok is false when the table has none.
+func target(s State, cmd Command, f facts) (to State, ok bool) {
+	for _, t := range edges[edgeKey{s, cmd}] {
+		if t.When.holds(f) {
+			return t.To, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// endsJourney reports whether s is entered only by the event that concludes
+// the journey (OnboardingCompleted into active, Cancelled into cancelled).
+// A command whose edge leads there raises its own event, which leaves the
+// state as it is, and then the concluding event.
+func endsJourney(s State) bool { return s == StateActive || s == StateCancelled }
+
+// NextState is the state a customer in s is in once e is applied. It is
+// the only place that moves a customer's state: the appliers, the read
+// models and audit verification all take it from here. A command's event
+// takes its edge out of s in the table, under the condition its data
+// decides, except into a state that only a concluding event enters. An
+// event the table does not allow in s leaves s as it is: history is what
+// happened, and audit verification reports the edge.
+func NextState(s State, e Event) State {
+	switch e.(type) {
+	case OnboardingCompleted:
+		return StateActive
+	case Cancelled:
+		return StateCancelled
+	}
+	to, ok := target(s, CommandOf(e), factsOf(e))
+	if !ok || endsJourney(to) {
+		return s
+	}
+	return to
+}
+
+// factsOf is what e says about the condition of its edge. An event
+// recorded in cancelling does not say whether effects are left to undo;
+// it need not, since its edge then leads either to cancelling or, by the
+// Cancelled that follows it, to cancelled.
+func factsOf(e Event) facts {
+	switch e := e.(type) {
+	case StepRequested:
+		return facts{step: e.Step}
+	case StepSucceeded:
+		return facts{step: e.Step}
+	case StepFailed:
+		return facts{step: e.Step}
+	case Paused:
+		return facts{step: e.Step}
+	case StepRetryRequested:
+		return facts{step: e.Step}
+	case StepSkipped:
+		return facts{step: e.Step}
+	case ResultIgnored:
+		return facts{step: e.Step}
+	case CancellationRequested:
+		return facts{undo: len(e.Compensate) > 0}
+	}
+	return facts{}
 }
 
 // leaderCommands maps the type of each event that starts a command's

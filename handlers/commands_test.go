@@ -17,11 +17,7 @@ import (
 func newCommands(t *testing.T) (*handlers.Commands, *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.Open(ctx, url, postgres.Config{})
+	store, err := postgres.Open(ctx, pgtest.NewMigratedDatabase(t), postgres.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

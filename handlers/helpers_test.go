@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -25,7 +24,7 @@ func newTrustingCounted(t *testing.T) (*handlers.Commands, *countingStore, *post
 }
 
 // newManager returns a process manager over a fresh store, with trusting
-// commands, migrated timers and providers configured by at(provider).
+// commands, timers and providers configured by at(provider).
 func newManager(t *testing.T, at func(provider string) external.Config) (*handlers.ProcessManager, *handlers.Commands, *handlers.Timers, *postgres.Store) {
 	t.Helper()
 	_, store := newCommands(t)
@@ -34,9 +33,6 @@ func newManager(t *testing.T, at func(provider string) external.Config) (*handle
 		t.Fatal(err)
 	}
 	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	clients, err := external.NewClients(at("kyc"), at("payments"), at("provisioning"), at("crm"), at("email"))
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 type RunConfig struct {
 	// Name keys the checkpoint; two runners with one name share it.
 	Name string
-	// Pool holds the checkpoint table (see Timers.Migrate).
+	// Pool holds the checkpoint table (onboard_pm_checkpoints).
 	Pool *pgxpool.Pool
 	// Source delivers the global log in order.
 	Source eventstore.Subscriber
@@ -28,8 +28,10 @@ type RunConfig struct {
 }
 
 // Run feeds the global log to Handle from the last checkpoint until ctx is
-// done. Events of one customer go to one worker, in order; customers run in
-// parallel. The checkpoint advances only past events whose handling is
+// done: the events RouteOf gives a manager (the next event is not at hand
+// here, so it decides as for a relay's last event of a batch), the way the
+// managers' consumers get them through NATS. Events of one customer go to
+// one worker, in order; customers run in parallel. The checkpoint advances only past events whose handling is
 // complete, so a crash redelivers what was in progress, which Handle
 // tolerates. A failed Handle is retried with backoff, never skipped: no
 // event without its effects.
@@ -66,6 +68,10 @@ func (pm *ProcessManager) Run(ctx context.Context, cfg RunConfig) error {
 	}()
 	subErr := cfg.Source.Subscribe(ctx, start, func(ctx context.Context, env eventstore.Envelope) error {
 		seq := marks.add(env.Cursor())
+		if RouteOf(env, nil) == "" {
+			marks.done(seq)
+			return nil
+		}
 		h := fnv.New32a()
 		h.Write([]byte(env.StreamID))
 		select {

@@ -43,7 +43,6 @@ type saga struct {
 
 func newSaga(t *testing.T, cfg sim.Config) *saga {
 	t.Helper()
-	ctx := context.Background()
 	cmds, store := newCommands(t)
 	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: sagaSecret})
 	if err != nil {
@@ -75,9 +74,6 @@ func newSaga(t *testing.T, cfg sim.Config) *saga {
 		t.Fatal(err)
 	}
 	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	sg := &saga{t: t, store: store, cmds: cmds, sim: s, clients: clients, timers: timers}
 	sg.pm, err = handlers.NewProcessManager(handlers.ProcessConfig{
 		Commands: cmds, Providers: clients.ForHandlers(), Timers: timers,

@@ -53,35 +53,10 @@ type Timers struct {
 	lease time.Duration
 }
 
-// NewTimers returns the timer store; Migrate creates its table.
+// NewTimers returns the timer store. Its table comes from the database's
+// migrations (package schema).
 func NewTimers(pool *pgxpool.Pool) *Timers {
 	return &Timers{pool: pool, lease: 30 * time.Second}
-}
-
-// Migrate creates the timer and checkpoint tables if they do not exist.
-func (t *Timers) Migrate(ctx context.Context) error {
-	_, err := t.pool.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS onboard_timers (
-	customer_id uuid        NOT NULL,
-	kind        text        NOT NULL,
-	step        text        NOT NULL,
-	attempt     int         NOT NULL,
-	ref         text        NOT NULL DEFAULT '',
-	due_at      timestamptz NOT NULL,
-	gen         bigint      NOT NULL DEFAULT 1,
-	PRIMARY KEY (customer_id, kind, step)
-);
-CREATE INDEX IF NOT EXISTS onboard_timers_due ON onboard_timers (due_at);
-ALTER TABLE onboard_timers ADD COLUMN IF NOT EXISTS trace jsonb NOT NULL DEFAULT '{}';
-CREATE TABLE IF NOT EXISTS onboard_pm_checkpoints (
-	name           text   PRIMARY KEY,
-	transaction_id bigint NOT NULL,
-	position       bigint NOT NULL
-);`)
-	if err != nil {
-		return fmt.Errorf("migrate timers: %w", err)
-	}
-	return nil
 }
 
 // Schedule stores tm, replacing the customer's timer of the same kind and

@@ -41,11 +41,7 @@ type commandEnv struct {
 func newCommandEnv(t *testing.T) *commandEnv {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.Open(ctx, url, postgres.Config{})
+	store, err := postgres.Open(ctx, pgtest.NewMigratedDatabase(t), postgres.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

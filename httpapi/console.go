@@ -17,11 +17,6 @@ import (
 //go:embed console
 var consoleFiles embed.FS
 
-// ConsolePaths are the URL paths the console serves without an API key:
-// the page itself and its assets. The page asks the operator for a key and
-// sends it with every API call it makes.
-var ConsolePaths = []string{"/", "/console/"}
-
 // consoleTypes fixes the content type of each asset kind, so that it does
 // not depend on the host's MIME tables (/etc/mime.types maps .js
 // differently on different systems).

@@ -37,10 +37,7 @@ type queryEnv struct {
 func newQueryEnv(t testing.TB, customers int) *queryEnv {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
+	dbURL := pgtest.NewMigratedDatabase(t)
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +53,6 @@ func newQueryEnv(t testing.TB, customers int) *queryEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	if err := projections.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
 	p, err := projections.New(projections.Config{Pool: pool, Source: store, RetryDelay: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

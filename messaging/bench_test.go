@@ -40,9 +40,6 @@ func BenchmarkRelay(b *testing.B) {
 	if err := EnsureStreams(ctx, env.js, env.stream); err != nil {
 		b.Fatal(err)
 	}
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		b.Fatal(err)
-	}
 	var sample *nats.Msg
 
 	b.Run("relay", func(b *testing.B) {

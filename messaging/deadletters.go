@@ -95,9 +95,7 @@ var errNoConn = errors.New("no NATS connection to publish on (the dead letters w
 // NewDeadLetters returns the dead-letter store on pool, for tools that list
 // and re-drive without running handlers. conn may be nil for tools that
 // only read (List, Get): Redrive then returns an error instead of
-// publishing, and nothing is written, not even the tables (on a database
-// where no handler ran, List finds none and Get not found). With a conn it
-// ensures the tables.
+// publishing, and nothing is written.
 func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, stream StreamConfig) (*DeadLetters, error) {
 	stream.setDefaults()
 	if err := stream.Validate(); err != nil {
@@ -108,11 +106,6 @@ func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, conn *nats.Conn, st
 		// jetstream.New reads conn's options, so it cannot take nil.
 		var err error
 		if js, err = jetstream.New(conn); err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-	}
-	if conn != nil {
-		if err := EnsureSchema(ctx, pool); err != nil {
 			return nil, fmt.Errorf("dead letters: %w", err)
 		}
 	}
@@ -236,19 +229,6 @@ func (d *DeadLetters) Redrive(ctx context.Context, id int64) error {
 	return nil
 }
 
-// recordDeadLetterSQL stores a dead letter, durably before its message is
-// acknowledged (see durableCTE).
-const recordDeadLetterSQL = `WITH ` + durableCTE + `
-		INSERT INTO messaging_dead_letters (handler, event_id, event_type, stream_id, subject, error,
-			deliveries, payload, headers)
-		SELECT $1::text, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::bytea, $9::jsonb
-		WHERE (SELECT count(*) FROM durable) >= 0
-		ON CONFLICT (handler, event_id) DO UPDATE SET error = excluded.error,
-			deliveries = excluded.deliveries, subject = excluded.subject, payload = excluded.payload,
-			headers = excluded.headers, status = 'dead',
-			dead_count = messaging_dead_letters.dead_count + 1, updated_at = now()
-		RETURNING id`
-
 // record stores a poisoned message and publishes it on the dead-letter
 // subject of its handler.
 func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
@@ -269,9 +249,15 @@ func (d *DeadLetters) record(ctx context.Context, msg *message.Message) error {
 		return fmt.Errorf("record dead letter: %w", err)
 	}
 	var id int64
-	// Durable before the message is acknowledged, as the inbox rows are:
-	// a WithoutTx handler may have appended Deferred before it gave up.
-	err = d.pool.QueryRow(ctx, recordDeadLetterSQL,
+	err = d.pool.QueryRow(ctx, `
+		INSERT INTO messaging_dead_letters (handler, event_id, event_type, stream_id, subject, error,
+			deliveries, payload, headers)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (handler, event_id) DO UPDATE SET error = excluded.error,
+			deliveries = excluded.deliveries, subject = excluded.subject, payload = excluded.payload,
+			headers = excluded.headers, status = 'dead',
+			dead_count = messaging_dead_letters.dead_count + 1, updated_at = now()
+		RETURNING id`,
 		handler, eventID, msg.Metadata.Get(HeaderEventType), msg.Metadata.Get(HeaderStreamID),
 		msg.Metadata.Get(MetadataSubject), reason, deliveries, []byte(msg.Payload), hj).Scan(&id)
 	if err != nil {

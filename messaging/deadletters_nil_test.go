@@ -15,12 +15,9 @@ import (
 // the row instead of panicking.
 func TestDeadLettersNilConn(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t, pgtest.NewDatabase(t), 2)
-	// The tables a worker creates; a read-only store creates none (see
-	// TestDeadLettersReadOnlyWritesNothing).
-	if err := EnsureSchema(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	// A migrated database; a read-only store on one that is not creates
+	// no table (see TestDeadLettersReadOnlyWritesNothing).
+	pool := pgtest.NewPool(t, pgtest.NewMigratedDatabase(t), 2)
 	dl, err := NewDeadLetters(ctx, pool, nil, StreamConfig{})
 	if err != nil {
 		t.Fatalf("NewDeadLetters(nil conn) = %v", err)

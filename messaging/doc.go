@@ -5,10 +5,10 @@
 // # Streams and subjects
 //
 // EnsureStreams creates (or updates) the events stream, ONBOARDING by
-// default, on onboarding.events.<stream type>.<event type>.<stream id>,
-// followed by .<route> when StreamConfig.Route names the handler an event
-// is for (each part made one subject token by SubjectToken; a handler
-// added WithRoute filters on its route), and
+// default, on onboarding.events.<stream type>.<event type>.<stream id>.<route>,
+// where route is what StreamConfig.Route names as the handler the event is
+// for, "_" for none (each part made one subject token by SubjectToken; a
+// handler added WithRoute filters on its route), and
 // onboarding.redrive.<handler>, and the dead-letter stream on
 // onboarding.deadletters.<handler>. Each relayed message carries the
 // envelope as JSON (UnmarshalEnvelope) and the headers Nats-Msg-Id (the
@@ -33,11 +33,10 @@
 //
 // A Router runs one durable JetStream pull consumer per handler name
 // (explicit ack, AckWait, MaxDeliver, backoff on Nack) through a Watermill
-// router whose middleware is, outermost first: Recoverer, CorrelationID,
-// PoisonQueue (dead letters) and Timeout. Events of different event
-// streams are handled concurrently (up to MaxAckPending), events of one
-// stream one at a time in order, and a retried event holds back the later
-// events of its stream. A Handler gets the decoded envelope and a pgx.Tx;
+// router whose middleware is, outermost first: PoisonQueue (dead letters)
+// and Timeout. Events are handled concurrently, up to MaxAckPending, in no
+// particular order: a handler that decides on an aggregate's stored state
+// needs none. A Handler gets the decoded envelope and a pgx.Tx;
 // the router commits the tx with an inbox row (messaging_inbox: handler,
 // event id), written after the handler so that the tx takes no
 // transaction id (which would hold back the event store's global order)
@@ -45,15 +44,11 @@
 // (PruneInbox trims old rows). After MaxDeliver failed deliveries (or one Permanent error) the
 // message becomes a dead letter: a row in messaging_dead_letters and a
 // message on the dead-letter subject; DeadLetters lists and re-drives them.
-// A WithoutTx handler's delivery is acknowledged only after its inbox
-// row's commit has waited for the WAL flush, so the handler may append
-// Deferred; Redelivered tells it when an earlier delivery's appends may
-// have been lost with a crash of the database.
 // The Metrics interface reports relayed batches, rewinds, deliveries and
 // dead letters.
 //
-// The tables are created by EnsureSchema (idempotent DDL run at start),
-// apart from the event store's migrations.
+// Its tables (relay cursor, inbox, dead letters) are created by the
+// database's migrations (package schema), not at start.
 //
 // It may import handlers, projections, domain and eventstore, not
 // eventstore/postgres (it takes an eventstore.AllReader and a pgxpool.Pool).

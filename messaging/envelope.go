@@ -100,13 +100,11 @@ func eventMsg(cfg StreamConfig, e eventstore.Envelope, next *eventstore.Envelope
 	if streamType == "" {
 		streamType = eventstore.DefaultStreamType(e.StreamID)
 	}
-	subject := cfg.EventSubject(streamType, e.Type, e.StreamID)
+	route := ""
 	if cfg.Route != nil {
-		if route := cfg.Route(e, next); route != "" {
-			subject += "." + SubjectToken(route)
-		}
+		route = cfg.Route(e, next)
 	}
-	m := nats.NewMsg(subject)
+	m := nats.NewMsg(cfg.EventSubject(streamType, e.Type, e.StreamID, route))
 	m.Data = body
 	m.Header.Set(HeaderMsgID, e.ID.String())
 	m.Header.Set(HeaderCursor, e.Cursor().String())

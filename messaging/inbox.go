@@ -79,27 +79,6 @@ func (w *inboxWriter) drain() {
 	}
 }
 
-// durableCTE makes the statement that references it (once, in a WHERE
-// that Postgres evaluates before the rows: count(*) of it is a one-time
-// filter) commit only once the WAL is flushed past it, whatever the
-// session's synchronous_commit: it writes a WAL record of its own (a
-// logical message nothing decodes), so that a commit that changes
-// nothing else still waits, and waits for the local flush when the
-// session would not. The flush makes durable every commit before it:
-// the Deferred appends of the handlers whose deliveries the statement
-// records (see WithoutTx).
-const durableCTE = `durable AS (
-	SELECT pg_logical_emit_message(true, 'onboard.inbox', '') AS lsn,
-		CASE WHEN current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'local', true) END AS sync
-)`
-
-// inboxFlushSQL records a batch of deliveries in one durable statement.
-const inboxFlushSQL = `WITH ` + durableCTE + `
-INSERT INTO messaging_inbox (handler, event_id)
-SELECT u.handler, u.event_id FROM unnest($1::text[], $2::uuid[]) AS u(handler, event_id)
-WHERE (SELECT count(*) FROM durable) >= 0
-ON CONFLICT DO NOTHING`
-
 func (w *inboxWriter) flush(batch []inboxRow) error {
 	handlers := make([]string, len(batch))
 	// pgtype.UUID: pgx encodes a uuid.UUID (a driver.Valuer) through its
@@ -110,7 +89,8 @@ func (w *inboxWriter) flush(batch []inboxRow) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), inboxFlushTimeout)
 	defer cancel()
-	_, err := w.pool.Exec(ctx, inboxFlushSQL, handlers, ids)
+	_, err := w.pool.Exec(ctx, `INSERT INTO messaging_inbox (handler, event_id)
+		SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING`, handlers, ids)
 	if err != nil {
 		return fmt.Errorf("inbox: %w", err)
 	}

@@ -10,78 +10,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// TestInboxStatementsWaitForTheFlush runs the statements that record
-// deliveries in a session whose commits do not wait for the WAL flush, and
-// checks that each makes its own transaction wait (synchronous_commit
-// local) and writes WAL even when it records nothing new: its commit is
-// then the flush that makes the handlers' Deferred appends durable before
-// the acknowledgement.
-func TestInboxStatementsWaitForTheFlush(t *testing.T) {
-	env := newTestEnv(t)
-	ctx := context.Background()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := pgxpool.ParseConfig(env.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	id := uuid.Must(uuid.NewV7())
-	statements := []struct {
-		name string
-		sql  string
-		args []any
-	}{
-		{"inbox flush", inboxFlushSQL, []any{[]string{"durable"}, []uuid.UUID{id}}},
-		{"inbox flush of a row already there", inboxFlushSQL, []any{[]string{"durable"}, []uuid.UUID{id}}},
-		{"redrive", redriveInboxSQL, []any{"durable", uuid.Must(uuid.NewV7())}},
-		{"dead letter", recordDeadLetterSQL, []any{"durable", uuid.Must(uuid.NewV7()), "customer.test_happened", "customer-1",
-			"onboarding.events.customer", "gave up", 3, []byte(`{}`), []byte(`{}`)}},
-	}
-	for _, st := range statements {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var before, after, setting string
-		err = tx.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&before)
-		if err == nil {
-			_, err = tx.Exec(ctx, st.sql, st.args...)
-		}
-		if err == nil {
-			err = tx.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text, current_setting('synchronous_commit')`).Scan(&after, &setting)
-		}
-		if err != nil {
-			_ = tx.Rollback(ctx)
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if setting != "local" {
-			t.Errorf("%s: synchronous_commit %s in its transaction, want local", st.name, setting)
-		}
-		if after == before {
-			t.Errorf("%s wrote no WAL: its commit would not wait for the flush", st.name)
-		}
-	}
-}
-
 // TestInboxWriterGroupCommits: concurrent writers all get their rows
 // committed, repeated rows are written once, and a failed flush reaches
 // every writer of its batch.
 func TestInboxWriterGroupCommits(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
 	w := &inboxWriter{pool: env.pool}
 	ids := make([]uuid.UUID, 200)
 	for i := range ids {
@@ -128,9 +62,6 @@ func TestPruneInboxEvery(t *testing.T) {
 	env := newTestEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := EnsureSchema(ctx, env.pool); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := env.pool.Exec(ctx, `INSERT INTO messaging_inbox (handler, event_id, processed_at)
 		SELECT 'old', gen_random_uuid(), now() - interval '8 days' FROM generate_series(1, 25000)`); err != nil {
 		t.Fatal(err)

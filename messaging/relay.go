@@ -148,9 +148,8 @@ func (c RelayConfig) Validate() error {
 // holding the Postgres advisory lock for its name publishes; others wait
 // and take over within LockRetryInterval after its connection is gone.
 type Relay struct {
-	cfg  RelayConfig
-	js   jetstream.JetStream
-	wake chan struct{}
+	cfg RelayConfig
+	js  jetstream.JetStream
 
 	active    atomic.Bool
 	published atomic.Int64
@@ -185,7 +184,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new relay: %w", err)
 	}
-	return &Relay{cfg: cfg, js: js, wake: make(chan struct{}, 1)}, nil
+	return &Relay{cfg: cfg, js: js}, nil
 }
 
 // Stats returns the relay's counters.
@@ -195,16 +194,6 @@ func (r *Relay) Stats() RelayStats {
 		Published: r.published.Load(),
 		Rewinds:   r.rewinds.Load(),
 		Leads:     r.leads.Load(),
-	}
-}
-
-// Wake makes an idle active relay read the store now instead of at its next
-// notification or poll. It never blocks; an in-process appender may call it
-// after each commit.
-func (r *Relay) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -223,25 +212,12 @@ func (r *Relay) Cursor(ctx context.Context) (eventstore.Cursor, error) {
 	return eventstore.Cursor{TransactionID: uint64(tx), Position: pos}, nil
 }
 
-// Run ensures the streams and tables, then waits for the relay lock and
+// Run ensures the streams, then waits for the relay lock and
 // publishes until ctx is done, when it returns ctx.Err(). Losing the
 // database connection that holds the lock sends the relay back to waiting;
 // NATS outages are retried forever.
 func (r *Relay) Run(ctx context.Context) error {
 	log := r.cfg.Logger.With("relay", r.cfg.Name)
-	for {
-		err := EnsureSchema(ctx, r.cfg.Pool)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("relay: ensure schema failed, retrying", "err", err)
-		if err := sleep(ctx, r.cfg.LockRetryInterval); err != nil {
-			return err
-		}
-	}
 	for {
 		conn, err := r.acquireLock(ctx)
 		if err != nil {
@@ -645,20 +621,13 @@ func nextOfStream(batch []eventstore.Envelope) []*eventstore.Envelope {
 	return out
 }
 
-// idle waits up to d for a notification, a Wake or ctx, and reports
-// whether one of the first two came. It also proves the lock session alive:
-// an error from it means the lock may be gone.
+// idle waits up to d for a notification or ctx, and reports whether a
+// notification came. It also proves the lock session alive: an error from
+// it means the lock may be gone.
 func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) (woken bool, err error) {
-	wctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	if r.cfg.NotifyChannel == "" {
-		select {
-		case <-r.wake:
-			woken = true
-		case <-wctx.Done():
-		}
-		if ctx.Err() != nil {
-			return false, ctx.Err()
+		if err := sleep(ctx, d); err != nil {
+			return false, err
 		}
 		// Prove the session alive at the polling pace, not at every
 		// short wait.
@@ -667,17 +636,10 @@ func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) (woke
 				return false, fmt.Errorf("lock session: %w", err)
 			}
 		}
-		return woken, nil
+		return false, nil
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-r.wake:
-			cancel()
-		case <-stop:
-		}
-	}()
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
 	_, err = conn.WaitForNotification(wctx)
 	switch {
 	case err == nil:
@@ -685,7 +647,7 @@ func (r *Relay) idle(ctx context.Context, conn *pgx.Conn, d time.Duration) (woke
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	case wctx.Err() != nil && !conn.IsClosed():
-		return errors.Is(wctx.Err(), context.Canceled), nil
+		return false, nil
 	}
 	return false, fmt.Errorf("lock session: %w", err)
 }

@@ -60,11 +60,9 @@ type RouterConfig struct {
 	// 30s; an empty slice redelivers at once.
 	BackOff []time.Duration
 	// MaxAckPending is how many unacknowledged messages JetStream lets a
-	// handler's consumer have: up to that many events of different event
-	// streams are handled concurrently. Events of one stream are handled
-	// one at a time in stream order, and a retried event blocks the later
-	// events of its stream until it succeeds or becomes a dead letter.
-	// Default 64; 1 handles everything strictly one at a time.
+	// handler's consumer have: up to that many events are handled
+	// concurrently, in no particular order. Default 64; 1 handles
+	// everything one at a time in stream order.
 	MaxAckPending int
 	// CloseTimeout bounds how long Run waits for running handlers when it
 	// stops. Default 30s.
@@ -130,11 +128,9 @@ func (c RouterConfig) Validate() error {
 type HandlerOption func(*handlerOptions)
 
 type handlerOptions struct {
-	filters    []string
+	route      string
 	deliverNew bool
-	accept     func(eventstore.Envelope) bool
 	noTx       bool
-	routes     []string // subject suffixes of the routes given WithRoute
 }
 
 // WithoutTx is for a handler whose effects are all outside the database
@@ -143,58 +139,15 @@ type handlerOptions struct {
 // statements of their own instead of holding a connection and a
 // transaction through the handler. Two deliveries of one event at once may
 // then both run it, which such a handler tolerates by design (see Handler).
-//
-// A delivery is acknowledged only after its inbox row's commit (or its
-// dead letter's) has waited for the WAL flush, whatever the pool's
-// synchronous_commit, so the
-// handler may append to an event store on the same server with
-// eventstore.Deferred: its appends are durable before the message is
-// acknowledged. Its context tells Redelivered: a handler that remembers
-// state from earlier deliveries must not trust it on a redelivery, since
-// a crash of the database may have taken back what the earlier delivery
-// appended.
 func WithoutTx() HandlerOption {
 	return func(o *handlerOptions) { o.noTx = true }
 }
 
-// WithAccept makes the handler acknowledge, without a transaction or an
-// inbox row, every delivered event for which accept returns false. It is
-// for the decisions a subject filter cannot make (the step inside an
-// event's data); accept must depend on the event alone, so that a
-// redelivery is declined the same way.
-func WithAccept(accept func(eventstore.Envelope) bool) HandlerOption {
-	return func(o *handlerOptions) { o.accept = accept }
-}
-
-// WithEventTypes makes the handler receive only events of these types
-// ("customer.signed_up"); by default it receives every event.
-func WithEventTypes(types ...string) HandlerOption {
-	return func(o *handlerOptions) {
-		for _, t := range types {
-			o.filters = append(o.filters, "type:"+t)
-		}
-	}
-}
-
-// WithRoute makes the handler receive the events the stream's Route gives
-// route, and of those published without a route (by a relay without Route,
-// or before it had one) the ones of these types: to be sorted out by
-// WithAccept, as before routes.
-func WithRoute(route string, unroutedTypes ...string) HandlerOption {
-	return func(o *handlerOptions) {
-		o.filters = append(o.filters, "route:"+route)
-		o.routes = append(o.routes, "."+SubjectToken(route))
-		for _, t := range unroutedTypes {
-			o.filters = append(o.filters, "unrouted:"+t)
-		}
-	}
-}
-
-// WithSubjects makes the handler receive only events on subjects matching
-// these filters (see StreamConfig.EventSubject), for example every event
-// of one stream type: "onboarding.events.customer.>".
-func WithSubjects(filters ...string) HandlerOption {
-	return func(o *handlerOptions) { o.filters = append(o.filters, filters...) }
+// WithRoute makes the handler receive only the events the stream's Route
+// gives route (and its re-driven dead letters); by default it receives
+// every event.
+func WithRoute(route string) HandlerOption {
+	return func(o *handlerOptions) { o.route = route }
 }
 
 // WithDeliverNew makes a handler whose durable consumer does not exist yet
@@ -209,13 +162,11 @@ var handlerNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // consumer per handler name, run by a Watermill router with this middleware,
 // outermost first:
 //
-//  1. Recoverer: a panic in the middleware chain becomes an error.
-//  2. CorrelationID: outgoing messages keep the event's correlation id.
-//  3. PoisonQueue: a handler error marked final (MaxDeliver reached, or
+//  1. PoisonQueue: a handler error marked final (MaxDeliver reached, or
 //     Permanent) is recorded as a dead letter (table and subject) and the
 //     message acknowledged; other errors Nack it for a redelivery after
 //     BackOff.
-//  4. Timeout: the handler's context is cancelled after HandlerTimeout.
+//  2. Timeout: the handler's context is cancelled after HandlerTimeout.
 //
 // Inside the chain each delivery runs in a Postgres transaction with the
 // handler's inbox row (see Handler); a panic in the handler itself is an
@@ -233,8 +184,7 @@ type Router struct {
 	seen map[string]bool
 }
 
-// NewRouter ensures the messaging tables and the streams and returns a
-// router without handlers.
+// NewRouter ensures the streams and returns a router without handlers.
 func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -242,9 +192,6 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	}
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
-		return nil, fmt.Errorf("new router: %w", err)
-	}
-	if err := EnsureSchema(ctx, cfg.Pool); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
 	if err := whileAway(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, js, cfg.Stream) }); err != nil {
@@ -262,12 +209,7 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
-	wm.AddMiddleware(
-		middleware.Recoverer,
-		middleware.CorrelationID,
-		poison,
-		middleware.Timeout(cfg.HandlerTimeout),
-	)
+	wm.AddMiddleware(poison, middleware.Timeout(cfg.HandlerTimeout))
 	return &Router{cfg: cfg, js: js, wm: wm, dead: dead, inbox: &inboxWriter{pool: cfg.Pool}, seen: map[string]bool{}}, nil
 }
 
@@ -295,21 +237,11 @@ func (r *Router) AddHandler(ctx context.Context, name string, h Handler, opts ..
 	for _, opt := range opts {
 		opt(&o)
 	}
-	filters := make([]string, 0, len(o.filters)+1)
-	for _, f := range o.filters {
-		if t, ok := strings.CutPrefix(f, "type:"); ok {
-			f = r.cfg.Stream.EventTypeFilter(t)
-		} else if route, ok := strings.CutPrefix(f, "route:"); ok {
-			f = r.cfg.Stream.RoutedFilter(route)
-		} else if t, ok := strings.CutPrefix(f, "unrouted:"); ok {
-			f = r.cfg.Stream.unroutedTypeFilter(t)
-		}
-		filters = append(filters, f)
+	events := r.cfg.Stream.AllEventsFilter()
+	if o.route != "" {
+		events = r.cfg.Stream.RoutedFilter(o.route)
 	}
-	if len(filters) == 0 {
-		filters = append(filters, r.cfg.Stream.AllEventsFilter())
-	}
-	filters = append(filters, r.cfg.Stream.redriveSubject(name))
+	filters := []string{events, r.cfg.Stream.redriveSubject(name)}
 	deliver := jetstream.DeliverAllPolicy
 	if o.deliverNew {
 		deliver = jetstream.DeliverNewPolicy
@@ -372,18 +304,12 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 	if err != nil {
 		return &ExhaustedError{Handler: name, Deliveries: delivered, Err: Permanent(err)}
 	}
-	if o.accept != nil && !r.routedHere(msg, o) && !o.accept(e) {
-		return nil
-	}
 	if delivered > uint64(r.cfg.MaxDeliver) {
 		return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered,
 			Err: fmt.Errorf("no outcome recorded for the previous %d deliveries (crash or ack timeout)", delivered-1)}
 	}
 	redrive := strings.HasPrefix(msg.Metadata.Get(MetadataSubject), r.cfg.Stream.RedrivePrefix+".")
 	ctx := msg.Context()
-	if delivered != 1 || redrive {
-		ctx = context.WithValue(ctx, redeliveryKey{}, true)
-	}
 	if o.noTx {
 		err = r.withoutTx(ctx, name, e, h, redrive, delivered)
 	} else {
@@ -396,22 +322,6 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 		return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered, Err: err}
 	}
 	return fmt.Errorf("handler %s, event %s (%s), delivery %d: %w", name, e.ID, e.Type, delivered, err)
-}
-
-// routedHere reports whether msg was published with one of the handler's
-// routes: the relay decided with the same knowledge as WithAccept's
-// function, which need not decode the event again.
-func (r *Router) routedHere(msg *message.Message, o handlerOptions) bool {
-	subject := msg.Metadata.Get(MetadataSubject)
-	if !strings.HasPrefix(subject, r.cfg.Stream.SubjectPrefix+".") {
-		return false
-	}
-	for _, suffix := range o.routes {
-		if strings.HasSuffix(subject, suffix) {
-			return true
-		}
-	}
-	return false
 }
 
 // inTx runs h in a transaction with the inbox row of (name, e.ID); a
@@ -485,31 +395,14 @@ func (r *Router) withoutTx(ctx context.Context, name string, e eventstore.Envelo
 		return err
 	}
 	if redrive {
-		if _, err := r.cfg.Pool.Exec(ctx, redriveInboxSQL, name, e.ID); err != nil {
+		if _, err := r.cfg.Pool.Exec(ctx, `WITH inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
+UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now() WHERE handler = $1 AND event_id = $2`, name, e.ID); err != nil {
 			return fmt.Errorf("inbox: %w", err)
 		}
 		return nil
 	}
 	return r.inbox.write(ctx, name, e.ID)
 }
-
-type redeliveryKey struct{}
-
-// Redelivered reports whether ctx is a handler's for a message delivered
-// before (to this instance or another): an earlier delivery may have run
-// the handler, and what it did outside the inbox may or may not have
-// lasted.
-func Redelivered(ctx context.Context) bool {
-	r, _ := ctx.Value(redeliveryKey{}).(bool)
-	return r
-}
-
-// redriveInboxSQL records a redriven delivery and resolves its dead letter,
-// durably before the ack as inboxFlushSQL.
-const redriveInboxSQL = `WITH ` + durableCTE + `,
-inbox AS (INSERT INTO messaging_inbox (handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING)
-UPDATE messaging_dead_letters SET status = 'resolved', updated_at = now()
-WHERE handler = $1 AND event_id = $2 AND (SELECT count(*) FROM durable) >= 0`
 
 // callHandler turns a panic of h into an error, so that it counts as a
 // failed delivery and rolls the transaction back.

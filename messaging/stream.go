@@ -30,16 +30,16 @@ type StreamConfig struct {
 	Name string
 	// SubjectPrefix is the prefix of event subjects; default
 	// "onboarding.events". An event is published on
-	// <prefix>.<stream type>.<event type>.<stream id> (see EventSubject),
-	// followed by .<route> when Route names one.
+	// <prefix>.<stream type>.<event type>.<stream id>.<route> (see
+	// EventSubject).
 	SubjectPrefix string
-	// Route, when set, names the handler an event is for (the process
-	// manager that reacts to it, say), from what a subject filter cannot
-	// see: the relay publishes the event with it as a last subject token,
-	// and a handler added WithRoute is delivered only its own events
-	// instead of every event of its types. "" means no route. next is the
-	// next event of e's stream in the relay's batch (committed, then, and
-	// published after e), nil when the batch has none.
+	// Route names the handler an event is for (the process manager that
+	// reacts to it), or "" for none: the relay publishes the event with it
+	// as the subject's last token, and a handler added WithRoute is
+	// delivered the events of its route only. next is the next event of
+	// e's stream in the relay's batch (committed, then, and published
+	// after e), nil when the batch has none. Nil routes every event to
+	// none.
 	Route func(e eventstore.Envelope, next *eventstore.Envelope) string
 	// RedrivePrefix is the prefix on which re-driven dead letters are
 	// published to one handler (<prefix>.<handler>); it is part of the
@@ -104,14 +104,15 @@ func (c StreamConfig) Validate() error {
 }
 
 // EventSubject returns the subject an event is published on:
-// <prefix>.<stream type>.<event type>.<stream id>, each part made a single
-// subject token (see SubjectToken).
-func (c StreamConfig) EventSubject(streamType, eventType, streamID string) string {
-	return c.SubjectPrefix + "." + SubjectToken(streamType) + "." + SubjectToken(eventType) + "." + SubjectToken(streamID)
+// <prefix>.<stream type>.<event type>.<stream id>.<route>, each part made a
+// single subject token (see SubjectToken; no route is "_").
+func (c StreamConfig) EventSubject(streamType, eventType, streamID, route string) string {
+	return c.SubjectPrefix + "." + SubjectToken(streamType) + "." + SubjectToken(eventType) + "." +
+		SubjectToken(streamID) + "." + SubjectToken(route)
 }
 
 // EventTypeFilter returns the subject filter that matches every event of
-// the given type, routed or not.
+// the given type.
 func (c StreamConfig) EventTypeFilter(eventType string) string {
 	return c.SubjectPrefix + ".*." + SubjectToken(eventType) + ".>"
 }
@@ -120,12 +121,6 @@ func (c StreamConfig) EventTypeFilter(eventType string) string {
 // published with the given route (see Route).
 func (c StreamConfig) RoutedFilter(route string) string {
 	return c.SubjectPrefix + ".*.*.*." + SubjectToken(route)
-}
-
-// unroutedTypeFilter matches the events of one type published without a
-// route.
-func (c StreamConfig) unroutedTypeFilter(eventType string) string {
-	return c.SubjectPrefix + ".*." + SubjectToken(eventType) + ".*"
 }
 
 // AllEventsFilter returns the subject filter that matches every event.

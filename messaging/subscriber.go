@@ -25,16 +25,29 @@ const (
 )
 
 // consumerSubscriber is a Watermill message.Subscriber on one durable
-// JetStream pull consumer with explicit acks. It exists because the
-// watermill-nats adapter neither makes its consumers durable by default nor
-// lets a Nack choose the redelivery delay.
+// JetStream pull consumer with explicit acks: Ack acknowledges the message
+// to JetStream, Nack asks for its redelivery after the backoff for its
+// delivery count (NakWithDelay), and the consumer's AckWait, MaxDeliver and
+// MaxAckPending are the router's. Every message is handed to the Watermill
+// router as it arrives, which handles it concurrently with the others:
+// up to MaxAckPending at once, in no particular order.
 //
-// The Watermill router handles every message it receives concurrently, so
-// the subscriber decides what may run at once: messages of different event
-// streams, never two of the same stream (see deliver). Ack acknowledges the
-// message to JetStream; Nack asks for redelivery after the backoff for its
-// delivery count. Closing (or cancelling the Subscribe context) Naks the
-// messages not handled yet so another instance gets them at once.
+// It is not watermill-nats's jetstream.Subscriber (v2.1.3), which a
+// ResourceInitializer could make durable and a NakDelay give the backoff,
+// because that one
+//   - handles one message at a time per subscription: it waits for the
+//     Ack or Nack inside the nats.go Consume callback, which nats.go calls
+//     sequentially, so a process manager calling a provider would hold
+//     every other customer's event of its step behind that call;
+//   - stops delivering for good when its consumer is deleted (a stream
+//     deleted and recreated, a wiped NATS store): Consume stops, and the
+//     subscriber neither notices nor creates the consumer again;
+//   - drains the *nats.Conn it is given when it closes, which the relay
+//     and the dead letters share in one process.
+//
+// Closing (or cancelling the Subscribe context) Naks a message not handed
+// out yet, and a Nack while stopping asks for redelivery at once, so that
+// another instance gets it without waiting for AckWait.
 type consumerSubscriber struct {
 	js      jetstream.JetStream
 	stream  string
@@ -144,233 +157,56 @@ func (s *consumerSubscriber) consumerGone(ctx context.Context) bool {
 	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// deliver hands out messages from it until ctx is done (true) or it fails
-// for good (false: the consumer must be looked up again).
-//
-// Messages of different event streams (the Onboard-Stream-Id header) are
-// handed out concurrently, up to the consumer's MaxAckPending; messages of
-// one stream one at a time, in the order they arrived. When a message is
-// Nacked its stream is blocked: later messages of that stream are held
-// (kept alive with InProgress) until the Nacked one comes back and is
-// acknowledged, so a retry never lets a later event of the same stream
-// overtake it here. When its redelivery went to another instance of the
-// consumer, the hold ends once the consumer's ack floor passes it.
+// deliver hands out messages from it until ctx is done (true) or the
+// consumer is gone (false: it must be looked up again).
 func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesContext, out chan<- *message.Message) bool {
-	type result struct {
-		key   string
-		jm    jetstream.Msg
-		acked bool
-		n     uint64
-	}
-	type keyState struct {
-		busy    bool
-		blocked uint64 // stream sequence of the Nacked message, 0 if none
-		// retryAt is when the Nacked message is due again; until is when
-		// to give up waiting for it (taken by another instance, or gone
-		// with a recreated consumer).
-		retryAt, until time.Time
-		queue          []jetstream.Msg
-	}
-	incoming := make(chan jetstream.Msg)
-	gone := make(chan struct{})
-	fetchCtx, stopFetch := context.WithCancel(ctx)
-	defer stopFetch()
-	go func() {
-		for {
-			jm, err := it.Next(jetstream.NextContext(fetchCtx))
-			if err != nil {
-				if fetchCtx.Err() != nil {
-					return
-				}
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-					errors.Is(err, jetstream.ErrConsumerNotFound) || s.consumerGone(fetchCtx) {
-					s.logger.Warn("messaging: consumer gone, re-creating", "err", err)
-					close(gone)
-					return
-				}
-				// Missing heartbeats while the server is away and the
-				// like: the iterator keeps pulling.
-				s.logger.Debug("messaging: pull", "err", err)
-				continue
+	for {
+		jm, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return true
 			}
-			select {
-			case incoming <- jm:
-			case <-fetchCtx.Done():
-				return
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) || s.consumerGone(ctx) {
+				s.logger.Warn("messaging: consumer gone, re-creating", "err", err)
+				return false
 			}
+			// Missing heartbeats while the server is away and the like:
+			// the iterator keeps pulling.
+			s.logger.Debug("messaging: pull", "err", err)
+			continue
 		}
-	}()
-
-	keys := map[string]*keyState{}
-	results := make(chan result)
-	inflight := 0
-	var handOut sync.WaitGroup
-	dispatch := func(key string, ks *keyState, jm jetstream.Msg) {
-		ks.busy = true
-		inflight++
 		wm, n := toWatermill(jm)
 		wm.SetContext(ctx)
-		handOut.Add(1)
-		go func() {
-			defer handOut.Done()
-			select {
-			case out <- wm:
-			case <-ctx.Done():
-				results <- result{key: key, jm: jm, n: n}
-				return
-			}
-			select {
-			case <-wm.Acked():
-				results <- result{key: key, jm: jm, acked: true, n: n}
-			case <-wm.Nacked():
-				results <- result{key: key, jm: jm, n: n}
-			}
-		}()
-	}
-	next := func(key string, ks *keyState) {
-		for !ks.busy && ks.blocked == 0 && len(ks.queue) > 0 {
-			jm := ks.queue[0]
-			ks.queue = ks.queue[1:]
-			dispatch(key, ks, jm)
-		}
-		if !ks.busy && ks.blocked == 0 && len(ks.queue) == 0 {
-			delete(keys, key)
-		}
-	}
-	keepAlive := time.NewTicker(max(s.config.AckWait/3, 10*time.Millisecond))
-	defer keepAlive.Stop()
-	// The consumer's ack floor tells whether a Nacked message that did not
-	// come back here was handled by another instance: then its stream's
-	// later messages need not wait for it any longer (until). Asked at
-	// most once a second, and only while a stream waits past its retry.
-	floorCheck := time.NewTicker(time.Second)
-	defer floorCheck.Stop()
-	floors := make(chan uint64, 1)
-	asking := false
-	ok := true
-	running := true
-	done := ctx.Done()
-	for running || inflight > 0 {
 		select {
-		case jm := <-incoming:
-			key := jm.Headers().Get(HeaderStreamID)
-			if key == "" {
-				key = jm.Subject()
-			}
-			ks := keys[key]
-			if ks == nil {
-				ks = &keyState{}
-				keys[key] = ks
-			}
-			if ks.blocked != 0 && streamSeq(jm) == ks.blocked && !ks.busy {
-				ks.blocked = 0
-				dispatch(key, ks, jm)
-				continue
-			}
-			ks.queue = append(ks.queue, jm)
-			next(key, ks)
-		case r := <-results:
-			inflight--
-			ks := keys[r.key]
-			ks.busy = false
-			switch {
-			case r.acked:
-				if err := r.jm.Ack(); err != nil {
-					// The effect is committed with its inbox row: a
-					// redelivery will be skipped.
-					s.logger.Warn("messaging: ack failed", "err", err)
-				}
-			case !running || ctx.Err() != nil:
-				_ = r.jm.Nak()
-			default:
-				d := s.delay(r.n)
-				_ = r.jm.NakWithDelay(d)
-				ks.blocked = streamSeq(r.jm)
-				ks.retryAt = time.Now().Add(d)
-				ks.until = ks.retryAt.Add(2 * s.config.AckWait)
-			}
-			next(r.key, ks)
-		case <-keepAlive.C:
-			now := time.Now()
-			for key, ks := range keys {
-				for _, jm := range ks.queue {
-					_ = jm.InProgress()
-				}
-				if ks.blocked != 0 && now.After(ks.until) {
-					ks.blocked = 0
-					next(key, ks)
-				}
-			}
-		case <-floorCheck.C:
-			if asking {
-				continue
-			}
-			now := time.Now()
-			for _, ks := range keys {
-				if ks.blocked != 0 && now.After(ks.retryAt.Add(time.Second)) {
-					asking = true
-					go func() { floors <- s.ackFloor(ctx) }()
-					break
-				}
-			}
-		case floor := <-floors:
-			asking = false
-			for key, ks := range keys {
-				if ks.blocked != 0 && floor >= ks.blocked {
-					ks.blocked = 0
-					next(key, ks)
-				}
-			}
-		case <-gone:
-			gone = nil
-			ok = false
-			running = false
-			stopFetch()
-		case <-done:
-			done = nil
-			running = false
-			stopFetch()
+		case out <- wm:
+		case <-ctx.Done():
+			_ = jm.Nak()
+			return true
 		}
-		if !running {
-			// Give back what is held so another instance gets it at once.
-			for key, ks := range keys {
-				for _, jm := range ks.queue {
-					_ = jm.Nak()
-				}
-				ks.queue = nil
-				if !ks.busy {
-					delete(keys, key)
-				}
-			}
-		}
+		s.wg.Add(1)
+		go s.settle(ctx, jm, wm, n)
 	}
-	handOut.Wait()
-	return ok
 }
 
-// ackFloor returns the stream sequence at and below which every message of
-// the consumer is acknowledged, by whichever instance; 0 when it cannot
-// tell.
-func (s *consumerSubscriber) ackFloor(ctx context.Context) uint64 {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := s.js.Consumer(ctx, s.stream, s.config.Durable)
-	if err != nil {
-		return 0
+// settle acknowledges jm to JetStream once the router acknowledged wm, or
+// asks for its n-th redelivery after the backoff once the router Nacked it.
+func (s *consumerSubscriber) settle(ctx context.Context, jm jetstream.Msg, wm *message.Message, n uint64) {
+	defer s.wg.Done()
+	select {
+	case <-wm.Acked():
+		if err := jm.Ack(); err != nil {
+			// The effect is committed with its inbox row: a redelivery
+			// will be skipped.
+			s.logger.Warn("messaging: ack failed", "err", err)
+		}
+	case <-wm.Nacked():
+		if ctx.Err() != nil {
+			_ = jm.Nak() // stopping: another instance may take it at once
+			return
+		}
+		_ = jm.NakWithDelay(s.delay(n))
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return info.AckFloor.Stream
-}
-
-func streamSeq(jm jetstream.Msg) uint64 {
-	md, err := jm.Metadata()
-	if err != nil {
-		return 0
-	}
-	return md.Sequence.Stream
 }
 
 // delay is the redelivery delay after the n-th delivery failed.

@@ -18,7 +18,9 @@ func TestSubjects(t *testing.T) {
 	tests := []struct {
 		name, got, want string
 	}{
-		{"event subject", c.EventSubject("customer", "customer.signed_up", "customer-0192"), "onboarding.events.customer.customer_signed_up.customer-0192"},
+		{"event subject", c.EventSubject("customer", "customer.signed_up", "customer-0192", "verification"), "onboarding.events.customer.customer_signed_up.customer-0192.verification"},
+		{"event subject, no route", c.EventSubject("customer", "customer.signed_up", "customer-0192", ""), "onboarding.events.customer.customer_signed_up.customer-0192._"},
+		{"route filter", c.RoutedFilter("verification"), "onboarding.events.*.*.*.verification"},
 		{"token with wildcards", SubjectToken("a.b*c>d e"), "a_b_c_d_e"},
 		{"empty token", SubjectToken(""), "_"},
 		{"type filter", c.EventTypeFilter("customer.signed_up"), "onboarding.events.*.customer_signed_up.>"},

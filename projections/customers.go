@@ -83,34 +83,27 @@ func decodeCustomerEvent(e eventstore.Envelope) (id uuid.UUID, ev domain.Event, 
 	return id, ev, true, nil
 }
 
-// applyCustomer folds one event into a summary row. It mirrors the
-// domain's appliers for the fields the summary keeps; the projection tests
-// compare it with domain.FromHistory over generated histories. It returns
-// false when the event was already applied (its version is not newer).
+// applyCustomer folds one event into a summary row. The state comes from
+// the domain's transition table (domain.NextState); the other fields
+// mirror the domain's appliers, and the projection tests compare the row
+// with domain.FromHistory over generated histories. It returns false when
+// the event was already applied (its version is not newer).
 func applyCustomer(c *Customer, env eventstore.Envelope, ev domain.Event) bool {
 	if env.Version <= c.Version {
 		return false
 	}
 	at := env.RecordedAt
+	c.State = string(domain.NextState(domain.State(c.State), ev))
 	switch e := ev.(type) {
 	case domain.SignedUp:
 		c.Email, c.Company, c.ContactName, c.Country, c.Plan = e.Email, e.Company, e.ContactName, e.Country, string(e.Plan)
-		c.State, c.Step, c.Attempts = string(domain.StatePending), string(domain.StepVerification), 0
+		c.Step, c.Attempts = string(domain.StepVerification), 0
 		c.CreatedAt, c.CreatedBy = at, env.Metadata.Actor
 	case domain.StepRequested:
 		c.moveTo(e.Step)
 		c.Attempts = e.Attempt
-		switch domain.State(c.State) {
-		case domain.StatePending:
-			c.State = string(domain.StateVerifying)
-		case domain.StateVerified:
-			c.State = string(domain.StateProvisioning)
-		}
 	case domain.StepSucceeded:
 		c.LastError = ""
-		if c.State == string(domain.StateVerifying) && e.Step == domain.StepVerification {
-			c.State = string(domain.StateVerified)
-		}
 		if s := domain.State(c.State); s == domain.StateVerified || s == domain.StateProvisioning {
 			if next, ok := e.Step.Next(); ok {
 				c.moveTo(next)
@@ -120,31 +113,20 @@ func applyCustomer(c *Customer, env eventstore.Envelope, ev domain.Event) bool {
 		c.LastError = e.Message
 	case domain.VerificationRejected:
 		c.LastError = e.Reason
-		c.State = string(domain.StateRejected)
 	case domain.Paused:
 		c.PausedStep, c.PauseReason, c.PausedAt = string(e.Step), e.Reason, &at
-		c.State = string(domain.StatePaused)
 	case domain.StepRetryRequested:
 		c.moveTo(e.Step)
 		c.Attempts = 0
 		c.clearPause()
-		c.State = string(domain.StateProvisioning)
-		if e.Step == domain.StepVerification {
-			c.State = string(domain.StateVerifying)
-		}
 	case domain.StepSkipped:
 		if next, ok := e.Step.Next(); ok {
 			c.moveTo(next)
 		}
 		c.clearPause()
-		c.State = string(domain.StateProvisioning)
 	case domain.CancellationRequested:
 		c.clearPause()
-		c.State = string(domain.StateCancelling)
-	case domain.Cancelled:
-		c.State = string(domain.StateCancelled)
 	case domain.OnboardingCompleted:
-		c.State = string(domain.StateActive)
 		c.ActivatedAt = &at
 	}
 	c.Version, c.Position, c.UpdatedAt = env.Version, env.Position, at

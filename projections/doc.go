@@ -13,9 +13,11 @@
 //   - "provider_stats": per step (and so per provider) how many calls were
 //     requested, succeeded and failed (provider_stats view).
 //
-// The tables are created by Migrate (CREATE ... IF NOT EXISTS, apart from the
-// event store's migrations). Substring search uses pg_trgm indexes when the
-// extension exists or can be created, and a scan otherwise.
+// The bookkeeping tables and each projection's first version come from the
+// database's migrations (package schema); a rebuild creates the next
+// version's tables from this package's DDL, which matches the migration's.
+// Substring search uses pg_trgm indexes when the extension exists or can be
+// created, and a scan otherwise.
 //
 // # Exactly-once effect
 //

@@ -30,10 +30,7 @@ type env struct {
 func newEnv(t testing.TB, src func(*postgres.Store) projections.Source) env {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -52,9 +49,6 @@ func newEnv(t testing.TB, src func(*postgres.Store) projections.Source) env {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	if err := projections.Migrate(ctx, store.Pool()); err != nil {
-		t.Fatal(err)
-	}
 	var s projections.Source = store
 	if src != nil {
 		s = src(store)
@@ -548,25 +542,5 @@ func TestRebuildWhileServing(t *testing.T) {
 	}
 	if _, err := e.proj.Rebuild(ctx, "nope"); !errors.Is(err, projections.ErrUnknownProjection) {
 		t.Errorf("Rebuild(unknown) = %v", err)
-	}
-}
-
-func TestMigrateIsIdempotent(t *testing.T) {
-	e := newEnv(t, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- projections.Migrate(context.Background(), e.pool)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 }

@@ -92,7 +92,7 @@ type Projections struct {
 	pool *pgxpool.Pool
 }
 
-// New returns Projections for cfg. Run Migrate on the pool first.
+// New returns Projections for cfg, on a migrated database (package schema).
 func New(cfg Config) (*Projections, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("projections: %w", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/onboard/onboard/eventstore"
 )
@@ -38,7 +37,9 @@ type projection interface {
 	// selects from.
 	table(version int) string
 	// create creates the version's tables (idempotently), and index
-	// their secondary indexes.
+	// their secondary indexes. Rebuild runs them for a new version; the
+	// first version's come from the database's migrations (package
+	// schema), which they match.
 	create(ctx context.Context, tx pgx.Tx, version int) error
 	index(ctx context.Context, tx pgx.Tx, version int) error
 	// drop drops the version's tables.
@@ -57,71 +58,6 @@ func lookup(name string) (projection, error) {
 		return providerStatsProjection{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q (known: %v)", ErrUnknownProjection, name, Names())
-}
-
-// migrateLockID serialises concurrent Migrate calls ("projectn" in ASCII).
-const migrateLockID = 0x70726f6a6563746e
-
-const metaDDL = `
-CREATE TABLE IF NOT EXISTS projection_versions (
-	name                text        NOT NULL,
-	version             integer     NOT NULL,
-	checkpoint_tx       xid8        NOT NULL DEFAULT '0',
-	checkpoint_position bigint      NOT NULL DEFAULT 0,
-	updated_at          timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (name, version)
-);
--- The row of a projection is locked by every batch of its live projector
--- and by the switch of a rebuild, which serialises the two.
-CREATE TABLE IF NOT EXISTS projection_active (
-	name    text    PRIMARY KEY,
-	version integer NOT NULL
-);`
-
-// Migrate creates the projections' bookkeeping tables and, for every
-// projection that has none yet, the tables and view of its first version.
-// It is idempotent and safe to run from several processes at once. The
-// event store's migrations are separate (eventstore/postgres).
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockID)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, metaDDL); err != nil {
-			return err
-		}
-		for _, name := range Names() {
-			p, _ := lookup(name)
-			var v int
-			err := tx.QueryRow(ctx, `SELECT version FROM projection_active WHERE name = $1`, name).Scan(&v)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-			if err := p.create(ctx, tx, 1); err != nil {
-				return fmt.Errorf("create %s tables: %w", name, err)
-			}
-			if err := p.index(ctx, tx, 1); err != nil {
-				return fmt.Errorf("index %s tables: %w", name, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`, name); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO projection_active (name, version) VALUES ($1, 1)`, name); err != nil {
-				return err
-			}
-			if err := pointView(ctx, tx, p, 1); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("migrate projections: %w", err)
-	}
-	return nil
 }
 
 // pointView makes p's view select from the tables of version. Dropping and
@@ -150,7 +86,7 @@ func lockActive(ctx context.Context, tx pgx.Tx, name string) (int, eventstore.Cu
 	)
 	err := tx.QueryRow(ctx, `SELECT version FROM projection_active WHERE name = $1 FOR UPDATE`, name).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, cp, fmt.Errorf("projection %q has no active version: run projections.Migrate", name)
+		return 0, cp, fmt.Errorf("projection %q has no active version: run `onboard migrate`", name)
 	}
 	if err != nil {
 		return 0, cp, err
@@ -171,7 +107,7 @@ func activeCheckpoint(ctx context.Context, q querier, name string) (int, eventst
 		FROM projection_active a JOIN projection_versions v USING (name, version)
 		WHERE a.name = $1`, name).Scan(&v, &cp.TransactionID, &cp.Position)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, cp, fmt.Errorf("projection %q has no active version: run projections.Migrate", name)
+		return 0, cp, fmt.Errorf("projection %q has no active version: run `onboard migrate`", name)
 	}
 	return v, cp, err
 }

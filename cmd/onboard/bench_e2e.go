@@ -28,6 +28,7 @@ import (
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/schema"
 )
 
 // benchEndToEnd runs the whole pipeline of `onboard dev` in this process
@@ -41,6 +42,9 @@ import (
 func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	dbURL, err := env.NewDatabase(ctx, "e2e")
 	if err != nil {
+		return nil, err
+	}
+	if err := schema.Migrate(ctx, dbURL); err != nil {
 		return nil, err
 	}
 	srv, cleanup, err := startBenchNATS()
@@ -136,14 +140,13 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		}
 		p50 := bench.Percentile(latencies, 0.50).Seconds() * 1000
 		p99 := bench.Percentile(latencies, 0.99).Seconds() * 1000
-		rate, p99Goal := bench.Goal{}, bench.Goal{}
-		if c == 50 {
-			rate, p99Goal = bench.AtLeast(300, "onboardings/s"), bench.Below(250, "ms")
-		}
+		// No goal for the rate or the latencies: they move with the machine's
+		// pace (±25 % between runs of one machine kind). Compare code by
+		// the CPU and switch rows, in alternating runs.
 		results = append(results,
-			bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", rate),
+			bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", bench.Goal{}),
 			bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
-			bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), p99Goal))
+			bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), bench.Goal{}))
 		if cpuErr != nil {
 			env.Progressf("e2e: CPU per onboarding not measured: %v", cpuErr)
 			continue

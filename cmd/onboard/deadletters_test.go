@@ -38,10 +38,7 @@ const deadLetterEvents = 3
 func newDeadLetterEnv(t *testing.T) *deadLetterEnv {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	t.Setenv("DATABASE_URL", url)
 	t.Setenv("NATS_URL", "")
 	pool := pgtest.NewPool(t, url, 10)

@@ -15,12 +15,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/external"
 	"github.com/onboard/onboard/external/sim"
 	"github.com/onboard/onboard/handlers"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
+	"github.com/onboard/onboard/schema"
 )
 
 // The development keys `onboard dev` prints at start. They are for a
@@ -51,10 +51,11 @@ func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole pipeline in one process, with the provider simulator",
-		Long: `Runs migrations, an embedded NATS JetStream server (unless NATS_URL is set), the
+		Long: `Runs an embedded NATS JetStream server (unless NATS_URL is set), the
 provider simulator, the relay, the process managers, the projectors, the command
 and query APIs and the operator console, all on --addr, against DATABASE_URL
-(default: the local Postgres; the onboard database is created if missing).
+(default: the local Postgres). Unlike onboard serve, it creates the database if
+missing and applies the migrations itself.
 --demo N also signs up N simulated customers with the simulator's default
 failure mix, so that the console fills with live data.`,
 		Args: cobra.NoArgs,
@@ -90,8 +91,13 @@ func runDev(ctx context.Context, opts devOptions) error {
 	}
 	log := slog.New(handlers.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
 	url := databaseURL()
-	if err := postgres.EnsureDatabase(ctx, url); err != nil {
+	if err := schema.EnsureDatabase(ctx, url); err != nil {
 		return fmt.Errorf("postgres is not reachable at %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", url, err)
+	}
+	// A laptop convenience: the roles of onboard serve only check the
+	// version and leave migrating to `onboard migrate`.
+	if err := schema.Migrate(ctx, url); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", opts.addr)
 	if err != nil {

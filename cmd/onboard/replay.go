@@ -48,13 +48,37 @@ func newReplayCmd() *cobra.Command {
 	return cmd
 }
 
-// openStore opens the event store at DATABASE_URL.
-func openStore(ctx context.Context) (*postgres.Store, error) {
-	store, err := postgres.Open(ctx, databaseURL(), postgres.Config{})
+// replayStore is the event store a replay command reads; Close closes its
+// pool too.
+type replayStore struct{ *postgres.Store }
+
+func (s replayStore) Close() {
+	s.Store.Close()
+	s.Pool().Close()
+}
+
+// openStore opens the event store at DATABASE_URL. Replay's commands audit
+// what is there: they never create or migrate a table, so a mistyped
+// database name fails instead of passing an audit of nothing.
+func openStore(ctx context.Context) (replayStore, error) {
+	pool, err := openPool(ctx, databaseURL(), 0)
 	if err != nil {
-		return nil, fmt.Errorf("open the event store at DATABASE_URL: %w", err)
+		return replayStore{}, err
 	}
-	return store, nil
+	s, err := readSchema(ctx, pool)
+	if err == nil && !s.EventStore {
+		err = fmt.Errorf("no event store in database %s (run `onboard migrate`)", s.Database)
+	}
+	if err != nil {
+		pool.Close()
+		return replayStore{}, err
+	}
+	store, err := postgres.New(pool, postgres.Config{})
+	if err != nil {
+		pool.Close()
+		return replayStore{}, err
+	}
+	return replayStore{store}, nil
 }
 
 // lastCommitted returns the cursor of the last committed event, safe to
@@ -224,7 +248,7 @@ func newReplayVerifyCmd() *cobra.Command {
 				rep, err = audit.VerifyStream(ctx, store, audit.CustomerStreamID(id))
 			} else {
 				var until eventstore.Cursor
-				if until, err = lastCommitted(ctx, store); err != nil {
+				if until, err = lastCommitted(ctx, store.Store); err != nil {
 					return err
 				}
 				// Verification allocates per event (decoding, hashing) and
@@ -330,7 +354,7 @@ func newReplayExportCmd() *cobra.Command {
 			}
 			defer store.Close()
 			if opts.Customer == uuid.Nil {
-				if opts.Until, err = lastCommitted(ctx, store); err != nil {
+				if opts.Until, err = lastCommitted(ctx, store.Store); err != nil {
 					return err
 				}
 			}
@@ -375,20 +399,21 @@ func exportToFile(ctx context.Context, src audit.ExportSource, path string, opts
 	return n, nil
 }
 
-// openProjections opens the store and the read models on its pool.
-func openProjections(ctx context.Context) (*postgres.Store, *projections.Projections, error) {
+// openProjections opens the store and the read models on its pool, whose
+// tables must be at this binary's schema version.
+func openProjections(ctx context.Context) (replayStore, *projections.Projections, error) {
 	store, err := openStore(ctx)
 	if err != nil {
-		return nil, nil, err
+		return store, nil, err
 	}
-	if err := projections.Migrate(ctx, store.Pool()); err != nil {
+	if err := checkSchema(ctx, store.Pool()); err != nil {
 		store.Close()
-		return nil, nil, err
+		return store, nil, err
 	}
 	p, err := projections.New(projections.Config{Pool: store.Pool(), Source: store})
 	if err != nil {
 		store.Close()
-		return nil, nil, err
+		return store, nil, err
 	}
 	return store, p, nil
 }

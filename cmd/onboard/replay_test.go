@@ -53,7 +53,7 @@ type replayEnv struct {
 func newReplayEnv(t *testing.T) replayEnv {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
+	url := pgtest.NewMigratedDatabase(t)
 	t.Setenv("DATABASE_URL", url)
 	store, err := postgres.Open(ctx, url, postgres.Config{})
 	if err != nil {
@@ -249,5 +249,43 @@ func TestReplayVerifyReportsTampering(t *testing.T) {
 	if !strings.HasSuffix(stderr, fmt.Sprintf("\nonboard: 1 of %d streams failed verification\n", len(e.ids))) &&
 		stderr != fmt.Sprintf("onboard: 1 of %d streams failed verification\n", len(e.ids)) {
 		t.Fatalf("stderr %q", stderr)
+	}
+}
+
+// TestReplayReadsOnly: the audit commands never create or migrate a table.
+// On a database without the event store they fail with one line that
+// names it, instead of passing an audit of nothing, and a server they
+// cannot reach is not reported as a failed migration.
+func TestReplayReadsOnly(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	t.Setenv("DATABASE_URL", url)
+	name := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
+	commands := [][]string{
+		{"replay", "verify"},
+		{"replay", "verify", "--customer", uuid.Must(uuid.NewV7()).String()},
+		{"replay", "customer", uuid.Must(uuid.NewV7()).String()},
+		{"replay", "export", "--format", "jsonl"},
+		{"replay", "diff", "customers"},
+	}
+	for _, args := range commands {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			stdout, stderr, failed := runOnboard(t, args...)
+			if !failed {
+				t.Fatalf("succeeded on a database without the event store; stdout %q", stdout)
+			}
+			want := "onboard: no event store in database " + name + " (run `onboard migrate`)\n"
+			if stderr != want {
+				t.Fatalf("stderr %q, want %q", stderr, want)
+			}
+		})
+	}
+	if n := relations(t, pgtest.NewPool(t, url, 1)); n != 0 {
+		t.Errorf("%d relations after the audit commands, want none", n)
+	}
+
+	t.Setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/onboard?sslmode=disable&connect_timeout=2")
+	_, stderr, failed := runOnboard(t, "replay", "verify")
+	if !failed || strings.Contains(stderr, "migrate") || !strings.Contains(stderr, "cannot reach Postgres at DATABASE_URL") {
+		t.Errorf("unreachable server: failed %v, stderr %q", failed, stderr)
 	}
 }

@@ -69,17 +69,14 @@ func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role)
 // run runs the configured roles until ctx is done or one of them fails,
 // then stops the others and returns the first error (nil on a clean stop).
 func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
-	if err := postgres.EnsureDatabase(ctx, cfg.databaseURL); err != nil {
-		return fmt.Errorf("cannot reach Postgres at DATABASE_URL (is it running? see README): %w", err)
-	}
-	if err := postgres.Migrate(ctx, cfg.databaseURL); err != nil {
-		return err
-	}
 	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles, cfg.natsURL != ""))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if err := checkSchema(ctx, pool); err != nil {
+		return err
+	}
 	store, err := postgres.New(pool, postgres.Config{})
 	if err != nil {
 		return err
@@ -100,9 +97,6 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 
 	var proj *projections.Projections
 	if cfg.has("query") || cfg.has("projector") {
-		if err := projections.Migrate(ctx, pool); err != nil {
-			return err
-		}
 		// Projectors are off the pipeline's critical path: paced reads give
 		// them fewer, larger batches under load, for up to the pace more
 		// lag.
@@ -127,8 +121,9 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 		defer nc.Close()
 	}
-	// Each event goes out with the process manager it is for as the last
-	// subject token: each manager's consumer gets its own events only.
+	// Each event goes out with the process manager it is for (RouteOf) as
+	// the last subject token: each manager's consumer gets its own events
+	// only.
 	stream := messaging.StreamConfig{Replicas: max(cfg.natsReplicas, 1), Route: handlers.RouteOf}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -232,9 +227,6 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 		return err
 	}
 	timers := handlers.NewTimers(store.Pool())
-	if err := timers.Migrate(ctx); err != nil {
-		return err
-	}
 	pc := cfg.process
 	pc.Commands, pc.Providers, pc.Timers, pc.Logger = commands, clients.ForHandlers(), timers, log
 	pc.OnPause, pc.OnRetry, pc.Tracer = m.onPause, m.onRetry, tracer
@@ -269,14 +261,9 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, comm
 		routerPool.Close()
 		return err
 	}
+	handle := func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return pm.Handle(ctx, e) }
 	for _, name := range handlers.Managers() {
-		h := pm.ForManager(name)
-		err := router.AddHandler(ctx, "pm-"+name, func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error {
-			return h(ctx, e)
-		},
-			messaging.WithoutTx(), messaging.WithRoute(name, handlers.ManagerEventTypes(name)...),
-			messaging.WithAccept(func(e eventstore.Envelope) bool { return handlers.RoutedTo(name, e, nil) }))
-		if err != nil {
+		if err := router.AddHandler(ctx, "pm-"+name, handle, messaging.WithoutTx(), messaging.WithRoute(name)); err != nil {
 			return err
 		}
 	}

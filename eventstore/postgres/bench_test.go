@@ -208,8 +208,7 @@ func BenchmarkReadAll(b *testing.B) {
 
 func newBenchStore(b *testing.B) *Store {
 	b.Helper()
-	dbURL := pgtest.NewDatabase(b)
-	migrate(b, dbURL)
+	dbURL := pgtest.NewMigratedDatabase(b)
 	s, err := New(pgtest.NewPool(b, dbURL, 20), Config{})
 	if err != nil {
 		b.Fatal(err)

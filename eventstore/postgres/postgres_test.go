@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +27,7 @@ import (
 // slow on a loaded CI machine.
 func newTestStore(t testing.TB) (*Store, string) {
 	t.Helper()
-	dbURL := pgtest.NewDatabase(t)
-	migrate(t, dbURL)
+	dbURL := pgtest.NewMigratedDatabase(t)
 	pool := pgtest.NewPool(t, dbURL+"&synchronous_commit=off", 12)
 	s, err := New(pool, Config{})
 	if err != nil {
@@ -38,24 +35,6 @@ func newTestStore(t testing.TB) (*Store, string) {
 	}
 	t.Cleanup(s.Close) // before the pool closes: cleanups run last-in first-out
 	return s, dbURL
-}
-
-// migrate runs Migrate, retrying while the cluster has no connection to
-// spare.
-func migrate(t testing.TB, dbURL string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for {
-		err := Migrate(ctx, dbURL)
-		if err == nil {
-			return
-		}
-		if !pgtest.Transient(err) && !strings.Contains(err.Error(), "SQLSTATE 53300") || ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func TestConformance(t *testing.T) {
@@ -144,48 +123,6 @@ func TestEventsAreImmutable(t *testing.T) {
 	got, err := s.ReadStream(ctx, "imm-1", 0)
 	if err != nil || len(got) != 1 || got[0].Position != res.Positions[0] {
 		t.Errorf("stream after the attempts: %v, %v", got, err)
-	}
-}
-
-func TestMigrateIsIdempotentAndEnsureDatabase(t *testing.T) {
-	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	for range 2 {
-		migrate(t, dbURL)
-	}
-	if err := EnsureDatabase(ctx, dbURL); err != nil {
-		t.Fatalf("EnsureDatabase of an existing database: %v", err)
-	}
-
-	// A database that does not exist yet: create it, then drop it with the
-	// one pgtest made (a sibling name, so it is cleaned up here).
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path += "_ensured"
-	if err := EnsureDatabase(ctx, u.String()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgtest.Connect(ctx, pgtest.AdminURL())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		name := u.Path[1:]
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Error(err)
-		}
-	})
-	s, err := Open(ctx, u.String(), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Append(ctx, "ensure-1", eventstore.NoStream, []eventstore.NewEvent{newTestEvent()}); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/projections/projectiontest"
+	"github.com/onboard/onboard/schema"
 )
 
 // Sizes are how much work each figure measures.
@@ -223,7 +224,7 @@ func (s *Store) Close() {
 // OpenStore migrates the database at dbURL and returns an event store on a
 // pool of its own of at least conns connections.
 func OpenStore(ctx context.Context, dbURL string, conns int32) (*Store, error) {
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
+	if err := schema.Migrate(ctx, dbURL); err != nil {
 		return nil, err
 	}
 	cfg, err := pgxpool.ParseConfig(dbURL)

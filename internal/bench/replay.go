@@ -17,9 +17,6 @@ func RebuildFigure() Figure {
 		if err != nil {
 			return nil, err
 		}
-		if err := projections.Migrate(ctx, s.Pool()); err != nil {
-			return nil, err
-		}
 		p, err := projections.New(projections.Config{Pool: s.Pool(), Source: s})
 		if err != nil {
 			return nil, err

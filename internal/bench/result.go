@@ -46,11 +46,6 @@ func AtLeast(v float64, unit string) Goal {
 	return Goal{text: "≥ " + formatValue(v) + " " + unit, met: func(r Result) bool { return r.Value >= v }}
 }
 
-// Below is met when the value is below v.
-func Below(v float64, unit string) Goal {
-	return Goal{text: "< " + formatValue(v) + " " + unit, met: func(r Result) bool { return r.Value < v }}
-}
-
 // RatioAtLeast is met when the value is at least share of the ceiling.
 func RatioAtLeast(share float64) Goal {
 	return Goal{text: fmt.Sprintf("≥ %.0f%% of ceiling", share*100), met: func(r Result) bool { return r.Ceiling > 0 && r.Ratio >= share }}
@@ -100,17 +95,6 @@ type Report struct {
 type Failure struct {
 	Figure string `json:"figure"`
 	Error  string `json:"error"`
-}
-
-// AllMet reports whether every goal of the report is met and every figure
-// was measured.
-func (r Report) AllMet() bool {
-	for _, res := range r.Results {
-		if res.Met != nil && !*res.Met {
-			return false
-		}
-	}
-	return len(r.Failures) == 0
 }
 
 // WriteJSON writes the report as indented JSON.

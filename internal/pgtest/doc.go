@@ -5,6 +5,8 @@
 // is unreachable the test is skipped, except under CI=true, where it fails:
 // CI must never pass by skipping the integration tests.
 //
-// It may import only the standard library and pgx; it is imported by tests
-// only.
+// NewMigratedDatabase applies package schema's migrations to it.
+//
+// It may import only the standard library, pgx and package schema; it is
+// imported by tests only.
 package pgtest

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/onboard/onboard/schema"
 )
 
 // DefaultAdminURL is used when TEST_DATABASE_URL is not set.
@@ -66,6 +68,27 @@ func NewDatabase(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// NewMigratedDatabase is NewDatabase with every migration applied, as
+// `onboard migrate` applies them: the database a test of any component
+// starts from.
+func NewMigratedDatabase(t testing.TB) string {
+	t.Helper()
+	url := NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		err := schema.Migrate(ctx, url)
+		if err == nil {
+			return url
+		}
+		// goose wraps errors as text: the code is only in the message.
+		if !Transient(err) && !strings.Contains(err.Error(), "SQLSTATE 53300") || ctx.Err() != nil {
+			t.Fatalf("pgtest: migrate: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // Connect connects to url, retrying while the server is reachable but
