@@ -106,12 +106,17 @@ type Config struct {
 	// that it reads and decodes only the events after them; default 4096,
 	// negative for none.
 	Histories int
-	// TrustHistories makes Execute decide on a remembered history without
-	// reading the stream first; a refusal or a concurrency conflict is
-	// then checked against the stream. It saves a read per command in the
-	// process that appends most of its customers' events (the worker);
-	// elsewhere the remembered history is mostly behind and it would cost
-	// a failed append instead.
+	// TrustHistories makes Execute and LoadSince decide on a remembered
+	// history without reading the stream first. Optimistic concurrency
+	// alone keeps that safe: appends are durable when they return and
+	// events immutable, so a remembered history is a prefix of the stream,
+	// possibly short of it (another process appended since) but never
+	// wrong; an append decided on it carries its version as the expected
+	// version, so a shortfall fails as a concurrency conflict and is
+	// decided again on the stream, as is a refusal. It saves a read per
+	// command in the process that appends most of its customers' events
+	// (the worker); elsewhere the remembered history is mostly behind and
+	// it would cost a failed append instead.
 	TrustHistories bool
 }
 
@@ -194,13 +199,12 @@ func (h *Handler) Load(ctx context.Context, id uuid.UUID) (*domain.Customer, err
 }
 
 // LoadSince returns the customer as of at least version: from the
-// remembered history alone when the commands trust histories and it holds
-// that many events, and otherwise as Load does. A reaction to the event at
-// version needs no later state than the remembered one: each later event
-// has its own reaction, and a decision on a history that has since grown is
-// caught by the append's expected version.
+// remembered history alone when the commands trust histories (see
+// Config.TrustHistories) and it holds that many events, and
+// otherwise as Load does. A reaction to the event at version needs no later
+// state than the remembered one: each later event has its own reaction.
 func (h *Handler) LoadSince(ctx context.Context, id uuid.UUID, version int) (*domain.Customer, error) {
-	if h.trust && version > 0 && !fromStore(ctx) {
+	if h.trust && version > 0 {
 		if c, _, ok := h.remembered(id); ok && c.Version() >= version {
 			return c, nil
 		}
@@ -284,13 +288,6 @@ func (h *Handler) load(ctx context.Context, id uuid.UUID, remember bool) (*domai
 		from = int64(len(known.events))
 	}
 	envs, err := h.store.ReadStream(ctx, StreamID(id), from)
-	if ok && err == nil && len(envs) == 0 {
-		// The stream is shorter than the remembered history: a crash of
-		// the database took back appends that did not wait for the flush
-		// (eventstore.Deferred). Start over from what is stored.
-		h.histories.forget(id)
-		return h.load(ctx, id, false)
-	}
 	if errors.Is(err, eventstore.ErrStreamNotFound) || (err == nil && len(envs) == 0) {
 		h.histories.forget(id)
 		return nil, history{}, fmt.Errorf("customer %s: %w", id, ErrCustomerNotFound)
@@ -360,7 +357,7 @@ func DecodeEnvelopes(envs []eventstore.Envelope) ([]domain.Event, error) {
 // expectedVersion is not nil the customer must be at that version
 // (ErrVersionMismatch otherwise), and a conflict is not retried.
 func (h *Handler) Execute(ctx context.Context, id uuid.UUID, expectedVersion *int, meta Meta, decide func(*domain.Customer) error, opts ...eventstore.AppendOption) (Result, error) {
-	trust := h.trust && expectedVersion == nil && !fromStore(ctx)
+	trust := h.trust && expectedVersion == nil
 	for attempt := 0; ; attempt++ {
 		var c *domain.Customer
 		known, fromMemory := history{}, false
@@ -434,9 +431,6 @@ func (h *Handler) append(ctx context.Context, c *domain.Customer, known history,
 	}
 	expected := eventstore.ExpectedVersion(c.Version())
 	all := append([]eventstore.AppendOption{eventstore.WithStreamType("customer")}, opts...)
-	if deferred(ctx) {
-		all = append(all, eventstore.Deferred())
-	}
 	start := time.Now()
 	ar, err := h.store.Append(ctx, StreamID(c.ID()), expected, events, all...)
 	took := time.Since(start)

@@ -10,10 +10,8 @@ import (
 )
 
 // histories remembers the decoded events of recently used customers, so
-// that the next load reads only what came after them. Events are immutable
-// and versioned, so a remembered history is always a prefix of the stream:
-// it can be short of the truth (another process appended since), never
-// wrong, and the append's expected version catches the shortfall.
+// that the next load reads only what came after them.
+// Config.TrustHistories says why deciding on them is safe.
 type histories struct {
 	mu    sync.Mutex
 	max   int

@@ -35,7 +35,9 @@ type Appender interface {
 	// Append atomically appends events (at least one) to the stream at
 	// streamID if the stream is at the expected version, together with the
 	// writes its options ask for (idempotency record, reservations), in one
-	// transaction: either all of them commit or none does.
+	// transaction: either all of them commit or none does. When it returns
+	// successfully the transaction is durable: a crash of the store
+	// afterwards does not take it back.
 	//
 	// Errors: a *ConcurrencyError (ErrConcurrencyConflict) when the stream
 	// is at another version or a concurrent append won; a
@@ -170,9 +172,6 @@ type AppendOptions struct {
 	// Releases are reservations given up in the same transaction; a release
 	// of a value held by another stream, or by nobody, is a no-op.
 	Releases []Reservation
-	// Deferred lets the append return once it is committed, before it is
-	// durable; see Deferred.
-	Deferred bool
 }
 
 // AppendOption sets an option of one append.
@@ -203,35 +202,6 @@ func WithReservation(r Reservation) AppendOption {
 // WithRelease gives up a reservation in the same transaction as the events.
 func WithRelease(r Reservation) AppendOption {
 	return func(o *AppendOptions) { o.Releases = append(o.Releases, r) }
-}
-
-// Deferred lets the append return once it is committed and visible,
-// without waiting until it is durable: a crash of the database before
-// then may take it back. It becomes durable with the store's next
-// synchronous commit that begins after it (any append without Deferred,
-// or Syncer.Sync), or shortly after on its own. Whoever acts on a
-// deferred append outside the store (acknowledges the message it
-// answered, publishes its events, answers a request) must first make it
-// durable, and must not take a remembered state that includes it for the
-// store's after a failure: the store may have lost it. A store may make
-// every append durable and ignore Deferred.
-func Deferred() AppendOption {
-	return func(o *AppendOptions) { o.Deferred = true }
-}
-
-// Syncer is a store whose appends may be Deferred.
-type Syncer interface {
-	// Sync returns once every append committed before the call is
-	// durable.
-	Sync(ctx context.Context) error
-}
-
-// DurableAllReader reads the global log as ReadAll does and returns only
-// once every event it returns is durable: for a reader that acts on the
-// events outside the store (publishes them) where appends may be
-// Deferred, in one call instead of ReadAll and Sync.
-type DurableAllReader interface {
-	ReadAllDurable(ctx context.Context, after Cursor, limit int) ([]Envelope, error)
 }
 
 // ApplyAppendOptions returns the options set by opts, with StreamType

@@ -34,12 +34,7 @@ type RelayConfig struct {
 	// Relays with the same name share one cursor and only one of them is
 	// active at a time. Default "onboarding".
 	Name string
-	// Store is read in global order from the relay's cursor. When its
-	// appends may be Deferred it reads durable batches only, so that
-	// JetStream never holds an event that a crash of the database could
-	// still take back: with ReadAllDurable when the store is an
-	// eventstore.DurableAllReader, else with ReadAll and then Sync when it
-	// is an eventstore.Syncer.
+	// Store is read in global order from the relay's cursor.
 	Store eventstore.AllReader
 	// Pool connects to the event store's database, where the relay keeps
 	// its cursor and takes its advisory lock (on a dedicated connection
@@ -445,24 +440,11 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// read reads the next batch after from, durable: a deferred append is
-// visible before it is durable, and what the relay publishes must not be
-// taken back by a crash of the database. A store whose appends are all
-// durable needs nothing more than ReadAll.
+// read reads the next batch after from. Every append is durable when it
+// returns, so what the relay publishes cannot be taken back by a crash of
+// the database.
 func (r *Relay) read(ctx context.Context, from eventstore.Cursor) ([]eventstore.Envelope, error) {
-	if d, ok := r.cfg.Store.(eventstore.DurableAllReader); ok {
-		return d.ReadAllDurable(ctx, from, r.cfg.BatchSize)
-	}
-	batch, err := r.cfg.Store.ReadAll(ctx, from, r.cfg.BatchSize)
-	if err != nil || len(batch) == 0 {
-		return batch, err
-	}
-	if s, ok := r.cfg.Store.(eventstore.Syncer); ok {
-		if err := s.Sync(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return batch, nil
+	return r.cfg.Store.ReadAll(ctx, from, r.cfg.BatchSize)
 }
 
 // storeCursor stores s.from as the cursor when the relay has come past the

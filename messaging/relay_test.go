@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/onboard/onboard/eventstore"
-	"github.com/onboard/onboard/eventstore/postgres"
 )
 
 // TestEndToEnd appends 10,000 events from 8 concurrent writers while a
@@ -274,86 +272,4 @@ func TestRelayIdleKeepsLock(t *testing.T) {
 		t.Errorf("relay after idling: %+v, want one lead, still active", got)
 	}
 	assertStreamHoldsOnce(t, env, ids)
-}
-
-// gatedSyncStore is an event store that reads with ReadAll only (no
-// ReadAllDurable) and whose Sync waits until release is closed, counting
-// the calls that began.
-type gatedSyncStore struct {
-	eventstore.AllReader
-	store   *postgres.Store
-	syncs   atomic.Int64
-	release chan struct{}
-}
-
-func (g *gatedSyncStore) Sync(ctx context.Context) error {
-	g.syncs.Add(1)
-	select {
-	case <-g.release:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return g.store.Sync(ctx)
-}
-
-// TestRelayPublishesOnlyDurableEvents appends deferred events, which are
-// visible before they are durable, to a store that reads with ReadAll and
-// makes durable with Sync, and holds its Sync: the relay that read them
-// publishes nothing until Sync returns, then all of them.
-func TestRelayPublishesOnlyDurableEvents(t *testing.T) {
-	env := newTestEnv(t)
-	gated := &gatedSyncStore{AllReader: env.store, store: env.store, release: make(chan struct{})}
-	relay, _ := env.startRelay(RelayConfig{Store: gated})
-	ctx := context.Background()
-	stream := "customer-" + uuid.NewString()
-	var ids []uuid.UUID
-	for v := range 3 {
-		e := eventstore.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "customer.test_happened", SchemaVersion: 1,
-			Data: json.RawMessage(`{}`), Metadata: eventstore.Metadata{Actor: "test"}}
-		res, err := env.store.Append(ctx, stream, eventstore.ExpectedVersion(v), []eventstore.NewEvent{e}, eventstore.Deferred())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, e.ID)
-		env.mu.Lock()
-		env.lastAppended = res.Cursor()
-		env.mu.Unlock()
-	}
-	waitFor(t, "the relay to sync the store after reading", func() (bool, error) { return gated.syncs.Load() > 0, nil })
-	if got := env.streamEventIDs(); len(got) != 0 {
-		t.Fatalf("the relay published %d events before the store was synced", len(got))
-	}
-	close(gated.release)
-	waitFor(t, "relay to reach the head", env.relayedAll(relay))
-	assertStreamHoldsOnce(t, env, ids)
-}
-
-// countingReads counts the store's reads of the global log, both kinds.
-type countingReads struct {
-	*postgres.Store
-	plain, durable atomic.Int64
-}
-
-func (c *countingReads) ReadAll(ctx context.Context, after eventstore.Cursor, limit int) ([]eventstore.Envelope, error) {
-	c.plain.Add(1)
-	return c.Store.ReadAll(ctx, after, limit)
-}
-
-func (c *countingReads) ReadAllDurable(ctx context.Context, after eventstore.Cursor, limit int) ([]eventstore.Envelope, error) {
-	c.durable.Add(1)
-	return c.Store.ReadAllDurable(ctx, after, limit)
-}
-
-// TestRelayReadsDurableBatches: on a store that reads durable batches in
-// one call, the relay reads with it alone.
-func TestRelayReadsDurableBatches(t *testing.T) {
-	env := newTestEnv(t)
-	counted := &countingReads{Store: env.store}
-	relay, _ := env.startRelay(RelayConfig{Store: counted})
-	ids := env.appendEvents(2, 20, 4)
-	waitFor(t, "relay to reach the head", env.relayedAll(relay))
-	assertStreamHoldsOnce(t, env, ids)
-	if counted.durable.Load() == 0 || counted.plain.Load() != 0 {
-		t.Errorf("the relay read %d durable and %d plain batches, want durable ones only", counted.durable.Load(), counted.plain.Load())
-	}
 }

@@ -16,11 +16,12 @@ type Harness struct {
 	// it and use stream ids of their own, so it may be shared, and may hold
 	// other events.
 	Store eventstore.Store
-	// HoldAppend, if set, appends like Store.Append but leaves the
-	// transaction open: when it returns, the events have taken their global
+	// HoldAppend, if set, appends as Store.Append does, through the same
+	// statements, but leaves the transaction open: when it returns, the
+	// events (and the writes opts ask for) have taken their global
 	// positions but are not committed. The suite uses it to make a later
 	// append commit first.
-	HoldAppend func(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) (*HeldAppend, error)
+	HoldAppend func(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) (*HeldAppend, error)
 	// Tamper, if set, overwrites the data of one stored event behind the
 	// store's back (as a superuser would, with the immutability trigger
 	// disabled), so the suite can check that Verify notices.

@@ -143,7 +143,10 @@ func testSubscribeHandlerError(t *testing.T, h Harness) {
 
 // testCommitOrderRace is the race a plain sequence loses: A takes a
 // position, B takes a later one and commits first, then A commits. A
-// reader must never pass B while A can still commit.
+// reader must never pass B while A can still commit. The iterations take
+// turns at the kinds of append a store may write differently (one event
+// or several, to a new stream or an old one, with an idempotency record,
+// reservations or a release), for A and for B.
 //
 // While A is open nothing after A's cursor may be readable: not B, nor
 // anything else committed meanwhile. That is checked in every iteration;
@@ -173,15 +176,26 @@ func testCommitOrderRace(t *testing.T, h Harness) {
 		delivered[e.ID] = true
 	})
 
+	total := 0
 	for i := range iterations {
-		evA, evB := newEvents(t, 1), newEvents(t, 1)
+		shapeA, shapeB := raceShapes[i%len(raceShapes)], raceShapes[(i/len(raceShapes))%len(raceShapes)]
+		evA, evB := newEvents(t, shapeA.events), newEvents(t, shapeB.events)
+		total += len(evA) + len(evB)
 		mu.Lock()
-		firstOf[evB[0].ID] = evA[0].ID
+		for _, e := range evB {
+			firstOf[e.ID] = evA[len(evA)-1].ID
+		}
 		mu.Unlock()
-		held := hold(t, h, prefix+"a", eventstore.Any, evA)
-		b, err := h.Store.Append(ctx, prefix+"b", eventstore.Any, evB)
+		// Old streams (Any) and new ones (NoStream) in turn.
+		streamA, streamB, expected := prefix+"a", prefix+"b", eventstore.Any
+		if (i/16)%2 == 1 {
+			streamA, streamB, expected = fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i), eventstore.NoStream
+		}
+		tagA, tagB := fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i)
+		held := hold(t, h, streamA, expected, evA, shapeA.opts(tagA)...)
+		b, err := h.Store.Append(ctx, streamB, expected, evB, shapeB.opts(tagB)...)
 		if err != nil {
-			t.Fatalf("iteration %d: append B: %v", i, err)
+			t.Fatalf("iteration %d: append B (%s): %v", i, shapeB.name, err)
 		}
 		if held.Result.Positions[0] >= b.Positions[0] {
 			t.Fatalf("iteration %d: A took position %d, not before B's %d", i, held.Result.Positions[0], b.Positions[0])
@@ -203,7 +217,7 @@ func testCommitOrderRace(t *testing.T, h Harness) {
 		}
 	}
 
-	c.waitMine(t, 2*iterations)
+	c.waitMine(t, total)
 	mu.Lock()
 	if violation != "" {
 		t.Error(violation)
@@ -212,7 +226,7 @@ func testCommitOrderRace(t *testing.T, h Harness) {
 	var got []eventstore.Envelope
 	eventually(t, "ReadAll to return every event of the race", func() bool {
 		got = readAllMine(t, h.Store, start, prefix)
-		return len(got) >= 2*iterations
+		return len(got) >= total
 	})
 	seen := map[uuid.UUID]bool{}
 	for _, e := range got {
@@ -227,9 +241,33 @@ func testCommitOrderRace(t *testing.T, h Harness) {
 		}
 		seen[e.ID] = true
 	}
-	if len(got) != 2*iterations {
-		t.Fatalf("ReadAll returned %d events, want %d", len(got), 2*iterations)
+	if len(got) != total {
+		t.Fatalf("ReadAll returned %d events, want %d", len(got), total)
 	}
+}
+
+// raceShapes are the kinds of append testCommitOrderRace takes turns at;
+// opts takes a tag unique to the append.
+var raceShapes = []struct {
+	name   string
+	events int
+	opts   func(tag string) []eventstore.AppendOption
+}{
+	{"one event", 1, func(string) []eventstore.AppendOption { return nil }},
+	{"three events", 3, func(string) []eventstore.AppendOption { return nil }},
+	{"idempotency record and reservation", 2, func(tag string) []eventstore.AppendOption {
+		return []eventstore.AppendOption{
+			eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: "race", Key: tag, Fingerprint: "f", StatusCode: 202}),
+			eventstore.WithReservation(eventstore.Reservation{Kind: "race", Value: tag}),
+		}
+	}},
+	{"reservations and a release", 1, func(tag string) []eventstore.AppendOption {
+		return []eventstore.AppendOption{
+			eventstore.WithReservation(eventstore.Reservation{Kind: "race", Value: tag + "-1"}),
+			eventstore.WithReservation(eventstore.Reservation{Kind: "race", Value: tag + "-2"}),
+			eventstore.WithRelease(eventstore.Reservation{Kind: "race", Value: tag}),
+		}
+	}},
 }
 
 // testLongOpenTransaction holds one append open while many others commit:
@@ -299,9 +337,9 @@ func testVerifyDetectsTampering(t *testing.T, h Harness) {
 
 // hold starts a held append that is rolled back at the end of the test
 // unless committed, so that a failing test does not leave it open.
-func hold(t *testing.T, h Harness, stream string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) *HeldAppend {
+func hold(t *testing.T, h Harness, stream string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) *HeldAppend {
 	t.Helper()
-	held, err := h.HoldAppend(context.Background(), stream, expected, events)
+	held, err := h.HoldAppend(context.Background(), stream, expected, events, opts...)
 	if err != nil {
 		t.Fatalf("hold an append to %s: %v", stream, err)
 	}

@@ -20,7 +20,6 @@ func Run(t *testing.T, factory Factory) {
 		fn   func(t *testing.T, h Harness)
 	}{
 		{"AppendAndReadStream", testAppendAndReadStream},
-		{"DeferredAppends", testDeferredAppends},
 		{"ExpectedVersion", testExpectedVersion},
 		{"InvalidInput", testInvalidInput},
 		{"ConcurrentAppenders", testConcurrentAppenders},
@@ -110,47 +109,6 @@ func testAppendAndReadStream(t *testing.T, h Harness) {
 	res2 := mustAppend(t, h.Store, "conftype-"+uuid.Must(uuid.NewV7()).String(), eventstore.NoStream, newEvents(t, 1))
 	if got, err := h.Store.ReadStream(ctx, res2.StreamID, 1); err != nil || got[0].StreamType != "conftype" {
 		t.Errorf("default stream type: %v, %v; want conftype", got, err)
-	}
-}
-
-// testDeferredAppends checks that a Deferred append is an append like any
-// other to its readers, at once: versions, expected versions, positions
-// and the hash chain, mixed with durable ones in one stream; and that
-// Sync, where the store has it, returns.
-func testDeferredAppends(t *testing.T, h Harness) {
-	ctx := context.Background()
-	stream := streamPrefix(t) + "s"
-	mustAppend(t, h.Store, stream, eventstore.NoStream, newEvents(t, 1))
-	deferred, err := h.Store.Append(ctx, stream, 1, newEvents(t, 2), eventstore.Deferred())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if deferred.FirstVersion != 2 || deferred.LastVersion != 3 || len(deferred.Positions) != 2 {
-		t.Fatalf("deferred append = %+v, want versions 2..3", deferred)
-	}
-	if _, err := h.Store.Append(ctx, stream, 1, newEvents(t, 1), eventstore.Deferred()); !errors.Is(err, eventstore.ErrConcurrencyConflict) {
-		t.Errorf("deferred append at a stale version: err = %v, want ErrConcurrencyConflict", err)
-	}
-	last := mustAppend(t, h.Store, stream, 3, newEvents(t, 1))
-	got, err := h.Store.ReadStream(ctx, stream, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 4 || got[3].Version != 4 || got[3].Position != last.Positions[0] {
-		t.Fatalf("read %d events, want versions 1..4 with the durable append last", len(got))
-	}
-	for i, e := range got {
-		if i > 0 && !bytes.Equal(e.PrevHash, got[i-1].Hash) {
-			t.Errorf("event %d is not chained to its predecessor", i+1)
-		}
-	}
-	if err := h.Store.Verify(ctx, stream); err != nil {
-		t.Errorf("Verify of a stream with deferred appends: %v", err)
-	}
-	if s, ok := h.Store.(eventstore.Syncer); ok {
-		if err := s.Sync(ctx); err != nil {
-			t.Errorf("Sync: %v", err)
-		}
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 	"github.com/onboard/onboard/eventstore"
 )
 
-// SQLSTATEs raised by onboard_append and the immutability trigger.
+// SQLSTATEs raised by the append statement (through onboard_raise) and the
+// immutability trigger.
 const (
 	codeConcurrency    = "OB001"
 	codeReservation    = "OB002"
@@ -28,13 +29,8 @@ const (
 	codeUniqueViolated = "23505"
 )
 
-const appendSQL = `SELECT out_transaction_id, out_positions, out_first_version FROM onboard_append(
-	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-	$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`
-
 // querier is what an append runs on: the pool, or a transaction in tests.
 type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
@@ -42,33 +38,20 @@ type querier interface {
 // lost a race for a version: Any promises to append whatever the version.
 const maxAnyRetries = 10
 
+// maxAppendEvents bounds the events of one append: each is one CTE of the
+// append statement, whose planning grows faster than its length (about
+// 0.1 s for 128 events).
+const maxAppendEvents = 100
+
 // Append implements eventstore.Appender.
 func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) (eventstore.AppendResult, error) {
 	o := eventstore.ApplyAppendOptions(streamID, opts...)
-	prepared, err := eventstore.PrepareAppend(streamID, expected, events, o)
+	query, args, prepared, err := prepareAppend(streamID, expected, events, o)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	plain := o.Idempotency == nil && len(o.Reservations) == 0 && len(o.Releases) == 0
-	var args []any
-	query, ok := statementFor(len(prepared), o) // "" for onboard_append
-	switch {
-	case ok:
-		args = appendStatementArgs(streamID, expected, prepared, o)
-		if plain && !o.Deferred && len(prepared) == 1 && expected == eventstore.NoStream {
-			query = appendNewSQL
-		}
-	default:
-		args = appendArgs(streamID, expected, prepared, o)
-	}
 	for attempt := 0; ; attempt++ {
-		var res eventstore.AppendResult
-		var err error
-		if query != "" {
-			res, err = s.appendStatement(ctx, s.pool, streamID, query, args)
-		} else {
-			res, err = runAppend(ctx, s.pool, streamID, args)
-		}
+		res, err := s.appendStatement(ctx, s.pool, streamID, query, args)
 		if err == nil {
 			s.wakeSubscribers()
 			return res, nil
@@ -82,88 +65,71 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 	}
 }
 
-func runAppend(ctx context.Context, q querier, streamID string, args []any) (eventstore.AppendResult, error) {
-	var res eventstore.AppendResult
-	res.StreamID = streamID
-	err := q.QueryRow(ctx, appendSQL, args...).Scan(&res.TransactionID, &res.Positions, &res.FirstVersion)
+// prepareAppend validates an append and returns its statement, the
+// statement's arguments and the prepared events.
+func prepareAppend(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) (string, []any, []eventstore.NewEvent, error) {
+	if len(events) > maxAppendEvents {
+		return "", nil, nil, fmt.Errorf("append of %d events to %q, more than %d: %w", len(events), streamID, maxAppendEvents, eventstore.ErrInvalidEvent)
+	}
+	prepared, err := eventstore.PrepareAppend(streamID, expected, events, o)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return "", nil, nil, err
 	}
-	res.LastVersion = res.FirstVersion + int64(len(res.Positions)) - 1
-	return res, nil
+	reservations := reservationList(streamID, o.Reservations)
+	releases := reservationList(streamID, o.Releases)
+	shape := statementShape{events: len(prepared), idempotency: o.Idempotency != nil, reservations: len(reservations), releases: len(releases)}
+	query, ok := commonStatements[shape]
+	if !ok {
+		query = buildAppendStatement(shape)
+	}
+	return query, appendArgs(streamID, expected, prepared, o.StreamType, o.Idempotency, reservations, releases), prepared, nil
 }
 
-// appendNewSQL appends one plain event to a new stream (expected version
-// 0) with the arguments of appendStatementSQL: no look-up, as in the
-// function; if the stream exists after all, version 1 violates
-// events_stream_version_key.
-const appendNewSQL = `INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
-	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
-VALUES ($5, $1, $2, $3::bigint + 1, $6, $7, $8::json, $9, $10, $11, $12, $13, $14::json, now(), ''::bytea,
-	sha256(uuid_send($5::uuid) || $4::bytea || int8send($3::bigint + 1) || $15::bytea
-		|| int8send((extract(epoch FROM now()) * 1000000)::bigint)))
-RETURNING transaction_id, position, version`
-
-// maxStatementEvents is the most events an append inserts with one
-// statement of its own (appendStatementSQL); more go through onboard_append.
-const maxStatementEvents = 8
-
-// statementShape is what an append's statement must do besides inserting
-// its events: store an idempotency record, claim a reservation.
+// statementShape is what an append statement does: insert its events,
+// store an idempotency record, claim and give up reservations.
 type statementShape struct {
-	events      int
-	idempotency bool
-	reservation bool
-	deferred    bool // commits without waiting for the WAL flush
+	events                 int
+	idempotency            bool
+	reservations, releases int
 }
 
-// statementFor returns the statement of an append with no release, at most
-// one reservation and at most maxStatementEvents events, and whether there
-// is one.
-func statementFor(n int, o eventstore.AppendOptions) (string, bool) {
-	if n < 1 || n > maxStatementEvents || len(o.Releases) > 0 || len(o.Reservations) > 1 {
-		return "", false
-	}
-	q, ok := appendStatementSQL[statementShape{events: n, idempotency: o.Idempotency != nil, reservation: len(o.Reservations) == 1, deferred: o.Deferred}]
-	return q, ok
-}
-
-// appendStatementSQL holds, for each shape, a statement that appends the
-// events in one round trip instead of a call of onboard_append, whose
-// PL/pgSQL loops and array parameters cost a fifth of a plain append and
-// more than half of one with an idempotency record. It reads the stream's
-// last version and hash, a chain of CTEs computes each event's hash from
-// the previous one's (byte for byte the function's: the conformance suite
-// and VerifyChain hold both to eventstore.Hash), the rows are inserted in
-// version order (ORDER BY) so that their positions follow their versions,
-// and nothing is inserted when the stream is not at the expected version
-// ($3; -1 for any). Its arguments are $1 stream id, $2 stream type, $3
-// expected version, $4 the stream part of the canonical bytes, then eleven
-// per event, then those of the idempotency record and the reservation (see
-// appendStatementArgs).
-//
-// The idempotency record and the reservation are written by CTEs after the
-// events, and the statement fails as onboard_append does, through
-// onboard_raise, which rolls the events back with it: OB003 when the key
-// is stored already (first, as in the function) or was stored meanwhile,
-// OB002 with the owner when the reservation is someone else's. A stream
-// at another version inserts nothing and returns one row of NULLs, for
-// appendStatement to report OB001.
-var appendStatementSQL = func() map[statementShape]string {
+// commonStatements holds the statements of the shapes appends mostly take,
+// built once.
+var commonStatements = func() map[statementShape]string {
 	out := map[statementShape]string{}
-	for n := 1; n <= maxStatementEvents; n++ {
+	for n := 1; n <= 8; n++ {
 		for _, idem := range []bool{false, true} {
-			for _, res := range []bool{false, true} {
-				for _, deferred := range []bool{false, true} {
-					shape := statementShape{events: n, idempotency: idem, reservation: res, deferred: deferred}
-					out[shape] = buildAppendStatement(shape)
-				}
+			for res := range 2 {
+				shape := statementShape{events: n, idempotency: idem, reservations: res}
+				out[shape] = buildAppendStatement(shape)
 			}
 		}
 	}
 	return out
 }()
 
+// buildAppendStatement returns the one statement that appends an append of
+// its shape, in one round trip and one transaction. It reads the stream's
+// last version and hash (not for a new stream: if it exists after all,
+// version 1 violates events_stream_version_key), a chain of CTEs computes
+// each event's hash from the previous one's (eventstore.CanonicalBytes, byte
+// for byte: the client sends the parts it knows, the statement adds the
+// stream's, the version and the recording time; the conformance suite
+// holds it to eventstore.Hash), the rows are inserted in version order
+// (ORDER BY) so that their positions follow their versions, and nothing is
+// inserted when the stream is not at the expected version ($3; -1 for
+// any). Its arguments are $1 stream id, $2 stream type, $3 expected
+// version, $4 the stream part of the canonical bytes, then eleven per
+// event, then those of the idempotency record, the reservations and the
+// releases (see appendArgs).
+//
+// The idempotency record, the reservations and the releases are written by
+// CTEs after the events, and the statement fails through onboard_raise,
+// which rolls the events back with it: OB003 when the key is stored already
+// or was stored meanwhile, OB002 with the owner and the reservation's
+// number when a value is someone else's. A stream at another version
+// inserts nothing and returns one row of NULLs, for appendStatement to
+// report OB001.
 func buildAppendStatement(shape statementShape) string {
 	n := shape.events
 	var b strings.Builder
@@ -171,14 +137,7 @@ func buildAppendStatement(shape statementShape) string {
 	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
 ), head AS (
 	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h,
-		(extract(epoch FROM now()) * 1000000)::bigint AS us`)
-	if shape.deferred {
-		// The statement is its own transaction: a local setting lasts
-		// until its commit, which then does not wait for the WAL flush.
-		b.WriteString(`
-	WHERE set_config('synchronous_commit', 'off', true) = 'off'`)
-	}
-	b.WriteString(`
+		(extract(epoch FROM now()) * 1000000)::bigint AS us
 )`)
 	from := "head"
 	for i := 1; i <= n; i++ {
@@ -210,7 +169,7 @@ FROM (`
 	insert += `
 ) r ORDER BY r.n
 RETURNING transaction_id, position, version`
-	if !shape.idempotency && !shape.reservation {
+	if !shape.idempotency && shape.reservations == 0 && shape.releases == 0 {
 		b.WriteString("\n")
 		b.WriteString(insert)
 		return b.String()
@@ -219,7 +178,7 @@ RETURNING transaction_id, position, version`
 %s
 )`, insert)
 	next := 5 + 11*n // the first argument after the events'
-	var fail []string
+	fail := []string{"WHEN false THEN NULL"}
 	if shape.idempotency {
 		// $next.. : scope, key, fingerprint, status, response, ttl in ms.
 		sc, k, fp, st, resp, ttl := next, next+1, next+2, next+3, next+4, next+5
@@ -242,23 +201,40 @@ RETURNING transaction_id, position, version`
 		WHERE i.expires_at <= now()
 	RETURNING 1
 )`, sc, k, fp, st, resp, ttl)
+		// A repeated request is recognised as such first, whatever else
+		// changed since: a stored key is OB003 even on a stale version.
 		fail = append(fail,
 			`WHEN EXISTS (SELECT 1 FROM idem_old) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`,
 			`WHEN ins.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM idem) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`)
 	}
-	if shape.reservation {
-		// $next.. : kind, value, owner. On a conflict the no-op update
-		// locks the row and returns its owner, committed or not before
-		// this statement began.
-		kind, value, owner := next, next+1, next+2
-		fmt.Fprintf(&b, `, res AS (
+	if shape.reservations > 0 {
+		// $next.. : kind, value, owner of each, in the order that
+		// reservationList sorted them, so that concurrent appends lock
+		// the rows in one order. On a conflict the no-op update locks the
+		// row and returns its owner, committed or not before this
+		// statement began.
+		fmt.Fprintf(&b, `, want AS (
+	SELECT * FROM (VALUES %s) w (i, kind, value, owner)
+), res AS (
 	INSERT INTO reservations AS r (kind, value, owner_stream_id)
-	SELECT $%[1]d::text, $%[2]d::text, $%[3]d::text WHERE EXISTS (SELECT 1 FROM ins)
+	SELECT kind, value, owner FROM want WHERE EXISTS (SELECT 1 FROM ins) ORDER BY i
 	ON CONFLICT (kind, value) DO UPDATE SET owner_stream_id = r.owner_stream_id
-	RETURNING owner_stream_id
-)`, kind, value, owner)
-		fail = append(fail, fmt.Sprintf(`WHEN ins.version IS NOT NULL AND (SELECT owner_stream_id FROM res) IS DISTINCT FROM $%d::text
-		THEN onboard_raise('OB002', 'reservation taken', coalesce((SELECT owner_stream_id FROM res), ''), '1')`, owner))
+	RETURNING kind, value, owner_stream_id
+), taken AS (
+	SELECT want.i, res.owner_stream_id FROM want JOIN res USING (kind, value)
+	WHERE res.owner_stream_id <> want.owner ORDER BY want.i LIMIT 1
+)`, reservationValues(next, shape.reservations))
+		next += 3 * shape.reservations
+		fail = append(fail, `WHEN ins.version IS NOT NULL AND EXISTS (SELECT 1 FROM taken)
+		THEN onboard_raise('OB002', 'reservation taken', (SELECT owner_stream_id FROM taken), (SELECT i FROM taken)::text)`)
+	}
+	if shape.releases > 0 {
+		// $next.. : kind, value, owner of each. A value held by another
+		// stream, or by nobody, is left alone.
+		fmt.Fprintf(&b, `, rel AS (
+	DELETE FROM reservations r USING (VALUES %s) g (i, kind, value, owner)
+	WHERE r.kind = g.kind AND r.value = g.value AND r.owner_stream_id = g.owner AND EXISTS (SELECT 1 FROM ins)
+)`, reservationValues(next, shape.releases))
 	}
 	fmt.Fprintf(&b, `
 SELECT ins.transaction_id, ins.position, ins.version, CASE %s END AS failed
@@ -266,21 +242,32 @@ FROM (SELECT 1) one LEFT JOIN ins ON true`, strings.Join(fail, "\n\t\t"))
 	return b.String()
 }
 
-// appendStatementArgs lays an append out for appendStatementSQL and
-// appendNewSQL: the stream's, each event's, then the idempotency record's
-// and the reservation's, if any. Event ids go as pgtype.UUID: pgx encodes
-// a uuid.UUID, a driver.Valuer, through its text form and plans that
-// encoding again on every call (2.4% of the pipeline's CPU in onboard
-// bench), a pgtype.UUID straight to the binary form.
-func appendStatementArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
-	args := make([]any, 0, 4+11*len(events)+9)
-	args = append(args, streamID, o.StreamType, int64(expected), streamBytes(streamID, o.StreamType))
+// reservationValues lists count rows of (number, kind, value, owner) for a
+// VALUES clause, from argument first on.
+func reservationValues(first, count int) string {
+	rows := make([]string, count)
+	for i := range rows {
+		p := first + 3*i
+		rows[i] = fmt.Sprintf("(%d, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2)
+	}
+	return strings.Join(rows, ", ")
+}
+
+// appendArgs lays an append out for its statement: the stream's, each
+// event's, then the idempotency record's, the reservations' and the
+// releases'. Event ids go as pgtype.UUID: pgx encodes a uuid.UUID, a
+// driver.Valuer, through its text form and plans that encoding again on
+// every call, a pgtype.UUID straight to the binary form.
+func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, streamType string,
+	rec *eventstore.IdempotencyRecord, reservations, releases []eventstore.Reservation) []any {
+	args := make([]any, 0, 4+11*len(events)+6+3*(len(reservations)+len(releases)))
+	args = append(args, streamID, streamType, int64(expected), streamBytes(streamID, streamType))
 	for _, e := range events {
 		m := e.Metadata
 		args = append(args, pgtype.UUID{Bytes: e.ID, Valid: true}, e.Type, int32(e.SchemaVersion), string(e.Data), m.Actor, m.CorrelationID, m.CausationID,
 			m.RequestID, m.IdempotencyKey, canonicalTrace(m.Trace), canonicalBody(e))
 	}
-	if rec := o.Idempotency; rec != nil {
+	if rec != nil {
 		ttl := rec.TTL
 		if ttl == 0 {
 			ttl = eventstore.DefaultIdempotencyTTL
@@ -291,9 +278,8 @@ func appendStatementArgs(streamID string, expected eventstore.ExpectedVersion, e
 		}
 		args = append(args, rec.Scope, rec.Key, rec.Fingerprint, int32(rec.StatusCode), response, ttl.Milliseconds())
 	}
-	if len(o.Reservations) == 1 {
-		kinds, values, owners := reservationArrays(streamID, o.Reservations)
-		args = append(args, kinds[0], values[0], owners[0])
+	for _, r := range append(slices.Clip(reservations), releases...) {
+		args = append(args, r.Kind, r.Value, r.OwnerStreamID)
 	}
 	return args
 }
@@ -316,11 +302,9 @@ func canonicalTrace(trace map[string]string) *string {
 	return nil
 }
 
-// appendStatement runs the statement of a plain append (appendStatementSQL
-// or appendNewSQL). A stream at another version inserts
-// nothing, which it reports as onboard_append does (OB001 with the
-// current version), for explainAppendError to tell a re-append from a
-// conflict.
+// appendStatement runs an append statement. A stream at another version
+// inserts nothing, which it reports as OB001 with the current version, for
+// explainAppendError to tell a re-append from a conflict.
 func (s *Store) appendStatement(ctx context.Context, q querier, streamID, query string, args []any) (eventstore.AppendResult, error) {
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
@@ -331,9 +315,9 @@ func (s *Store) appendStatement(ctx context.Context, q querier, streamID, query 
 		position int64
 		version  int64
 	}
-	// The statements with an idempotency record or a reservation return a
-	// fourth column (always NULL: it raises instead), and one row of NULLs
-	// when they inserted nothing.
+	// The statements that write more than events return a fourth column
+	// (always NULL: it raises instead), and one row of NULLs when they
+	// inserted nothing.
 	var got []inserted
 	for rows.Next() {
 		var tx *uint64
@@ -368,62 +352,6 @@ func (s *Store) appendStatement(ctx context.Context, q querier, streamID, query 
 	return res, nil
 }
 
-// appendArgs lays the append out as the column arrays onboard_append takes.
-func appendArgs(streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, o eventstore.AppendOptions) []any {
-	n := len(events)
-	ids := make([]pgtype.UUID, n)
-	types := make([]string, n)
-	schemas := make([]int32, n)
-	data := make([]string, n)
-	actors := make([]string, n)
-	correlations := make([]string, n)
-	causations := make([]string, n)
-	requests := make([]string, n)
-	keys := make([]string, n)
-	traces := make([]*string, n)
-	bodies := make([][]byte, n)
-	for i, e := range events {
-		bodies[i] = canonicalBody(e)
-		ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
-		types[i] = e.Type
-		schemas[i] = int32(e.SchemaVersion)
-		data[i] = string(e.Data)
-		m := e.Metadata
-		actors[i], correlations[i], causations[i], requests[i], keys[i] =
-			m.Actor, m.CorrelationID, m.CausationID, m.RequestID, m.IdempotencyKey
-		if t := eventstore.CanonicalTrace(m.Trace); t != nil {
-			s := string(t)
-			traces[i] = &s
-		}
-	}
-	resKinds, resValues, resOwners := reservationArrays(streamID, o.Reservations)
-	relKinds, relValues, relOwners := reservationArrays(streamID, o.Releases)
-	var (
-		scope, key, fingerprint *string
-		status                  *int32
-		response                []byte
-		ttl                     *int64
-	)
-	if rec := o.Idempotency; rec != nil {
-		ttlMS := rec.TTL.Milliseconds()
-		if rec.TTL == 0 {
-			ttlMS = eventstore.DefaultIdempotencyTTL.Milliseconds()
-		}
-		st := int32(rec.StatusCode)
-		scope, key, fingerprint, status, ttl = &rec.Scope, &rec.Key, &rec.Fingerprint, &st, &ttlMS
-		response = rec.Response
-		if response == nil {
-			response = []byte{}
-		}
-	}
-	return []any{
-		streamID, o.StreamType, int64(expected),
-		ids, types, schemas, data, actors, correlations, causations, requests, keys, traces, bodies,
-		resKinds, resValues, resOwners, relKinds, relValues, relOwners,
-		scope, key, fingerprint, status, response, ttl,
-	}
-}
-
 // Offsets into eventstore.CanonicalBytes of an envelope with an empty stream
 // id and type: the id, two empty length-prefixed strings and the version
 // come before the body, the recording time after it.
@@ -433,8 +361,8 @@ const (
 )
 
 // canonicalBody returns the part of eventstore.CanonicalBytes that depends
-// on the event alone (type through trace). onboard_append adds the fields
-// only the database knows (stream, version, recording time); the
+// on the event alone (type through trace). The append statement adds the
+// fields only the database knows (stream, version, recording time); the
 // conformance suite checks that the result is eventstore.Hash.
 func canonicalBody(e eventstore.NewEvent) []byte {
 	b := eventstore.CanonicalBytes(eventstore.Envelope{
@@ -444,21 +372,22 @@ func canonicalBody(e eventstore.NewEvent) []byte {
 	return b[bodyStart : len(b)-bodyEnd]
 }
 
-// reservationArrays sorts the reservations so that concurrent appends
-// claiming several values lock them in the same order and cannot deadlock.
-func reservationArrays(streamID string, rs []eventstore.Reservation) (kinds, values, owners []string) {
-	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b eventstore.Reservation) int {
+// reservationList returns the reservations with their owners filled in,
+// each value once (the first claim of it), sorted so that concurrent
+// appends claiming several values lock them in the same order and cannot
+// deadlock.
+func reservationList(streamID string, rs []eventstore.Reservation) []eventstore.Reservation {
+	out := make([]eventstore.Reservation, 0, len(rs))
+	for _, r := range rs {
+		if r.OwnerStreamID == "" {
+			r.OwnerStreamID = streamID
+		}
+		out = append(out, r)
+	}
+	slices.SortStableFunc(out, func(a, b eventstore.Reservation) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Value, b.Value))
 	})
-	for _, r := range rs {
-		owner := r.OwnerStreamID
-		if owner == "" {
-			owner = streamID
-		}
-		kinds, values, owners = append(kinds, r.Kind), append(values, r.Value), append(owners, owner)
-	}
-	return kinds, values, owners
+	return slices.CompactFunc(out, func(a, b eventstore.Reservation) bool { return a.Kind == b.Kind && a.Value == b.Value })
 }
 
 // explainAppendError turns a failed append into the contract's errors. A
@@ -472,10 +401,10 @@ func (s *Store) explainAppendError(ctx context.Context, streamID string, expecte
 	switch {
 	case pgErr.Code == codeReservation:
 		i, _ := strconv.Atoi(pgErr.Hint)
-		kinds, values, _ := reservationArrays(streamID, o.Reservations)
+		reservations := reservationList(streamID, o.Reservations)
 		re := &eventstore.ReservationError{OwnerStreamID: pgErr.Detail}
-		if i >= 1 && i <= len(kinds) {
-			re.Kind, re.Value = kinds[i-1], values[i-1]
+		if i >= 1 && i <= len(reservations) {
+			re.Kind, re.Value = reservations[i-1].Kind, reservations[i-1].Value
 		}
 		return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w", streamID, re)
 	case pgErr.Code != codeConcurrency && pgErr.Code != codeIdempotency && pgErr.Code != codeUniqueViolated:
@@ -497,16 +426,16 @@ func (s *Store) explainAppendError(ctx context.Context, streamID string, expecte
 		return eventstore.AppendResult{}, &eventstore.ConcurrencyError{StreamID: streamID, Expected: expected, Actual: actual}
 	}
 	if pgErr.ConstraintName == "events_stream_version_key" {
-		// A stored key wins over the version, as in onboard_append, which
-		// checks it first: a statement append to a stream it takes for new
-		// fails on the version before it gets to its key.
+		// A stored key wins over the version, as on a stream that exists:
+		// an append to a stream it takes for new fails on the version
+		// before it gets to its key.
 		if o.Idempotency != nil {
 			var ie *eventstore.IdempotencyError
 			if ierr := s.idempotencyError(ctx, streamID, o.Idempotency); errors.As(ierr, &ie) {
 				return eventstore.AppendResult{}, ierr
 			}
 		}
-		// A concurrent append took the version after onboard_append read it.
+		// A concurrent append took the version after the statement read it.
 		actual, verr := s.currentVersion(ctx, streamID)
 		if verr != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("append to stream %q: %w (reading its version: %w)", streamID, err, verr)

@@ -1,12 +1,10 @@
 // Package postgres is the Postgres implementation of eventstore.Store, on
 // pgx/v5 and pgxpool, with its schema as embedded goose migrations.
 //
-// An append is one round trip: a call of the SQL function onboard_append,
-// which checks the expected version, inserts the events with their hash
-// chain, and writes the idempotency record and reservations, all in one
-// transaction; up to 8 events without reservations or idempotency record
-// are one INSERT ... SELECT computing the same hashes. UNIQUE(stream_id,
-// version) is the concurrency control.
+// An append is one statement, one round trip and one transaction, durable
+// when it returns: it checks the expected version, inserts the events
+// (at most 100) with their hash chain, and writes the idempotency record
+// and reservations. UNIQUE(stream_id, version) is the concurrency control.
 //
 // The global order is (transaction_id, position), where transaction_id is the
 // appending transaction's xid8. ReadAll returns only rows of transactions

@@ -40,10 +40,8 @@ func newTestStore(t testing.TB) (*Store, string) {
 func TestConformance(t *testing.T) {
 	s, dbURL := newTestStore(t)
 	h := eventstoretest.Harness{
-		Store: s,
-		HoldAppend: func(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) (*eventstoretest.HeldAppend, error) {
-			return s.holdAppend(ctx, streamID, expected, events)
-		},
+		Store:      s,
+		HoldAppend: s.holdAppend,
 		Tamper: func(ctx context.Context, streamID string, version int64, data json.RawMessage) error {
 			return tamper(ctx, dbURL, streamID, version, data)
 		},
@@ -51,10 +49,9 @@ func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, func(*testing.T) eventstoretest.Harness { return h })
 }
 
-// holdAppend runs onboard_append in a transaction it leaves open.
-func (s *Store) holdAppend(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent) (*eventstoretest.HeldAppend, error) {
-	o := eventstore.ApplyAppendOptions(streamID)
-	prepared, err := eventstore.PrepareAppend(streamID, expected, events, o)
+// holdAppend runs Append's statement in a transaction it leaves open.
+func (s *Store) holdAppend(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.NewEvent, opts ...eventstore.AppendOption) (*eventstoretest.HeldAppend, error) {
+	query, args, _, err := prepareAppend(streamID, expected, events, eventstore.ApplyAppendOptions(streamID, opts...))
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +59,7 @@ func (s *Store) holdAppend(ctx context.Context, streamID string, expected events
 	if err != nil {
 		return nil, err
 	}
-	res, err := runAppend(ctx, tx, streamID, appendArgs(streamID, expected, prepared, o))
+	res, err := s.appendStatement(ctx, tx, streamID, query, args)
 	if err != nil {
 		_ = tx.Rollback(ctx)
 		return nil, err
@@ -222,11 +219,10 @@ func TestHeldBackReadsTheNewestEventOnly(t *testing.T) {
 	}
 }
 
-// TestAppendPathsShareOneChain: single plain events take one statement,
-// the others onboard_append; a stream appended through both in turn
-// verifies as one hash chain, and the single path reports conflicts and
-// re-appends as the function does.
-func TestAppendPathsShareOneChain(t *testing.T) {
+// TestAppendStatementsShareOneChain: appends of every size and kind
+// (built once or on demand) to one stream verify as one hash chain, and
+// report conflicts and re-appends alike.
+func TestAppendStatementsShareOneChain(t *testing.T) {
 	s, _ := newTestStore(t)
 	ctx := context.Background()
 	const stream = "customer-chain"
@@ -252,11 +248,11 @@ func TestAppendPathsShareOneChain(t *testing.T) {
 	last := newTestEvent()
 	appendOK(eventstore.Any, []eventstore.NewEvent{last})
 	if err := s.Verify(ctx, stream); err != nil {
-		t.Fatalf("the chain across both paths: %v", err)
+		t.Fatalf("the chain across appends of several kinds: %v", err)
 	}
-	// Every size of the statement path, and one past it (the function),
-	// on streams old and new: one chain each, positions in version order.
-	for _, n := range []int{2, 3, maxStatementEvents, maxStatementEvents + 1} {
+	// Sizes built once (up to 8) and on demand, on streams old and new:
+	// one chain each, positions in version order.
+	for _, n := range []int{2, 3, 8, 9, maxAppendEvents} {
 		for _, expected := range []eventstore.ExpectedVersion{eventstore.NoStream, 1} {
 			id := fmt.Sprintf("customer-many-%d-%d", n, expected)
 			if expected == 1 {
@@ -303,6 +299,15 @@ func TestAppendPathsShareOneChain(t *testing.T) {
 				t.Errorf("%s: stale append: %v", id, err)
 			}
 		}
+	}
+
+	// More events than one statement takes: invalid, and nothing stored.
+	tooMany := make([]eventstore.NewEvent, maxAppendEvents+1)
+	for i := range tooMany {
+		tooMany[i] = newTestEvent()
+	}
+	if _, err := s.Append(ctx, "customer-too-many", eventstore.NoStream, tooMany); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Errorf("append of %d events: %v, want ErrInvalidEvent", len(tooMany), err)
 	}
 
 	// A stale expected version is a conflict naming the current one.
@@ -379,12 +384,11 @@ func TestPacedSubscriptionGathersEvents(t *testing.T) {
 	}
 }
 
-// TestStatementAndFunctionAgreeOnRecordsAndReservations: an append with an
-// idempotency record and a reservation fails the same way whether it takes
-// the single statement (up to maxStatementEvents events) or onboard_append
-// (more), and a failure leaves nothing behind: no events, no record, no
-// reservation.
-func TestStatementAndFunctionAgreeOnRecordsAndReservations(t *testing.T) {
+// TestRecordsAndReservationsAtEverySize: an append with an idempotency
+// record and a reservation fails the same way whatever its size (with a
+// statement built once, up to 8 events, or on demand), and a failure
+// leaves nothing behind: no events, no record, no reservation.
+func TestRecordsAndReservationsAtEverySize(t *testing.T) {
 	s, _ := newTestStore(t)
 	ctx := context.Background()
 	events := func(n int) []eventstore.NewEvent {
@@ -394,7 +398,7 @@ func TestStatementAndFunctionAgreeOnRecordsAndReservations(t *testing.T) {
 		}
 		return out
 	}
-	for _, n := range []int{1, 2, maxStatementEvents + 1} {
+	for _, n := range []int{1, 2, 9} {
 		p := fmt.Sprintf("n%d-", n)
 		rec := func(key string) eventstore.AppendOption {
 			return eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: p + "scope", Key: key, Fingerprint: "fp", StatusCode: 202, Response: []byte("{}")})
@@ -433,7 +437,7 @@ func TestStatementAndFunctionAgreeOnRecordsAndReservations(t *testing.T) {
 			t.Errorf("n=%d: repeat: %v, want ErrIdempotencyKeyUsed", n, err)
 		}
 		nothingLeft("repeat", p+"b", "k1", "b@x")
-		// The key wins over a stale version, as in the function.
+		// The key wins over a stale version.
 		if _, err = s.Append(ctx, p+"a", 0, events(n), rec("k1")); !errors.Is(err, eventstore.ErrIdempotencyKeyUsed) {
 			t.Errorf("n=%d: repeat at a stale version: %v, want ErrIdempotencyKeyUsed", n, err)
 		}
