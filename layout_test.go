@@ -14,14 +14,14 @@ import (
 
 const module = "github.com/onboard/onboard"
 
-// allowedImports is the dependency direction of ARCHITECTURE.md: for each
+// allowedImports is the dependency direction of docs/architecture.md: for each
 // package, the packages of this module its non-test files may import. A
 // package missing from the table is held to the two hard rules only.
 var allowedImports = map[string][]string{
 	"domain":                    {},
 	"eventstore":                {},
 	"schema":                    {},
-	"eventstore/postgres":       {"eventstore", "schema"},
+	"eventstore/postgres":       {"eventstore"},
 	"eventstore/eventstoretest": {"eventstore"},
 	"commands":                  {"domain", "eventstore"},
 	"process":                   {"commands", "providers", "domain", "eventstore"},
@@ -29,8 +29,8 @@ var allowedImports = map[string][]string{
 	"providers/sim":             {"providers"},
 	"projections":               {"domain", "eventstore"},
 	"audit":                     {"projections", "domain", "eventstore"},
-	"messaging":                 {"process", "projections", "domain", "eventstore"},
-	"httpapi":                   {"commands", "projections", "audit", "providers", "domain", "eventstore"},
+	"messaging":                 {"eventstore"},
+	"httpapi":                   {"commands", "projections", "providers", "domain", "eventstore"},
 }
 
 // onlyCmd may be imported by cmd/onboard alone.

@@ -18,10 +18,7 @@ import (
 func newCommands(t *testing.T) (*commands.Handler, *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
+	url := pgtest.NewMigratedDatabase(t)
 	store, err := postgres.Open(ctx, url, postgres.Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
 // Package postgres is the Postgres implementation of eventstore.Store, on
-// pgx/v5 and pgxpool, with its schema as embedded goose migrations.
+// pgx/v5 and pgxpool. Its tables come from the database's migrations
+// (package schema).
 //
 // An append is one statement, one round trip and one transaction, durable
 // when it returns: it checks the expected version, inserts the events

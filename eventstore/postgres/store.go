@@ -91,12 +91,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 }
 
 // Open connects to databaseURL (pgxpool settings such as pool_max_conns
-// may be given in it), migrates the schema and returns a Store that owns
-// the pool: Close closes it.
+// may be given in it) and returns a Store that owns the pool: Close closes
+// it. The database must be migrated (package schema, `onboard migrate`).
 func Open(ctx context.Context, databaseURL string, cfg Config) (*Store, error) {
-	if err := Migrate(ctx, databaseURL); err != nil {
-		return nil, err
-	}
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres event store: connect: %w", err)
