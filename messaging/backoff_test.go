@@ -23,3 +23,29 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestDoubling pins the relay's poll after activity: 1ms doubling while
+// below the polling interval, then the polling interval.
+func TestDoubling(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		first, most time.Duration
+		want        []time.Duration
+	}{
+		{ms, 250 * ms, []time.Duration{ms, 2 * ms, 4 * ms, 8 * ms, 16 * ms, 32 * ms, 64 * ms, 128 * ms, 250 * ms, 250 * ms}},
+		{ms, 256 * ms, []time.Duration{ms, 2 * ms, 4 * ms, 8 * ms, 16 * ms, 32 * ms, 64 * ms, 128 * ms, 256 * ms, 256 * ms}},
+		{ms, ms / 2, []time.Duration{ms / 2, ms / 2}},
+	}
+	for _, tc := range tests {
+		b := doubling(tc.first, tc.most)
+		for i, want := range tc.want {
+			if got := b.NextBackOff(); got != want {
+				t.Errorf("doubling(%v, %v): wait %d = %v, want %v", tc.first, tc.most, i+1, got, want)
+			}
+		}
+		b.Reset()
+		if got := b.NextBackOff(); got != tc.want[0] {
+			t.Errorf("doubling(%v, %v) after Reset = %v, want %v", tc.first, tc.most, got, tc.want[0])
+		}
+	}
+}

@@ -30,8 +30,7 @@ const (
 	HeaderStreamType = "Onboard-Stream-Type"
 	HeaderVersion    = "Onboard-Version"
 	HeaderEventType  = "Onboard-Event-Type"
-	// HeaderCorrelationID is the event's correlation id, the metadata key
-	// Watermill's correlation middleware reads.
+	// HeaderCorrelationID is the event's correlation id, set when it has one.
 	HeaderCorrelationID = "correlation_id"
 )
 

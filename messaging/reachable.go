@@ -20,22 +20,19 @@ func natsAway(err error) bool {
 
 // whileAway runs op until it succeeds, fails for another reason than NATS
 // being away, or ctx is done: a process that starts while NATS restarts
-// waits for it instead of exiting. Each try gets tryTimeout.
+// waits for it instead of exiting. Each try gets tryTimeout; the tries are
+// backoff apart.
 func whileAway(ctx context.Context, op func(ctx context.Context) error) error {
 	const tryTimeout = 5 * time.Second
-	wait := 100 * time.Millisecond
-	for {
+	for failures := 1; ; failures++ {
 		tctx, cancel := context.WithTimeout(ctx, tryTimeout)
 		err := op(tctx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !natsAway(err) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if sleep(ctx, backoff(failures)) != nil {
 			return err
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 2*time.Second)
 	}
 }

@@ -139,8 +139,9 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 		}
 		failures = 0
 		if !s.deliver(ctx, it, out) {
+			failures++
 			cons = nil
-			_ = sleep(ctx, 100*time.Millisecond)
+			_ = sleep(ctx, backoff(failures))
 		}
 		it.Stop()
 	}

@@ -1,0 +1,147 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/onboard/onboard/eventstore"
+)
+
+// errStreamMoved means the stream is not at the sequence the relay last
+// saw: it was recreated, or something else published to it (a redrive).
+var errStreamMoved = errors.New("stream moved since the last publish")
+
+// checkStream compares the stream with the cursor and rewinds s.from when
+// the stream lacks events the cursor says were published: JetStream may lose
+// what it acknowledged (the fsync interval of a single node), and a stream
+// may be deleted and recreated. Postgres may not lose anything, so the
+// relay publishes those events again.
+//
+// A stream created after the one the cursor is about lacks everything: the
+// relay starts over from the beginning of the log. Otherwise the cursor of
+// the stream's last event is where it has to resume.
+func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger) error {
+	if err := EnsureStreams(ctx, r.js, r.cfg.Stream); err != nil {
+		return err
+	}
+	stream, err := r.js.Stream(ctx, r.cfg.Stream.Name)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	info := stream.CachedInfo()
+	created := info.Created.UnixNano()
+	stored := eventstore.Start
+	if created == s.storedIncarnation {
+		msg, err := stream.GetLastMsgForSubject(ctx, r.cfg.Stream.AllEventsFilter())
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return fmt.Errorf("last stored event: %w", err)
+		default:
+			if stored, err = cursorOf(msg.Header); err != nil {
+				return fmt.Errorf("last stored event (seq %d): %w", msg.Sequence, err)
+			}
+		}
+	}
+	if stored.Compare(s.from) < 0 {
+		log.Warn("relay: stream lacks relayed events, publishing again",
+			"from", stored.String(), "was", s.from.String(), "cursor", s.committed.String(),
+			"recreated", created != s.storedIncarnation)
+		s.from = stored
+		r.rewinds.Add(1)
+		r.cfg.Metrics.RelayRewound()
+	}
+	s.lastSeq = info.State.LastSeq
+	s.incarnation = created
+	s.check = false
+	s.checkedAt = time.Now()
+	return nil
+}
+
+// publish publishes batch and waits for every ack. The first event goes
+// alone, on the condition that the stream is still at the last sequence
+// seen: a stream deleted and recreated since then refuses it, and the relay
+// rewinds before publishing anything out of order into the new stream. The
+// rest go asynchronously, in a window of MaxPending.
+//
+// whileWaiting is called once every message is sent, before the acks are
+// awaited.
+func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *leadState, whileWaiting func()) error {
+	following := nextOfStream(batch)
+	first, err := eventMsg(r.cfg.Stream, batch[0], following[0])
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
+	ack, err := r.js.PublishMsg(pctx, first, jetstream.WithExpectStream(r.cfg.Stream.Name),
+		jetstream.WithExpectLastSequence(s.lastSeq))
+	cancel()
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			s.check = true
+			return fmt.Errorf("publish event %s: %w: %w", batch[0].ID, errStreamMoved, err)
+		}
+		return fmt.Errorf("publish event %s: %w", batch[0].ID, err)
+	}
+	if !ack.Duplicate {
+		s.lastSeq = ack.Sequence
+	}
+	rest := batch[1:]
+	futures := make([]jetstream.PubAckFuture, 0, len(rest))
+	for i, e := range rest {
+		m, err := eventMsg(r.cfg.Stream, e, following[i+1])
+		if err != nil {
+			return err
+		}
+		f, err := r.js.PublishMsgAsync(m, jetstream.WithExpectStream(r.cfg.Stream.Name))
+		if err != nil {
+			return fmt.Errorf("publish event %s: %w", e.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	whileWaiting()
+	timer := time.NewTimer(r.cfg.AckTimeout)
+	defer timer.Stop()
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				continue
+			}
+			if ack.Sequence <= s.lastSeq {
+				// A new message got a sequence we have seen: the stream was
+				// deleted and recreated, and may have lost what we
+				// published before. Finish the batch, then check.
+				s.check = true
+			}
+			s.lastSeq = ack.Sequence
+		case err := <-f.Err():
+			return fmt.Errorf("publish event %s: %w", rest[i].ID, err)
+		case <-timer.C:
+			return ErrAckTimeout
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// nextOfStream returns, for each event of batch, the next event of its
+// stream in batch, or nil when there is none: what StreamConfig.Route is
+// given to route it.
+func nextOfStream(batch []eventstore.Envelope) []*eventstore.Envelope {
+	out := make([]*eventstore.Envelope, len(batch))
+	later := make(map[string]*eventstore.Envelope, len(batch))
+	for i := len(batch) - 1; i >= 0; i-- {
+		out[i] = later[batch[i].StreamID]
+		later[batch[i].StreamID] = &batch[i]
+	}
+	return out
+}
