@@ -2,7 +2,7 @@
 
 -- Appends are single statements (append.go); nothing calls onboard_append
 -- any more. onboard_raise stays: the statements fail through it.
-DROP FUNCTION onboard_append(text, text, bigint, uuid[], text[], integer[], text[], text[], text[], text[],
+DROP FUNCTION IF EXISTS onboard_append(text, text, bigint, uuid[], text[], integer[], text[], text[], text[], text[],
     text[], text[], text[], bytea[], text[], text[], text[], text[], text[], text[],
     text, text, text, integer, bytea, bigint);
 
