@@ -64,44 +64,16 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		return nil, err
 	}
 	defer s.Close()
-	// One key per client: the API limits each key's rate (a tenant's
-	// protection, not the pipeline's throughput), and the clients stand
-	// for many tenants.
-	var spec []string
-	for i := range slices.Max(env.Sizes().E2EConcurrency) {
-		spec = append(spec, fmt.Sprintf("client:bench-client-%d:%s", i, benchClientKey(i)))
-	}
-	keys, err := httpapi.ParseAPIKeys(strings.Join(spec, ","))
+	cfg, err := e2eRunConfig(env, ln, dbURL, srv.ClientURL(), s)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	var provs [5]providers.Config
-	for i, name := range providerNames {
-		provs[i] = providers.Config{BaseURL: base + "/sim/" + name}
-	}
-	cfg := runConfig{
-		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: srv.ClientURL(),
-		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
-		process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
-		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
-	}
-	log := slog.New(slog.NewTextHandler(env.ProgressWriter(), &slog.HandlerOptions{Level: slog.LevelError}))
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(pctx, cfg, log) }()
-	defer func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			// Its databases are dropped WITH (FORCE) all the same.
-			env.Progressf("e2e: the pipeline did not stop within 30s; going on")
-		}
-	}()
-	if err := waitPipeline(ctx, base, done); err != nil {
+	stop, err := startPipeline(ctx, env, cfg, base)
+	if err != nil {
 		return nil, err
 	}
+	defer stop()
 
 	w, err := watchCompletions(ctx, dbURL, srv.ClientURL())
 	if err != nil {
@@ -120,56 +92,132 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	var results []bench.Result
-	n := env.Sizes().Customers
 	for _, c := range env.Sizes().E2EConcurrency {
-		env.Progressf("e2e: %d onboardings at concurrency %d", n, c)
-		since := time.Now()
-		cpu0, cpuErr := bench.SampleCPU(ctx, w.store.Pool())
-		latencies, elapsed, err := driveOnboardings(ctx, client, base, w, c, n)
+		level, err := measureEndToEnd(ctx, env, client, base, w, c)
 		if err != nil {
-			return nil, fmt.Errorf("concurrency %d: %w", c, err)
+			return nil, err
 		}
-		cpu1, err := bench.SampleCPU(ctx, w.store.Pool())
-		cpuErr = errors.Join(cpuErr, err)
-		slices.Sort(latencies)
-		if inStore, err := storeLatencies(ctx, w.store.Pool(), since); err == nil {
-			env.Progressf("e2e: in the event store, signed_up to onboarding_completed p50 %.1f ms, p99 %.1f ms", inStore[0], inStore[1])
-		}
-		if hops, err := storeHops(ctx, w.store.Pool(), since); err == nil {
-			env.Progressf("e2e: time from each event to the next of its customer, mean/p99 (count), where the mean is 0.5 ms or more: %s", hops)
-		}
-		p50 := bench.Percentile(latencies, 0.50).Seconds() * 1000
-		p99 := bench.Percentile(latencies, 0.99).Seconds() * 1000
-		// No goal for the rate or the latencies: they move with the machine's
-		// pace (±25 % between runs of one machine kind). Compare code by
-		// the CPU and switch rows, in alternating runs.
-		results = append(results,
-			bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", bench.Goal{}),
-			bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
-			bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), bench.Goal{}))
-		if cpuErr != nil {
-			env.Progressf("e2e: CPU per onboarding not measured: %v", cpuErr)
-			continue
-		}
-		// What an onboarding costs the machine: with every core busy, the
-		// rate cannot exceed the cores' time over this.
-		self, pg, local := cpu1.Since(cpu0)
-		per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
-		// And the context switches behind much of it on a machine whose
-		// hypervisor makes them dear: a count that does not move with the
-		// machine's pace, to compare code by.
-		selfSw, pgSw, _ := cpu1.SwitchesSince(cpu0)
-		perSw := func(k int64) float64 { return float64(k) / float64(n) }
-		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, onboard", c), "ms", per(self), int64(n), bench.Goal{}))
-		if local {
-			results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, Postgres", c), "ms", per(pg), int64(n), bench.Goal{}))
-		}
-		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, onboard", c), "switches", perSw(selfSw), int64(n), bench.Goal{}))
-		if local {
-			results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, Postgres", c), "switches", perSw(pgSw), int64(n), bench.Goal{}))
-		}
+		results = append(results, level...)
 	}
 	return results, nil
+}
+
+// e2eRunConfig is the configuration of `onboard dev` for the bench: every
+// role on ln, with NATS at natsURL and the simulator s mounted under /sim/.
+func e2eRunConfig(env *bench.Env, ln net.Listener, dbURL, natsURL string, s http.Handler) (runConfig, error) {
+	base := "http://" + ln.Addr().String()
+	// One key per client: the API limits each key's rate (a tenant's
+	// protection, not the pipeline's throughput), and the clients stand
+	// for many tenants.
+	var spec []string
+	for i := range slices.Max(env.Sizes().E2EConcurrency) {
+		spec = append(spec, fmt.Sprintf("client:bench-client-%d:%s", i, benchClientKey(i)))
+	}
+	keys, err := httpapi.ParseAPIKeys(strings.Join(spec, ","))
+	if err != nil {
+		return runConfig{}, err
+	}
+	var provs [5]providers.Config
+	for i, name := range providerNames {
+		provs[i] = providers.Config{BaseURL: base + "/sim/" + name}
+	}
+	return runConfig{
+		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: natsURL,
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
+		process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
+		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
+	}, nil
+}
+
+// startPipeline runs the pipeline of cfg in this process and waits until
+// it is ready at base. stop stops it, waiting for it at most 30s.
+func startPipeline(ctx context.Context, env *bench.Env, cfg runConfig, base string) (stop func(), err error) {
+	log := slog.New(slog.NewTextHandler(env.ProgressWriter(), &slog.HandlerOptions{Level: slog.LevelError}))
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(pctx, cfg, log) }()
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			// Its databases are dropped WITH (FORCE) all the same.
+			env.Progressf("e2e: the pipeline did not stop within 30s; going on")
+		}
+	}
+	if err := waitPipeline(ctx, base, done); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// measureEndToEnd drives Sizes.Customers onboardings from c clients and
+// returns the level's rows: the rate, the latencies, and what an
+// onboarding costs in CPU and context switches.
+func measureEndToEnd(ctx context.Context, env *bench.Env, client *http.Client, base string, w *completionWatcher, c int) ([]bench.Result, error) {
+	n := env.Sizes().Customers
+	env.Progressf("e2e: %d onboardings at concurrency %d", n, c)
+	since := time.Now()
+	cpu0, cpuErr := bench.SampleCPU(ctx, w.store.Pool())
+	latencies, elapsed, err := driveOnboardings(ctx, client, base, w, c, n)
+	if err != nil {
+		return nil, fmt.Errorf("concurrency %d: %w", c, err)
+	}
+	cpu1, err := bench.SampleCPU(ctx, w.store.Pool())
+	cpuErr = errors.Join(cpuErr, err)
+	slices.Sort(latencies)
+	reportStoreLatencies(ctx, env, w.store.Pool(), since)
+	p50 := bench.Percentile(latencies, 0.50).Seconds() * 1000
+	p99 := bench.Percentile(latencies, 0.99).Seconds() * 1000
+	// No goal for the rate or the latencies: they move with the machine's
+	// pace. Compare code by the CPU and switch rows, in alternating runs.
+	results := []bench.Result{
+		bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", bench.Goal{}),
+		bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
+		bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), bench.Goal{}),
+	}
+	if cpuErr != nil {
+		env.Progressf("e2e: CPU per onboarding not measured: %v", cpuErr)
+		return results, nil
+	}
+	return append(results, costRows(c, n, cpu0, cpu1)...), nil
+}
+
+// reportStoreLatencies writes to the progress the pipeline's latencies
+// since since as the event store recorded them, and where they go.
+func reportStoreLatencies(ctx context.Context, env *bench.Env, pool *pgxpool.Pool, since time.Time) {
+	if inStore, err := storeLatencies(ctx, pool, since); err == nil {
+		env.Progressf("e2e: in the event store, signed_up to onboarding_completed p50 %.1f ms, p99 %.1f ms", inStore[0], inStore[1])
+	}
+	if hops, err := storeHops(ctx, pool, since); err == nil {
+		env.Progressf("e2e: time from each event to the next of its customer, mean/p99 (count), where the mean is 0.5 ms or more: %s", hops)
+	}
+}
+
+// costRows are the CPU time and context switches per onboarding of n
+// onboardings at concurrency c, of this process and, when it runs on
+// this host, of Postgres.
+func costRows(c, n int, cpu0, cpu1 bench.CPU) []bench.Result {
+	// What an onboarding costs the machine: with every core busy, the
+	// rate cannot exceed the cores' time over this.
+	self, pg, local := cpu1.Since(cpu0)
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
+	// And the context switches behind much of it on a machine whose
+	// hypervisor makes them dear: a count that does not move with the
+	// machine's pace, to compare code by.
+	selfSw, pgSw, _ := cpu1.SwitchesSince(cpu0)
+	perSw := func(k int64) float64 { return float64(k) / float64(n) }
+	var results []bench.Result
+	results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, onboard", c), "ms", per(self), int64(n), bench.Goal{}))
+	if local {
+		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, Postgres", c), "ms", per(pg), int64(n), bench.Goal{}))
+	}
+	results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, onboard", c), "switches", perSw(selfSw), int64(n), bench.Goal{}))
+	if local {
+		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, Postgres", c), "switches", perSw(pgSw), int64(n), bench.Goal{}))
+	}
+	return results
 }
 
 // waitPipeline waits until the pipeline answers ready with NATS connected,

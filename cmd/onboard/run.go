@@ -58,11 +58,9 @@ type runConfig struct {
 const defaultInboxRetention = 7 * 24 * time.Hour
 
 // defaultProjectorPace is the least time between two reads of a
-// caught-up projector. Under load a customer's journey of a few hundred
-// milliseconds then costs its read model row two or three writes instead
-// of one per event, and each projection one transaction per 100ms; in
-// onboard bench (2 cores) it took a fifth off the database's CPU per
-// onboarding. The read models lag by up to that much more.
+// caught-up projector. Under load a customer's journey then costs its read
+// model row a few writes instead of one per event, and each projection one
+// transaction per pace, for up to that much more lag.
 const defaultProjectorPace = 100 * time.Millisecond
 
 func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role) }
@@ -70,18 +68,12 @@ func (c runConfig) has(role string) bool { return slices.Contains(c.roles, role)
 // run runs the configured roles until ctx is done or one of them fails,
 // then stops the others and returns the first error (nil on a clean stop).
 func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
-	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles, cfg.natsURL != ""))
+	store, err := openEventStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	pool := store.Pool()
 	defer pool.Close()
-	if err := checkSchema(ctx, pool); err != nil {
-		return err
-	}
-	store, err := postgres.New(pool, postgres.Config{})
-	if err != nil {
-		return err
-	}
 	defer store.Close()
 	m := newMetrics()
 	if cfg.tracer == nil {
@@ -95,31 +87,15 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-
-	var proj *projections.Projections
-	if cfg.has("query") || cfg.has("projector") {
-		// Projectors are off the pipeline's critical path: paced reads give
-		// them fewer, larger batches under load, for up to the pace more
-		// lag.
-		pace := defaultProjectorPace
-		if cfg.projectorPace != nil {
-			pace = *cfg.projectorPace
-		}
-		proj, err = projections.New(projections.Config{Pool: pool, Source: store.Paced(pace), OnError: func(name string, err error) {
-			log.Error("projection batch failed; retrying", "projection", name, "err", err)
-		}})
-		if err != nil {
-			return err
-		}
-		m.reg.MustRegister(newReadModelCollector(proj))
+	proj, err := readModels(cfg, store, m, log)
+	if err != nil {
+		return err
 	}
-
-	var nc *nats.Conn
-	if cfg.natsURL != "" && (cfg.has("relay") || cfg.has("worker")) {
-		nc, err = messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles))
-		if err != nil {
-			return fmt.Errorf("connect to NATS at %s: %w", cfg.natsURL, err)
-		}
+	nc, err := connectNATS(cfg)
+	if err != nil {
+		return err
+	}
+	if nc != nil {
 		defer nc.Close()
 	}
 	// Each event goes out with the process manager it is for (RouteOf) as
@@ -129,51 +105,109 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		role string
-		err  error
-	}
-	results := make(chan result, 8)
-	running := 0
-	start := func(role string, f func(context.Context) error) {
-		running++
-		go func() { results <- result{role, f(ctx)} }()
-	}
-
+	roles := newRoleGroup(ctx)
 	if cfg.has("relay") {
 		relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: nc, Stream: stream,
 			NotifyChannel: "onboard_events", Logger: log, Metrics: m})
 		if err != nil {
 			return err
 		}
-		start("relay", relay.Run)
+		roles.start("relay", relay.Run)
 	}
 	if cfg.has("projector") {
-		start("projector", proj.Run)
+		roles.start("projector", proj.Run)
 	}
 	if cfg.has("worker") {
-		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, start); err != nil {
+		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
 			return err
 		}
 	}
 
+	root, err := httpHandler(cfg, store, cmds, proj, nc, m, log, tracer)
+	if err != nil {
+		return err
+	}
+	ln := cfg.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
+			return err
+		}
+	}
+	log.Info("onboard running", "addr", ln.Addr().String(), "roles", cfg.roles, "nats", cfg.natsURL != "")
+	roles.start("http", func(ctx context.Context) error {
+		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
+	})
+	return roles.wait(cancel)
+}
+
+// openEventStore opens the process's pool, checks the schema's version and
+// opens the event store on the pool. The caller closes the store, then its
+// pool.
+func openEventStore(ctx context.Context, cfg runConfig) (*postgres.Store, error) {
+	pool, err := openPool(ctx, cfg.databaseURL, poolConns(cfg.roles, cfg.natsURL != ""))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	store, err := postgres.New(pool, postgres.Config{})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+// readModels returns the read models for the query and projector
+// roles, and nil when the process runs neither.
+func readModels(cfg runConfig, store *postgres.Store, m *metrics, log *slog.Logger) (*projections.Projections, error) {
+	if !cfg.has("query") && !cfg.has("projector") {
+		return nil, nil
+	}
+	// Projectors are off the pipeline's critical path: paced reads give
+	// them fewer, larger batches under load, for up to the pace more lag.
+	pace := defaultProjectorPace
+	if cfg.projectorPace != nil {
+		pace = *cfg.projectorPace
+	}
+	proj, err := projections.New(projections.Config{Pool: store.Pool(), Source: store.Paced(pace), OnError: func(name string, err error) {
+		log.Error("projection batch failed; retrying", "projection", name, "err", err)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	m.reg.MustRegister(newReadModelCollector(proj))
+	return proj, nil
+}
+
+// connectNATS connects the relay and the worker to NATS; it returns nil
+// when the process runs neither or runs without NATS.
+func connectNATS(cfg runConfig) (*nats.Conn, error) {
+	if cfg.natsURL == "" || (!cfg.has("relay") && !cfg.has("worker")) {
+		return nil, nil
+	}
+	nc, err := messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.natsURL, err)
+	}
+	return nc, nil
+}
+
+// httpHandler is the process's HTTP surface: the OpenAPI document, the
+// metrics, the health checks and the APIs of its roles behind the API
+// keys, and the public routes beside them.
+func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, nc *nats.Conn,
+	m *metrics, log *slog.Logger, tracer trace.Tracer) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
 	mux.Handle("GET /metrics", m.handler())
-	checks := []httpapi.ReadinessCheck{{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }}}
-	if nc != nil {
-		checks = append(checks, httpapi.ReadinessCheck{Name: "nats", Check: func(context.Context) error {
-			if s := nc.Status(); s != nats.CONNECTED {
-				return fmt.Errorf("nats connection is %s", s)
-			}
-			return nil
-		}})
-	}
-	httpapi.Health{Checks: checks}.Register(mux)
+	httpapi.Health{Checks: readinessChecks(store.Pool(), nc)}.Register(mux)
 	if cfg.has("command") {
 		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		api.Register(mux)
 	}
@@ -187,22 +221,54 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if cfg.public != nil {
 		cfg.public(root)
 	}
-	ln := cfg.listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", cfg.addr); err != nil {
-			return err
-		}
-	}
-	log.Info("onboard running", "addr", ln.Addr().String(), "roles", cfg.roles, "nats", cfg.natsURL != "")
-	start("http", func(ctx context.Context) error {
-		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
-	})
+	return root, nil
+}
 
-	// The first role to stop stops the others.
-	first := <-results
+// readinessChecks are Postgres and, when the process uses it, NATS.
+func readinessChecks(pool *pgxpool.Pool, nc *nats.Conn) []httpapi.ReadinessCheck {
+	checks := []httpapi.ReadinessCheck{{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }}}
+	if nc != nil {
+		checks = append(checks, httpapi.ReadinessCheck{Name: "nats", Check: func(context.Context) error {
+			if s := nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("nats connection is %s", s)
+			}
+			return nil
+		}})
+	}
+	return checks
+}
+
+// roleGroup runs the roles of one process, each in its own goroutine,
+// on the group's context.
+type roleGroup struct {
+	ctx     context.Context
+	results chan roleResult
+	running int
+}
+
+type roleResult struct {
+	role string
+	err  error
+}
+
+func newRoleGroup(ctx context.Context) *roleGroup {
+	return &roleGroup{ctx: ctx, results: make(chan roleResult, 8)}
+}
+
+// start runs role's f until the group's context is done.
+func (g *roleGroup) start(role string, f func(context.Context) error) {
+	g.running++
+	go func() { g.results <- roleResult{role, f(g.ctx)} }()
+}
+
+// wait returns when the first role stops, after cancel has stopped the
+// others: that role's error, or nil when it stopped cleanly or was
+// cancelled.
+func (g *roleGroup) wait(cancel context.CancelFunc) error {
+	first := <-g.results
 	cancel()
-	for range running - 1 {
-		<-results
+	for range g.running - 1 {
+		<-g.results
 	}
 	if first.err != nil && !errors.Is(first.err, context.Canceled) {
 		return fmt.Errorf("%s: %w", first.role, first.err)
@@ -292,14 +358,8 @@ func poolConns(roles []string, nats bool) int32 {
 
 // workingConns bounds the statements one process runs at once. More is
 // slower, not faster: the server's processes contend for its cores and
-// every group commit wakes each backend that waits on it. On two cores
-// (BenchmarkAppendThroughPool in internal/bench, two runs), 48 clients
-// appending through 8 connections made 3,000–3,960 appends/s at 0.31–0.44
-// ms of the server's CPU each, through 50 connections 1,770–2,010/s at
-// 0.77–0.88 ms; with every role in one process, the e2e figure
-// gained 13–16 % in three alternating pairs when its pool went from 34
-// connections to 12, and 8 here beat 4 and 12. A statement beyond it
-// waits for a connection.
+// every group commit wakes each backend that waits on it (the measurements
+// are in docs/benchmarks.md). A statement beyond it waits for a connection.
 const workingConns = 8
 
 // heldConns are the connections the roles hold while they run: the

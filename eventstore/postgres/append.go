@@ -39,8 +39,7 @@ type querier interface {
 const maxAnyRetries = 10
 
 // maxAppendEvents bounds the events of one append: each is one CTE of the
-// append statement, whose planning grows faster than its length (about
-// 0.1 s for 128 events).
+// append statement, whose planning time grows faster than its length.
 const maxAppendEvents = 100
 
 // Append implements eventstore.Appender.
@@ -131,44 +130,12 @@ var commonStatements = func() map[statementShape]string {
 // inserts nothing and returns one row of NULLs, for appendStatement to
 // report OB001.
 func buildAppendStatement(shape statementShape) string {
-	n := shape.events
 	var b strings.Builder
-	b.WriteString(`WITH prev AS (
-	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
-), head AS (
-	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h,
-		(extract(epoch FROM now()) * 1000000)::bigint AS us
-)`)
-	from := "head"
-	for i := 1; i <= n; i++ {
-		p := 5 + 11*(i-1) // the event's first argument
-		guard := ""
-		if i == 1 {
-			guard = " WHERE $3 = -1 OR head.v = $3"
-		}
-		fmt.Fprintf(&b, `, c%d AS (
-	SELECT %[2]s.v + 1 AS v, %[2]s.h AS prev, %[2]s.us,
-		sha256(%[2]s.h || uuid_send($%[3]d::uuid) || $4::bytea || int8send(%[2]s.v + 1) || $%[4]d::bytea || int8send(%[2]s.us)) AS h
-	FROM %[2]s%[5]s
-)`, i, from, p, p+10, guard)
-		from = fmt.Sprintf("c%d", i)
+	b.WriteString(appendHead)
+	for i := 1; i <= shape.events; i++ {
+		b.WriteString(hashCTE(i))
 	}
-	insert := `INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
-	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
-SELECT r.id, $1, $2, r.v, r.type, r.schema, r.data::json, r.actor, r.corr, r.caus, r.req, r.key, r.trace::json, now(), r.prev, r.h
-FROM (`
-	for i := 1; i <= n; i++ {
-		p := 5 + 11*(i-1)
-		if i > 1 {
-			insert += "\n\tUNION ALL "
-		}
-		insert += fmt.Sprintf(`SELECT %d AS n, $%d::uuid AS id, c%d.v, $%d::text AS type, $%d::int AS schema, $%d::text AS data, $%d::text AS actor,
-		$%d::text AS corr, $%d::text AS caus, $%d::text AS req, $%d::text AS key, $%d::text AS trace, c%d.prev, c%d.h FROM c%d`,
-			i, p, i, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, i, i, i)
-	}
-	insert += `
-) r ORDER BY r.n
-RETURNING transaction_id, position, version`
+	insert := eventsInsert(shape.events)
 	if !shape.idempotency && shape.reservations == 0 && shape.releases == 0 {
 		b.WriteString("\n")
 		b.WriteString(insert)
@@ -177,13 +144,87 @@ RETURNING transaction_id, position, version`
 	fmt.Fprintf(&b, `, ins AS (
 %s
 )`, insert)
-	next := 5 + 11*n // the first argument after the events'
+	next := eventArg(shape.events + 1) // the first argument after the events'
 	fail := []string{"WHEN false THEN NULL"}
 	if shape.idempotency {
-		// $next.. : scope, key, fingerprint, status, response, ttl in ms.
-		sc, k, fp, st, resp, ttl := next, next+1, next+2, next+3, next+4, next+5
+		cte, failures := idempotencyCTEs(next)
+		b.WriteString(cte)
+		fail = append(fail, failures...)
 		next += 6
-		fmt.Fprintf(&b, `, idem_old AS (
+	}
+	if shape.reservations > 0 {
+		cte, failure := reservationCTEs(next, shape.reservations)
+		b.WriteString(cte)
+		fail = append(fail, failure)
+		next += 3 * shape.reservations
+	}
+	if shape.releases > 0 {
+		b.WriteString(releaseCTE(next, shape.releases))
+	}
+	fmt.Fprintf(&b, `
+SELECT ins.transaction_id, ins.position, ins.version, CASE %s END AS failed
+FROM (SELECT 1) one LEFT JOIN ins ON true`, strings.Join(fail, "\n\t\t"))
+	return b.String()
+}
+
+// appendHead opens the append statement: the stream's last version and
+// hash, and the recording time in microseconds.
+const appendHead = `WITH prev AS (
+	SELECT version, hash FROM events WHERE $3 <> 0 AND stream_id = $1 ORDER BY version DESC LIMIT 1
+), head AS (
+	SELECT coalesce((SELECT version FROM prev), 0) AS v, coalesce((SELECT hash FROM prev), ''::bytea) AS h,
+		(extract(epoch FROM now()) * 1000000)::bigint AS us
+)`
+
+// eventArg is the number of the first of the eleven arguments of the
+// append's event i (from 1).
+func eventArg(i int) int { return 5 + 11*(i-1) }
+
+// hashCTE is the CTE c<i> that computes event i's version and hash from
+// the previous event's (head's for the first, which alone checks the
+// expected version).
+func hashCTE(i int) string {
+	from, guard := fmt.Sprintf("c%d", i-1), ""
+	if i == 1 {
+		from, guard = "head", " WHERE $3 = -1 OR head.v = $3"
+	}
+	p := eventArg(i)
+	return fmt.Sprintf(`, c%d AS (
+	SELECT %[2]s.v + 1 AS v, %[2]s.h AS prev, %[2]s.us,
+		sha256(%[2]s.h || uuid_send($%[3]d::uuid) || $4::bytea || int8send(%[2]s.v + 1) || $%[4]d::bytea || int8send(%[2]s.us)) AS h
+	FROM %[2]s%[5]s
+)`, i, from, p, p+10, guard)
+}
+
+// eventsInsert is the INSERT of the n events, in version order, returning
+// each one's transaction, position and version.
+func eventsInsert(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version, data,
+	actor, correlation_id, causation_id, request_id, idempotency_key, trace, recorded_at, prev_hash, hash)
+SELECT r.id, $1, $2, r.v, r.type, r.schema, r.data::json, r.actor, r.corr, r.caus, r.req, r.key, r.trace::json, now(), r.prev, r.h
+FROM (`)
+	for i := 1; i <= n; i++ {
+		p := eventArg(i)
+		if i > 1 {
+			b.WriteString("\n\tUNION ALL ")
+		}
+		fmt.Fprintf(&b, `SELECT %d AS n, $%d::uuid AS id, c%d.v, $%d::text AS type, $%d::int AS schema, $%d::text AS data, $%d::text AS actor,
+		$%d::text AS corr, $%d::text AS caus, $%d::text AS req, $%d::text AS key, $%d::text AS trace, c%d.prev, c%d.h FROM c%d`,
+			i, p, i, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, i, i, i)
+	}
+	b.WriteString(`
+) r ORDER BY r.n
+RETURNING transaction_id, position, version`)
+	return b.String()
+}
+
+// idempotencyCTEs store the idempotency record from argument first on
+// (scope, key, fingerprint, status, response, ttl in ms), unless a live
+// record holds its key, and return the CASE conditions that fail the
+// statement with OB003 then.
+func idempotencyCTEs(first int) (string, []string) {
+	cte := fmt.Sprintf(`, idem_old AS (
 	SELECT 1 FROM idempotency WHERE scope = $%[1]d::text AND key = $%[2]d::text AND expires_at > now()
 ), idem AS (
 	INSERT INTO idempotency AS i (scope, key, fingerprint, status_code, response, stream_id, transaction_id, positions,
@@ -200,20 +241,23 @@ RETURNING transaction_id, position, version`
 			created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 		WHERE i.expires_at <= now()
 	RETURNING 1
-)`, sc, k, fp, st, resp, ttl)
-		// A repeated request is recognised as such first, whatever else
-		// changed since: a stored key is OB003 even on a stale version.
-		fail = append(fail,
-			`WHEN EXISTS (SELECT 1 FROM idem_old) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`,
-			`WHEN ins.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM idem) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`)
+)`, first, first+1, first+2, first+3, first+4, first+5)
+	// A repeated request is recognised as such first, whatever else
+	// changed since: a stored key is OB003 even on a stale version.
+	return cte, []string{
+		`WHEN EXISTS (SELECT 1 FROM idem_old) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`,
+		`WHEN ins.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM idem) THEN onboard_raise('OB003', 'idempotency key already stored', '', '')`,
 	}
-	if shape.reservations > 0 {
-		// $next.. : kind, value, owner of each, in the order that
-		// reservationList sorted them, so that concurrent appends lock
-		// the rows in one order. On a conflict the no-op update locks the
-		// row and returns its owner, committed or not before this
-		// statement began.
-		fmt.Fprintf(&b, `, want AS (
+}
+
+// reservationCTEs claim count reservations from argument first on (kind,
+// value, owner of each, in the order that reservationList sorted them, so
+// that concurrent appends lock the rows in one order), and return the CASE
+// condition that fails the statement with OB002 when one is someone
+// else's. On a conflict the no-op update locks the row and returns its
+// owner, committed or not before this statement began.
+func reservationCTEs(first, count int) (string, string) {
+	cte := fmt.Sprintf(`, want AS (
 	SELECT * FROM (VALUES %s) w (i, kind, value, owner)
 ), res AS (
 	INSERT INTO reservations AS r (kind, value, owner_stream_id)
@@ -223,23 +267,19 @@ RETURNING transaction_id, position, version`
 ), taken AS (
 	SELECT want.i, res.owner_stream_id FROM want JOIN res USING (kind, value)
 	WHERE res.owner_stream_id <> want.owner ORDER BY want.i LIMIT 1
-)`, reservationValues(next, shape.reservations))
-		next += 3 * shape.reservations
-		fail = append(fail, `WHEN ins.version IS NOT NULL AND EXISTS (SELECT 1 FROM taken)
-		THEN onboard_raise('OB002', 'reservation taken', (SELECT owner_stream_id FROM taken), (SELECT i FROM taken)::text)`)
-	}
-	if shape.releases > 0 {
-		// $next.. : kind, value, owner of each. A value held by another
-		// stream, or by nobody, is left alone.
-		fmt.Fprintf(&b, `, rel AS (
+)`, reservationValues(first, count))
+	return cte, `WHEN ins.version IS NOT NULL AND EXISTS (SELECT 1 FROM taken)
+		THEN onboard_raise('OB002', 'reservation taken', (SELECT owner_stream_id FROM taken), (SELECT i FROM taken)::text)`
+}
+
+// releaseCTE gives up count reservations from argument first on (kind,
+// value, owner of each). A value held by another stream, or by nobody, is
+// left alone.
+func releaseCTE(first, count int) string {
+	return fmt.Sprintf(`, rel AS (
 	DELETE FROM reservations r USING (VALUES %s) g (i, kind, value, owner)
 	WHERE r.kind = g.kind AND r.value = g.value AND r.owner_stream_id = g.owner AND EXISTS (SELECT 1 FROM ins)
-)`, reservationValues(next, shape.releases))
-	}
-	fmt.Fprintf(&b, `
-SELECT ins.transaction_id, ins.position, ins.version, CASE %s END AS failed
-FROM (SELECT 1) one LEFT JOIN ins ON true`, strings.Join(fail, "\n\t\t"))
-	return b.String()
+)`, reservationValues(first, count))
 }
 
 // reservationValues lists count rows of (number, kind, value, owner) for a
