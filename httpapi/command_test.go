@@ -390,3 +390,37 @@ func TestRepeatedCommandRefusedByItsOwnEffectIsReplayed(t *testing.T) {
 		t.Fatal("a repeated cancel appended events")
 	}
 }
+
+// TestOperatorCommandWithoutPrincipalIsRefused: the command API served
+// without the auth middleware (as a test or a careless wiring would) does
+// not run an operator command for an anonymous operator: 401, and nothing
+// appended.
+func TestOperatorCommandWithoutPrincipalIsRefused(t *testing.T) {
+	e := newCommandEnv(t)
+	id := e.signUp("anonymous@example.com")
+	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: e.commands, Store: e.store, WebhookSecret: hookSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	raw := httptest.NewServer(mux)
+	defer raw.Close()
+	before := e.eventCount()
+	for _, action := range []string{"cancel", "retry", "skip"} {
+		hr, _ := http.NewRequest(http.MethodPost, raw.URL+"/v1/customers/"+id+"/"+action, strings.NewReader(`{"reason":"nobody asked"}`))
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || problemType(t, resp, body) != "unauthorized" {
+			t.Errorf("%s without a principal: %d %s, want 401", action, resp.StatusCode, body)
+		}
+	}
+	if n := e.eventCount(); n != before {
+		t.Fatalf("an anonymous operator command appended %d events", n-before)
+	}
+}

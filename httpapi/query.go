@@ -51,24 +51,12 @@ type QueryConfig struct {
 // QueryAPI serves the read side: customers, their audit timeline and past
 // states, the funnel, provider statistics and the operator queue.
 //
-// Authorisation: the auth middleware in front puts a Principal in the
-// request context. Operators see everything; a client sees only the
-// customers it signed up (the actor of their signed_up event) and gets 404
-// for any other, so that ids do not leak. A request without a principal
-// (tests, a trusted internal listener) is treated as an operator.
+// Authorisation: each route's rule in Routes says which roles may call it,
+// and a request without a principal gets 401. Operators see everything; a
+// client sees only the customers it signed up (the actor of their
+// signed_up event) and gets 404 for any other, so that ids do not leak.
 type QueryAPI struct {
 	cfg QueryConfig
-}
-
-// QueryRoutes are the routes Register serves.
-var QueryRoutes = []string{
-	"GET /v1/customers",
-	"GET /v1/customers/{id}",
-	"GET /v1/customers/{id}/events",
-	"GET /v1/customers/{id}/state",
-	"GET /v1/stats/funnel",
-	"GET /v1/stats/providers",
-	"GET /v1/operator/queue",
 }
 
 // NewQueryAPI returns the query API. It panics when Reads or Events is
@@ -92,21 +80,23 @@ func NewQueryAPI(cfg QueryConfig) *QueryAPI {
 	return &QueryAPI{cfg: cfg}
 }
 
-// Register adds QueryRoutes to mux.
-func (a *QueryAPI) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/customers", a.list)
-	mux.HandleFunc("GET /v1/customers/{id}", a.get)
-	mux.HandleFunc("GET /v1/customers/{id}/events", a.timeline)
-	mux.HandleFunc("GET /v1/customers/{id}/state", a.stateAt)
-	mux.HandleFunc("GET /v1/stats/funnel", a.funnel)
-	mux.HandleFunc("GET /v1/stats/providers", a.providers)
-	mux.HandleFunc("GET /v1/operator/queue", a.queue)
+// Register adds the query routes to mux, each behind its rule in Routes.
+func (a *QueryAPI) Register(mux Mux) {
+	handle(mux, "GET /v1/customers", a.list)
+	handle(mux, "GET /v1/customers/{id}", a.get)
+	handle(mux, "GET /v1/customers/{id}/events", a.timeline)
+	handle(mux, "GET /v1/customers/{id}/state", a.stateAt)
+	handle(mux, "GET /v1/stats/funnel", a.funnel)
+	handle(mux, "GET /v1/stats/providers", a.providers)
+	handle(mux, "GET /v1/operator/queue", a.queue)
 }
 
-// queryScope returns whose customers the caller may read: "" for all.
+// queryScope returns whose customers the caller may read: "" for all. The
+// route's rule has made sure there is a principal; the zero one's scope
+// matches no customer.
 func queryScope(r *http.Request) (createdBy string, operator bool) {
-	p, ok := principalFrom(r.Context())
-	if !ok || p.Role == RoleOperator {
+	p, _ := principalFrom(r.Context())
+	if p.Role == RoleOperator {
 		return "", true
 	}
 	return p.Actor(), false
@@ -503,20 +493,7 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, pastState{Snapshot: c.Snapshot(), AsOf: last.RecordedAt, Position: last.Position})
 }
 
-// operatorOnly answers 403 to callers other than operators; the auth
-// middleware does too, this keeps the handler safe without it.
-func operatorOnly(w http.ResponseWriter, r *http.Request) bool {
-	if _, op := queryScope(r); !op {
-		writeProblem(w, Problem{Type: ProblemForbidden, Status: http.StatusForbidden, Detail: "operators only"})
-		return false
-	}
-	return true
-}
-
 func (a *QueryAPI) funnel(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
-		return
-	}
 	window := a.cfg.FunnelWindow
 	if raw := r.URL.Query().Get("window"); raw != "" {
 		d, err := time.ParseDuration(raw)
@@ -539,9 +516,6 @@ func (a *QueryAPI) funnel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *QueryAPI) providers(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
-		return
-	}
 	stats, err := a.cfg.Reads.ProviderCallStats(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
@@ -551,9 +525,6 @@ func (a *QueryAPI) providers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *QueryAPI) queue(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
-		return
-	}
 	limit, err := queryLimit(r)
 	if err != nil {
 		a.fail(w, r, err)
