@@ -297,10 +297,9 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 		want  int
 		items int
 	}{
-		{"limit=0", 200, 1},
-		{"limit=-5", 200, 1},
+		{"limit=1", 200, 1},
 		{"limit=1000", 200, len(e.ids)},
-		{"limit=ten", 400, 0},
+		{"state=&step=&q=&limit=200", 200, len(e.ids)},
 		{"cursor=garbage", 400, 0},
 		{"cursor=" + encodeQueryCursor(uuid.Nil), 400, 0},
 		{"state=flying", 400, 0},
@@ -315,6 +314,62 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 		if items, _ := body["items"].([]any); code == 200 && len(items) != tt.items {
 			t.Errorf("list %s: %d items, want %d", tt.query, len(items), tt.items)
 		}
+	}
+}
+
+// TestQueryParametersAreNeverSilentlyIgnored: a parameter that is out of
+// range, empty where a value is needed, unknown to the route or given twice
+// answers 400 with the parameter named in the problem's errors, rather
+// than a fallback (limit=0 used to return one item, ?sate=paused every
+// customer).
+func TestQueryParametersAreNeverSilentlyIgnored(t *testing.T) {
+	e := newQueryEnv(t, 3)
+	e.run(t)
+	e.catchUp(t)
+	srv := e.server(t, time.Second)
+	id := e.ids[0].String()
+	for _, tt := range []struct{ path, param string }{
+		{"/v1/customers?limit=0", "limit"},
+		{"/v1/customers?limit=-5", "limit"},
+		{"/v1/customers?limit=ten", "limit"},
+		{"/v1/customers?limit=2.5", "limit"},
+		{"/v1/customers?limit=", "limit"},
+		{"/v1/customers?limit=5&limit=6", "limit"},
+		{"/v1/customers?sate=paused", "sate"},
+		{"/v1/customers?state=paused&state=active", "state"},
+		{"/v1/customers?cursor=", "cursor"},
+		{"/v1/customers?min_position=", "min_position"},
+		{"/v1/customers?min_position=-1", "min_position"},
+		{"/v1/customers?min_position=5/-1", "min_position"},
+		{"/v1/operator/queue?limit=0", "limit"},
+		{"/v1/operator/queue?limit=many", "limit"},
+		{"/v1/operator/queue?state=paused", "state"},
+		{"/v1/customers/" + id + "?limit=5", "limit"},
+		{"/v1/customers/" + id + "/events?version=1", "version"},
+		{"/v1/customers/" + id + "/state?version=", "version"},
+		{"/v1/customers/" + id + "/state?at=", "at"},
+		{"/v1/customers/" + id + "/state?version=1&version=2", "version"},
+		{"/v1/customers/" + id + "/state?when=2026-01-01T00:00:00Z", "when"},
+		{"/v1/stats/funnel?window=", "window"},
+		{"/v1/stats/funnel?windw=24h", "windw"},
+		{"/v1/stats/providers?limit=5", "limit"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			code, body := get(t, srv, queryOperator, tt.path)
+			if code != http.StatusBadRequest || problemSuffix(body) != "malformed-request" {
+				t.Fatalf("%d %v, want 400 malformed-request", code, body)
+			}
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one naming %s", body["errors"], tt.param)
+			}
+			if e, _ := errs[0].(map[string]any); e["parameter"] != tt.param || e["detail"] == "" {
+				t.Fatalf("errors %v, want one naming %s", body["errors"], tt.param)
+			}
+		})
+	}
+	if code, body := get(t, srv, queryOperator, "/v1/customers?%zz"); code != http.StatusBadRequest {
+		t.Errorf("a query that does not parse: %d %v, want 400", code, body)
 	}
 }
 
