@@ -358,6 +358,27 @@ func (a *CommandAPI) meta(r *http.Request, p Principal, key string) commands.Met
 		Trace: commands.TraceOf(r.Context())}
 }
 
+// mayRead reports whether the caller may learn that customer id exists:
+// an operator may, and a client for the customers it signed up (the actor
+// of their signed_up event), as the query API answers. Emails are unique
+// across clients, so a client learns that another's customer holds an
+// email, but never that customer's id.
+func (a *CommandAPI) mayRead(r *http.Request, id uuid.UUID) bool {
+	p, ok := principalFrom(r.Context())
+	if !ok {
+		return false
+	}
+	if p.Role == RoleOperator {
+		return true
+	}
+	envs, err := a.cfg.Store.ReadStream(r.Context(), commands.StreamID(id), 1)
+	if err != nil {
+		a.cfg.Logger.WarnContext(r.Context(), "reading the holder of an email failed", "customer", id, "err", err)
+		return false
+	}
+	return len(envs) > 0 && envs[0].Metadata.Actor == p.Actor()
+}
+
 // ifMatch returns the version named by If-Match ("5", "\"5\"" or
 // W/"5"), or nil when the header is absent.
 func ifMatch(r *http.Request) (*int, error) {
@@ -395,8 +416,11 @@ func (a *CommandAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, Problem{Type: ProblemInvalidState, Status: http.StatusConflict, Detail: cmdErr.Error(),
 			Extra: map[string]any{"state": cmdErr.State, "command": cmdErr.Command}})
 	case errors.As(err, &taken):
-		writeProblem(w, Problem{Type: ProblemEmailTaken, Status: http.StatusConflict, Detail: "a customer with this email already signed up",
-			Extra: map[string]any{"existing_id": taken.ExistingID.String()}})
+		p := Problem{Type: ProblemEmailTaken, Status: http.StatusConflict, Detail: "a customer with this email already signed up"}
+		if a.mayRead(r, taken.ExistingID) {
+			p.Extra = map[string]any{"existing_id": taken.ExistingID.String()}
+		}
+		writeProblem(w, p)
 	case errors.As(err, &mismatch):
 		writeProblem(w, Problem{Type: ProblemPrecondition, Status: http.StatusPreconditionFailed, Detail: mismatch.Error(),
 			Extra: map[string]any{"version": mismatch.Actual}})

@@ -424,3 +424,37 @@ func TestOperatorCommandWithoutPrincipalIsRefused(t *testing.T) {
 		t.Fatalf("an anonymous operator command appended %d events", n-before)
 	}
 }
+
+// TestEmailTakenRevealsOnlyTheCallersCustomer: emails are unique across
+// clients, but the 409 names the holder's id only to the client that
+// signed it up (and to operators): another client learns that the email
+// is taken, never whose it is.
+func TestEmailTakenRevealsOnlyTheCallersCustomer(t *testing.T) {
+	e := newCommandEnv(t)
+	id := e.signUp("held@example.com") // by client:shop
+	for _, tt := range []struct {
+		name, key string
+		reveal    bool
+	}{
+		{"the same client", clientKey, true},
+		{"another client", client2Key, false},
+		{"an operator", operatorKey, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := e.do(req{method: "POST", path: "/v1/customers", key: tt.key, body: signupBody("HELD@example.com"),
+				headers: map[string]string{"Idempotency-Key": "again-" + strings.ReplaceAll(tt.name, " ", "-")}})
+			if resp.StatusCode != http.StatusConflict || problemType(t, resp, body) != "email-taken" {
+				t.Fatalf("%d %s, want 409 email-taken", resp.StatusCode, body)
+			}
+			var p map[string]any
+			_ = json.Unmarshal(body, &p)
+			_, has := p["existing_id"]
+			if tt.reveal && p["existing_id"] != id {
+				t.Fatalf("%s, want existing_id %s", body, id)
+			}
+			if !tt.reveal && (has || strings.Contains(string(body), id)) {
+				t.Fatalf("%s reveals another client's customer %s", body, id)
+			}
+		})
+	}
+}
