@@ -116,13 +116,14 @@ func (a *Authenticator) limiter(name string) *rate.Limiter {
 }
 
 // Middleware authenticates the request by its key (Authorization: Bearer
-// <key>, or X-API-Key), checks the route's roles and the key's rate, and
-// puts the Principal into the request context. Public routes and provider
-// webhooks (authenticated by their HMAC signature) pass without a key.
+// <key>, or X-API-Key), checks the route's rule in Routes and the key's
+// rate, and puts the Principal into the request context. Public routes
+// pass without a key. A request that no route serves needs a valid key
+// all the same, so that probing without one tells nothing.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		roles, public := routeRoles(r.Method, r.URL.Path)
-		if public {
+		rule, known := ruleOf(r)
+		if known && rule.Public != "" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -131,8 +132,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			secret = strings.TrimSpace(bearer)
 		}
 		if secret == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard"`)
-			writeProblem(w, Problem{Type: ProblemUnauthorized, Status: http.StatusUnauthorized, Detail: "an API key is required (Authorization: Bearer <key>)"})
+			unauthorized(w, "an API key is required (Authorization: Bearer <key>)")
 			return
 		}
 		key, ok := a.lookup(secret)
@@ -141,8 +141,8 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			writeProblem(w, Problem{Type: ProblemUnauthorized, Status: http.StatusUnauthorized, Detail: "unknown API key"})
 			return
 		}
-		if !containsRole(roles, key.Role) {
-			writeProblem(w, Problem{Type: ProblemForbidden, Status: http.StatusForbidden, Detail: fmt.Sprintf("the %s role may not %s %s", key.Role, r.Method, r.URL.Path)})
+		if known && !rule.Allows(key.Role) {
+			forbidden(w, r, key.Role)
 			return
 		}
 		if res := a.limiter(key.Name).Reserve(); res.Delay() > 0 {
@@ -157,39 +157,4 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 
 func (a *Authenticator) retryAfter() time.Duration {
 	return time.Duration(float64(time.Second) / float64(a.rate))
-}
-
-func containsRole(roles []Role, r Role) bool {
-	for _, x := range roles {
-		if x == r {
-			return true
-		}
-	}
-	return false
-}
-
-// routeRoles is the access policy: which roles may call a route, or that
-// it is public. Unknown routes need any valid key, so that probing them
-// without one tells nothing.
-func routeRoles(method, path string) (roles []Role, public bool) {
-	operator := []Role{RoleOperator}
-	switch {
-	case path == "/healthz" || path == "/readyz" || path == "/openapi.yaml" || path == "/metrics":
-		return nil, true
-	case (method == http.MethodGet || method == http.MethodHead) && (path == "/" || strings.HasPrefix(path, "/console/")):
-		return nil, true // the console's static files; its API calls carry the operator's key
-	case strings.HasPrefix(path, "/v1/webhooks/"):
-		return nil, true // HMAC-signed by the provider
-	case strings.HasPrefix(path, "/v1/operator/") || strings.HasPrefix(path, "/v1/stats/"):
-		return operator, false
-	case strings.HasPrefix(path, "/v1/customers"):
-		if method == http.MethodPost && path != "/v1/customers" {
-			return operator, false // retry, skip, cancel
-		}
-		if strings.HasSuffix(path, "/events") {
-			return operator, false // the audit timeline
-		}
-		return []Role{RoleClient, RoleOperator}, false
-	}
-	return []Role{RoleClient, RoleOperator, RoleProvider}, false
 }

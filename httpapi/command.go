@@ -87,24 +87,23 @@ func NewCommandAPI(cfg CommandConfig) (*CommandAPI, error) {
 	return &CommandAPI{cfg: cfg}, nil
 }
 
-// CommandRoutes are the routes the command API serves; the OpenAPI
-// contract test holds the document to them.
-var CommandRoutes = []string{
-	"POST /v1/customers",
-	"POST /v1/customers/{id}/retry",
-	"POST /v1/customers/{id}/skip",
-	"POST /v1/customers/{id}/cancel",
-	"POST /v1/webhooks/kyc",
+// Register adds the command routes to mux, each behind its rule in Routes.
+func (a *CommandAPI) Register(mux Mux) {
+	for _, r := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"POST /v1/customers", a.signUp},
+		{"POST /v1/customers/{id}/retry", a.operatorCommand(actionRetry)},
+		{"POST /v1/customers/{id}/skip", a.operatorCommand(actionSkip)},
+		{"POST /v1/customers/{id}/cancel", a.operatorCommand(actionCancel)},
+	} {
+		handle(mux, r.pattern, a.traced(r.pattern, r.h))
+	}
+	handle(mux, kycWebhookRoute, a.kycWebhook) // its span continues the customer's trace: see kycWebhook
 }
 
-// Register adds the command routes to mux.
-func (a *CommandAPI) Register(mux *http.ServeMux) {
-	mux.HandleFunc(CommandRoutes[0], a.traced(CommandRoutes[0], a.signUp))
-	mux.HandleFunc(CommandRoutes[1], a.traced(CommandRoutes[1], a.operatorCommand(actionRetry)))
-	mux.HandleFunc(CommandRoutes[2], a.traced(CommandRoutes[2], a.operatorCommand(actionSkip)))
-	mux.HandleFunc(CommandRoutes[3], a.traced(CommandRoutes[3], a.operatorCommand(actionCancel)))
-	mux.HandleFunc(CommandRoutes[4], a.kycWebhook) // its span continues the customer's trace: see kycWebhook
-}
+const kycWebhookRoute = "POST /v1/webhooks/kyc"
 
 // traced runs h in a server span named after its route.
 func (a *CommandAPI) traced(route string, h http.HandlerFunc) http.HandlerFunc {
@@ -172,10 +171,8 @@ type operatorRequest struct {
 
 func (a *CommandAPI) operatorCommand(action operatorAction) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := principalFrom(r.Context())
-		if !ok {
-			p = Principal{Name: "anonymous", Role: RoleOperator}
-		}
+		// handle has checked that there is one, and that it is an operator's.
+		p, _ := principalFrom(r.Context())
 		id, err := uuid.Parse(r.PathValue("id"))
 		if err != nil {
 			a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "customer id %q is not a UUID", r.PathValue("id")))
@@ -249,7 +246,7 @@ func (a *CommandAPI) kycWebhook(w http.ResponseWriter, r *http.Request) {
 	// customer's, so that the onboarding stays one trace from signup to
 	// welcome email.
 	ctx := commands.ContextWithTrace(r.Context(), a.cfg.Commands.CustomerTrace(r.Context(), id))
-	ctx, span := a.cfg.Tracer.Start(ctx, CommandRoutes[4], trace.WithSpanKind(trace.SpanKindServer),
+	ctx, span := a.cfg.Tracer.Start(ctx, kycWebhookRoute, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("onboard.customer_id", id.String())))
 	defer span.End()
 	r = r.WithContext(ctx)
@@ -361,6 +358,27 @@ func (a *CommandAPI) meta(r *http.Request, p Principal, key string) commands.Met
 		Trace: commands.TraceOf(r.Context())}
 }
 
+// mayRead reports whether the caller may learn that customer id exists:
+// an operator may, and a client for the customers it signed up (the actor
+// of their signed_up event), as the query API answers. Emails are unique
+// across clients, so a client learns that another's customer holds an
+// email, but never that customer's id.
+func (a *CommandAPI) mayRead(r *http.Request, id uuid.UUID) bool {
+	p, ok := principalFrom(r.Context())
+	if !ok {
+		return false
+	}
+	if p.Role == RoleOperator {
+		return true
+	}
+	envs, err := a.cfg.Store.ReadStream(r.Context(), commands.StreamID(id), 1)
+	if err != nil {
+		a.cfg.Logger.WarnContext(r.Context(), "reading the holder of an email failed", "customer", id, "err", err)
+		return false
+	}
+	return len(envs) > 0 && envs[0].Metadata.Actor == p.Actor()
+}
+
 // ifMatch returns the version named by If-Match ("5", "\"5\"" or
 // W/"5"), or nil when the header is absent.
 func ifMatch(r *http.Request) (*int, error) {
@@ -398,8 +416,11 @@ func (a *CommandAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, Problem{Type: ProblemInvalidState, Status: http.StatusConflict, Detail: cmdErr.Error(),
 			Extra: map[string]any{"state": cmdErr.State, "command": cmdErr.Command}})
 	case errors.As(err, &taken):
-		writeProblem(w, Problem{Type: ProblemEmailTaken, Status: http.StatusConflict, Detail: "a customer with this email already signed up",
-			Extra: map[string]any{"existing_id": taken.ExistingID.String()}})
+		p := Problem{Type: ProblemEmailTaken, Status: http.StatusConflict, Detail: "a customer with this email already signed up"}
+		if a.mayRead(r, taken.ExistingID) {
+			p.Extra = map[string]any{"existing_id": taken.ExistingID.String()}
+		}
+		writeProblem(w, p)
 	case errors.As(err, &mismatch):
 		writeProblem(w, Problem{Type: ProblemPrecondition, Status: http.StatusPreconditionFailed, Detail: mismatch.Error(),
 			Extra: map[string]any{"version": mismatch.Actual}})

@@ -390,3 +390,71 @@ func TestRepeatedCommandRefusedByItsOwnEffectIsReplayed(t *testing.T) {
 		t.Fatal("a repeated cancel appended events")
 	}
 }
+
+// TestOperatorCommandWithoutPrincipalIsRefused: the command API served
+// without the auth middleware (as a test or a careless wiring would) does
+// not run an operator command for an anonymous operator: 401, and nothing
+// appended.
+func TestOperatorCommandWithoutPrincipalIsRefused(t *testing.T) {
+	e := newCommandEnv(t)
+	id := e.signUp("anonymous@example.com")
+	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: e.commands, Store: e.store, WebhookSecret: hookSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	raw := httptest.NewServer(mux)
+	defer raw.Close()
+	before := e.eventCount()
+	for _, action := range []string{"cancel", "retry", "skip"} {
+		hr, _ := http.NewRequest(http.MethodPost, raw.URL+"/v1/customers/"+id+"/"+action, strings.NewReader(`{"reason":"nobody asked"}`))
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || problemType(t, resp, body) != "unauthorized" {
+			t.Errorf("%s without a principal: %d %s, want 401", action, resp.StatusCode, body)
+		}
+	}
+	if n := e.eventCount(); n != before {
+		t.Fatalf("an anonymous operator command appended %d events", n-before)
+	}
+}
+
+// TestEmailTakenRevealsOnlyTheCallersCustomer: emails are unique across
+// clients, but the 409 names the holder's id only to the client that
+// signed it up (and to operators): another client learns that the email
+// is taken, never whose it is.
+func TestEmailTakenRevealsOnlyTheCallersCustomer(t *testing.T) {
+	e := newCommandEnv(t)
+	id := e.signUp("held@example.com") // by client:shop
+	for _, tt := range []struct {
+		name, key string
+		reveal    bool
+	}{
+		{"the same client", clientKey, true},
+		{"another client", client2Key, false},
+		{"an operator", operatorKey, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := e.do(req{method: "POST", path: "/v1/customers", key: tt.key, body: signupBody("HELD@example.com"),
+				headers: map[string]string{"Idempotency-Key": "again-" + strings.ReplaceAll(tt.name, " ", "-")}})
+			if resp.StatusCode != http.StatusConflict || problemType(t, resp, body) != "email-taken" {
+				t.Fatalf("%d %s, want 409 email-taken", resp.StatusCode, body)
+			}
+			var p map[string]any
+			_ = json.Unmarshal(body, &p)
+			_, has := p["existing_id"]
+			if tt.reveal && p["existing_id"] != id {
+				t.Fatalf("%s, want existing_id %s", body, id)
+			}
+			if !tt.reveal && (has || strings.Contains(string(body), id)) {
+				t.Fatalf("%s reveals another client's customer %s", body, id)
+			}
+		})
+	}
+}

@@ -36,17 +36,17 @@ const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 // RegisterConsole adds the operator console to mux: GET / serves the page
-// and GET /console/<file> its assets. Both must be public in the auth
-// policy; the page calls the JSON API with the operator's key.
-func RegisterConsole(mux *http.ServeMux) {
+// and GET /console/<file> its assets. Both are public in Routes; the page
+// calls the JSON API with the operator's key.
+func RegisterConsole(mux Mux) {
 	sub, err := fs.Sub(consoleFiles, "console")
 	if err != nil {
 		// The directory is embedded at compile time; this cannot happen.
 		panic(err)
 	}
 	assets := loadConsoleAssets(sub)
-	mux.Handle("GET /{$}", assets.handler("index.html"))
-	mux.HandleFunc("GET /console/{file...}", func(w http.ResponseWriter, r *http.Request) {
+	handle(mux, "GET /{$}", assets.handler("index.html").ServeHTTP)
+	handle(mux, "GET /console/{file...}", func(w http.ResponseWriter, r *http.Request) {
 		assets.handler(r.PathValue("file")).ServeHTTP(w, r)
 	})
 }

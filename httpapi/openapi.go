@@ -12,8 +12,8 @@ import (
 var OpenAPI []byte
 
 // RegisterOpenAPI serves the contract.
-func RegisterOpenAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+func RegisterOpenAPI(mux Mux) {
+	handle(mux, "GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(OpenAPI)
 	})

@@ -3,9 +3,13 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -37,6 +41,11 @@ func loadContract(t *testing.T) (*openapi3.T, routers.Router) {
 			return
 		}
 		doc.Servers = nil // match any host, such as httptest's
+		// The document leaves problems open to extension, as RFC 9457
+		// does; the tests hold the API to the members it declares, so
+		// that a generated client can read every member it returns.
+		closed := false
+		doc.Components.Schemas["Problem"].Value.AdditionalProperties = openapi3.AdditionalProperties{Has: &closed}
 		router, docErr = legacy.NewRouter(doc)
 	})
 	if docErr != nil {
@@ -45,11 +54,14 @@ func loadContract(t *testing.T) (*openapi3.T, routers.Router) {
 	return doc, router
 }
 
-// servedRoutes are the routes the binary serves through the command API and
-// health endpoints; the document must list exactly these.
+// servedRoutes are the routes of Routes as OpenAPI writes them; the
+// document must list exactly these.
 func servedRoutes() []string {
-	routes := append(slices.Clone(CommandRoutes), QueryRoutes...)
-	routes = append(routes, "GET /healthz", "GET /readyz", "GET /", "GET /console/{file}", "GET /metrics", "GET /openapi.yaml")
+	var routes []string
+	for _, r := range Routes {
+		path := strings.NewReplacer("{$}", "", "...}", "}").Replace(r.Path)
+		routes = append(routes, r.Method+" "+path)
+	}
 	sort.Strings(routes)
 	return routes
 }
@@ -100,4 +112,119 @@ func Validating(t *testing.T, h http.Handler) http.Handler {
 				strings.TrimSpace(rec.Body.String()), err)
 		}
 	})
+}
+
+// TestOpenAPIProblemDeclaresEveryExtension: every extension member the
+// code puts into a problem (Problem.Extra) is a property of the Problem
+// schema, including those of problems no test provokes.
+func TestOpenAPIProblemDeclaresEveryExtension(t *testing.T) {
+	d, _ := loadContract(t)
+	declared := d.Components.Schemas["Problem"].Value.Properties
+	members := map[string]string{}
+	keysOf := func(e ast.Expr, at token.Pos, fset *token.FileSet) {
+		lit, ok := e.(*ast.CompositeLit)
+		if !ok {
+			return
+		}
+		for _, elt := range lit.Elts {
+			if kv, ok := elt.(*ast.KeyValueExpr); ok {
+				if k, ok := kv.Key.(*ast.BasicLit); ok && k.Kind == token.STRING {
+					members[strings.Trim(k.Value, "`\"")] = fset.Position(at).String()
+				}
+			}
+		}
+	}
+	isExtra := func(e ast.Expr) bool {
+		sel, ok := e.(*ast.SelectorExpr)
+		return ok && sel.Sel.Name == "Extra"
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.KeyValueExpr: // Problem{Extra: map[string]any{...}}
+				if id, ok := n.Key.(*ast.Ident); ok && id.Name == "Extra" {
+					keysOf(n.Value, n.Pos(), fset)
+				}
+			case *ast.AssignStmt: // p.Extra = map[string]any{...}
+				for i, lhs := range n.Lhs {
+					if isExtra(lhs) && i < len(n.Rhs) {
+						keysOf(n.Rhs[i], n.Pos(), fset)
+					}
+				}
+			case *ast.IndexExpr: // p.Extra["key"] = ...
+				if k, ok := n.Index.(*ast.BasicLit); ok && k.Kind == token.STRING && isExtra(n.X) {
+					members[strings.Trim(k.Value, "`\"")] = fset.Position(n.Pos()).String()
+				}
+			}
+			return true
+		})
+	}
+	if len(members) < 5 {
+		t.Fatalf("found only %v: the scan no longer sees how problems are extended", members)
+	}
+	for m, at := range members {
+		if _, ok := declared[m]; !ok {
+			t.Errorf("problem member %q (%s) is not a property of the Problem schema", m, at)
+		}
+	}
+}
+
+// TestOpenAPIListsEveryOperationsClientErrors: each operation lists the
+// 4xx answers that every request of its kind can get: 401, 403 and 429
+// where a key is needed (the auth middleware's), 400 where it takes
+// parameters or a body, 404 where it names a customer, 413 and 415 where
+// it takes a body. Those that only some requests get are held by the
+// response validation of every test.
+func TestOpenAPIListsEveryOperationsClientErrors(t *testing.T) {
+	d, _ := loadContract(t)
+	for _, rule := range Routes {
+		path := strings.NewReplacer("{$}", "", "...}", "}").Replace(rule.Path)
+		op := d.Paths.Find(path).GetOperation(rule.Method)
+		var want []string
+		if rule.Public == "" {
+			want = append(want, "401", "403", "429")
+		}
+		if len(op.Parameters) > 0 && path != "/console/{file}" || op.RequestBody != nil {
+			want = append(want, "400")
+		}
+		if strings.Contains(path, "/v1/customers/{id}") || path == "/console/{file}" {
+			want = append(want, "404")
+		}
+		if op.RequestBody != nil {
+			want = append(want, "413", "415")
+		}
+		for _, code := range want {
+			if op.Responses.Value(code) == nil {
+				t.Errorf("%s does not list %s", rule.Pattern(), code)
+			}
+		}
+		has4xx := false
+		for code := range op.Responses.Map() {
+			has4xx = has4xx || code[0] == '4'
+		}
+		if rule.Public == "" && !has4xx {
+			t.Errorf("%s lists no 4xx answer", rule.Pattern())
+		}
+	}
+	raw, err := openapi3.NewLoader().LoadFromData(OpenAPI) // loadContract clears the servers
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range raw.Servers {
+		if strings.Contains(srv.URL, "://") {
+			t.Errorf("server %q is absolute: a client of another host would call it", srv.URL)
+		}
+	}
 }

@@ -19,10 +19,13 @@ type Problem struct {
 	Extra map[string]any `json:"-"`
 }
 
-// FieldProblem is one invalid field, located by an RFC 6901 JSON pointer.
+// FieldProblem is one invalid input: a field of the JSON body, located by
+// an RFC 6901 JSON pointer, or a query parameter, named. A JSON pointer
+// locates nothing in a query string, so a parameter is not given one.
 type FieldProblem struct {
-	Pointer string `json:"pointer"`
-	Detail  string `json:"detail"`
+	Pointer   string `json:"pointer,omitempty"`
+	Parameter string `json:"parameter,omitempty"`
+	Detail    string `json:"detail"`
 }
 
 // Problem type URIs. They are identifiers, not links that must resolve.

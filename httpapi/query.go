@@ -2,14 +2,12 @@ package httpapi
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,24 +49,12 @@ type QueryConfig struct {
 // QueryAPI serves the read side: customers, their audit timeline and past
 // states, the funnel, provider statistics and the operator queue.
 //
-// Authorisation: the auth middleware in front puts a Principal in the
-// request context. Operators see everything; a client sees only the
-// customers it signed up (the actor of their signed_up event) and gets 404
-// for any other, so that ids do not leak. A request without a principal
-// (tests, a trusted internal listener) is treated as an operator.
+// Authorisation: each route's rule in Routes says which roles may call it,
+// and a request without a principal gets 401. Operators see everything; a
+// client sees only the customers it signed up (the actor of their
+// signed_up event) and gets 404 for any other, so that ids do not leak.
 type QueryAPI struct {
 	cfg QueryConfig
-}
-
-// QueryRoutes are the routes Register serves.
-var QueryRoutes = []string{
-	"GET /v1/customers",
-	"GET /v1/customers/{id}",
-	"GET /v1/customers/{id}/events",
-	"GET /v1/customers/{id}/state",
-	"GET /v1/stats/funnel",
-	"GET /v1/stats/providers",
-	"GET /v1/operator/queue",
 }
 
 // NewQueryAPI returns the query API. It panics when Reads or Events is
@@ -92,21 +78,23 @@ func NewQueryAPI(cfg QueryConfig) *QueryAPI {
 	return &QueryAPI{cfg: cfg}
 }
 
-// Register adds QueryRoutes to mux.
-func (a *QueryAPI) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/customers", a.list)
-	mux.HandleFunc("GET /v1/customers/{id}", a.get)
-	mux.HandleFunc("GET /v1/customers/{id}/events", a.timeline)
-	mux.HandleFunc("GET /v1/customers/{id}/state", a.stateAt)
-	mux.HandleFunc("GET /v1/stats/funnel", a.funnel)
-	mux.HandleFunc("GET /v1/stats/providers", a.providers)
-	mux.HandleFunc("GET /v1/operator/queue", a.queue)
+// Register adds the query routes to mux, each behind its rule in Routes.
+func (a *QueryAPI) Register(mux Mux) {
+	handle(mux, "GET /v1/customers", a.list)
+	handle(mux, "GET /v1/customers/{id}", a.get)
+	handle(mux, "GET /v1/customers/{id}/events", a.timeline)
+	handle(mux, "GET /v1/customers/{id}/state", a.stateAt)
+	handle(mux, "GET /v1/stats/funnel", a.funnel)
+	handle(mux, "GET /v1/stats/providers", a.providers)
+	handle(mux, "GET /v1/operator/queue", a.queue)
 }
 
-// queryScope returns whose customers the caller may read: "" for all.
+// queryScope returns whose customers the caller may read: "" for all. The
+// route's rule has made sure there is a principal; the zero one's scope
+// matches no customer.
 func queryScope(r *http.Request) (createdBy string, operator bool) {
-	p, ok := principalFrom(r.Context())
-	if !ok || p.Role == RoleOperator {
+	p, _ := principalFrom(r.Context())
+	if p.Role == RoleOperator {
 		return "", true
 	}
 	return p.Actor(), false
@@ -116,11 +104,6 @@ func queryScope(r *http.Request) (createdBy string, operator bool) {
 type queryError struct{ problem Problem }
 
 func (e *queryError) Error() string { return e.problem.Detail }
-
-func queryBad(param, format string, args ...any) error {
-	return &queryError{Problem{Type: ProblemMalformed, Status: http.StatusBadRequest,
-		Detail: fmt.Sprintf(format, args...), Extra: map[string]any{"parameter": param}}}
-}
 
 var errQueryNotFound = &queryError{Problem{Type: ProblemNotFound, Status: http.StatusNotFound, Detail: "no customer with this id"}}
 
@@ -153,30 +136,10 @@ func queryID(r *http.Request) (uuid.UUID, error) {
 // API returns it) or ?min_position=tx/pos (a cursor): it waits, at most
 // WaitTimeout, until the read model has applied that event. streamID is the
 // stream the event probably belongs to, "" when unknown.
-func (a *QueryAPI) waitForPosition(r *http.Request, streamID string) error {
-	raw := r.URL.Query().Get("min_position")
-	if raw == "" {
-		return nil
-	}
-	var (
-		target   eventstore.Cursor
-		resolved bool
-	)
-	if strings.Contains(raw, "/") {
-		c, err := eventstore.ParseCursor(raw)
-		if err != nil {
-			return queryBad("min_position", "min_position %q is neither a position nor a cursor", raw)
-		}
-		target, resolved = c, true
-	} else {
-		n, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil || n < 0 {
-			return queryBad("min_position", "min_position %q is not a non-negative integer", raw)
-		}
-		if n == 0 {
-			return nil
-		}
-		target.Position = n
+func (a *QueryAPI) waitForPosition(r *http.Request, q queryParams, streamID string) error {
+	target, resolved, wait, err := q.minPosition()
+	if err != nil || !wait {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WaitTimeout)
 	defer cancel()
@@ -201,7 +164,7 @@ func (a *QueryAPI) waitForPosition(r *http.Request, streamID string) error {
 			return err
 		}
 	}
-	err := a.cfg.Reads.WaitFor(ctx, projections.Customers, target)
+	err = a.cfg.Reads.WaitFor(ctx, projections.Customers, target)
 	var be *projections.BehindError
 	if errors.As(err, &be) && r.Context().Err() == nil {
 		return a.behind(target, be.Checkpoint, true)
@@ -235,7 +198,12 @@ func (a *QueryAPI) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.waitForPosition(r, projections.CustomerStreamID(id)); err != nil {
+	q, err := readQuery(r, "min_position")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.waitForPosition(r, q, projections.CustomerStreamID(id)); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -259,72 +227,45 @@ type queryPage struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// The list cursor is opaque to clients: a version byte and the last id of
-// the page, base64url. The version lets the keyset change later.
-const queryCursorVersion = 1
-
-func encodeQueryCursor(id uuid.UUID) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{queryCursorVersion}, id[:]...))
-}
-
-func decodeQueryCursor(s string) (uuid.UUID, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 17 || b[0] != queryCursorVersion {
-		return uuid.Nil, queryBad("cursor", "cursor %q is not a cursor this API issued", s)
-	}
-	id, _ := uuid.FromBytes(b[1:])
-	if id == uuid.Nil {
-		return uuid.Nil, queryBad("cursor", "cursor %q is not a cursor this API issued", s)
-	}
-	return id, nil
-}
-
-func queryLimit(r *http.Request) (int, error) {
-	raw := r.URL.Query().Get("limit")
-	if raw == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil {
-		return 0, queryBad("limit", "limit %q is not an integer", raw)
-	}
-	return projections.ClampLimit(max(n, 1)), nil
-}
-
 func (a *QueryAPI) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	var lq projections.ListQuery
-	var err error
-	if lq.Limit, err = queryLimit(r); err != nil {
+	q, err := readQuery(r, "state", "step", "q", "limit", "cursor", "min_position")
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if s := q.Get("state"); s != "" {
+	var lq projections.ListQuery
+	if lq.Limit, err = q.limit(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// An empty state, step or q filters nothing, as an HTML form's empty
+	// field means.
+	if s, _ := q.value("state"); s != "" {
 		if _, err := domain.ParseState(s); err != nil {
 			a.fail(w, r, queryBad("state", "state %q is not one of %v", s, domain.States()))
 			return
 		}
 		lq.State = s
 	}
-	if s := q.Get("step"); s != "" {
+	if s, _ := q.value("step"); s != "" {
 		if _, err := domain.ParseStep(s); err != nil {
 			a.fail(w, r, queryBad("step", "step %q is not one of %v", s, domain.Steps()))
 			return
 		}
 		lq.Step = s
 	}
-	if lq.Search = q.Get("q"); len(lq.Search) > 200 {
+	if lq.Search, _ = q.value("q"); len(lq.Search) > 200 {
 		a.fail(w, r, queryBad("q", "q is longer than 200 bytes"))
 		return
 	}
-	if c := q.Get("cursor"); c != "" {
+	if c, ok := q.value("cursor"); ok {
 		if lq.After, err = decodeQueryCursor(c); err != nil {
 			a.fail(w, r, err)
 			return
 		}
 	}
 	lq.CreatedBy, _ = queryScope(r)
-	if err := a.waitForPosition(r, ""); err != nil {
+	if err := a.waitForPosition(r, q, ""); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -405,6 +346,10 @@ func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if _, err := readQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	envs, err := a.readStream(r, id)
 	if err != nil {
 		a.fail(w, r, err)
@@ -441,9 +386,14 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	rawAt, rawVersion := q.Get("at"), q.Get("version")
-	if rawAt != "" && rawVersion != "" {
+	q, err := readQuery(r, "at", "version")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rawAt, hasAt := q.value("at")
+	rawVersion, hasVersion := q.value("version")
+	if hasAt && hasVersion {
 		a.fail(w, r, queryBad("at", "give at or version, not both"))
 		return
 	}
@@ -451,13 +401,13 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 		at      time.Time
 		version int64
 	)
-	if rawAt != "" {
+	if hasAt {
 		if at, err = time.Parse(time.RFC3339Nano, rawAt); err != nil {
 			a.fail(w, r, queryBad("at", "at %q is not an RFC 3339 timestamp", rawAt))
 			return
 		}
 	}
-	if rawVersion != "" {
+	if hasVersion {
 		if version, err = strconv.ParseInt(rawVersion, 10, 64); err != nil || version < 1 {
 			a.fail(w, r, queryBad("version", "version %q is not a positive integer", rawVersion))
 			return
@@ -503,22 +453,14 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, pastState{Snapshot: c.Snapshot(), AsOf: last.RecordedAt, Position: last.Position})
 }
 
-// operatorOnly answers 403 to callers other than operators; the auth
-// middleware does too, this keeps the handler safe without it.
-func operatorOnly(w http.ResponseWriter, r *http.Request) bool {
-	if _, op := queryScope(r); !op {
-		writeProblem(w, Problem{Type: ProblemForbidden, Status: http.StatusForbidden, Detail: "operators only"})
-		return false
-	}
-	return true
-}
-
 func (a *QueryAPI) funnel(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
+	q, err := readQuery(r, "window", "min_position")
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	window := a.cfg.FunnelWindow
-	if raw := r.URL.Query().Get("window"); raw != "" {
+	if raw, ok := q.value("window"); ok {
 		d, err := time.ParseDuration(raw)
 		if err != nil || d <= 0 {
 			a.fail(w, r, queryBad("window", "window %q is not a positive duration such as 24h", raw))
@@ -526,7 +468,7 @@ func (a *QueryAPI) funnel(w http.ResponseWriter, r *http.Request) {
 		}
 		window = d
 	}
-	if err := a.waitForPosition(r, ""); err != nil {
+	if err := a.waitForPosition(r, q, ""); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -539,7 +481,8 @@ func (a *QueryAPI) funnel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *QueryAPI) providers(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
+	if _, err := readQuery(r); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	stats, err := a.cfg.Reads.ProviderCallStats(r.Context())
@@ -551,25 +494,27 @@ func (a *QueryAPI) providers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *QueryAPI) queue(w http.ResponseWriter, r *http.Request) {
-	if !operatorOnly(w, r) {
-		return
-	}
-	limit, err := queryLimit(r)
+	q, err := readQuery(r, "limit", "min_position")
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.waitForPosition(r, ""); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	q, err := a.cfg.Reads.OperatorQueue(r.Context(), limit)
+	limit, err := q.limit()
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if q == nil {
-		q = []projections.QueueEntry{}
+	if err := a.waitForPosition(r, q, ""); err != nil {
+		a.fail(w, r, err)
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": q})
+	items, err := a.cfg.Reads.OperatorQueue(r.Context(), limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if items == nil {
+		items = []projections.QueueEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,9 +116,11 @@ func newQueryBenchEnv(b *testing.B, customers int) queryBenchEnv {
 	mux := http.NewServeMux()
 	NewQueryAPI(QueryConfig{Reads: e.proj, Events: e.store}).Register(mux)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.Header.Get("X-Test-Principal"); p != "" {
-			r = r.WithContext(withPrincipal(r.Context(), Principal{Name: p[len("client:"):], Role: RoleClient}))
+		p := Principal{Name: "ada", Role: RoleOperator}
+		if name, ok := strings.CutPrefix(r.Header.Get("X-Test-Principal"), "client:"); ok {
+			p = Principal{Name: name, Role: RoleClient}
 		}
+		r = r.WithContext(withPrincipal(r.Context(), p))
 		mux.ServeHTTP(w, r)
 	})
 	return queryBenchEnv{queryEnv: e, handler: h}

@@ -24,8 +24,9 @@ import (
 )
 
 const (
-	queryShop   = "client:shop"
-	queryMarket = "client:market"
+	queryShop     = "client:shop"
+	queryMarket   = "client:market"
+	queryOperator = "operator:ada"
 )
 
 type queryEnv struct {
@@ -149,7 +150,7 @@ func TestQueryCustomer(t *testing.T) {
 	srv := e.server(t, time.Second)
 	shopID, marketID := e.ids[0], e.ids[1] // Seed signs up round robin
 
-	code, body := get(t, srv, "", "/v1/customers/"+shopID.String())
+	code, body := get(t, srv, queryOperator, "/v1/customers/"+shopID.String())
 	if code != http.StatusOK {
 		t.Fatalf("GET customer = %d %v", code, body)
 	}
@@ -170,24 +171,27 @@ func TestQueryCustomer(t *testing.T) {
 		{"operator", "operator:ada", "/v1/customers/" + marketID.String(), 200, ""},
 		{"own client", queryShop, "/v1/customers/" + shopID.String(), 200, ""},
 		{"other client's customer", queryShop, "/v1/customers/" + marketID.String(), 404, "not-found"},
-		{"unknown id", "", "/v1/customers/" + uuid.NewString(), 404, "not-found"},
-		{"malformed id", "", "/v1/customers/not-a-uuid", 400, "malformed-request"},
-		{"braced id", "", "/v1/customers/{" + shopID.String() + "}", 400, "malformed-request"},
-		{"timeline of unknown", "", "/v1/customers/" + uuid.NewString() + "/events", 404, "not-found"},
-		{"timeline of other client's", queryShop, "/v1/customers/" + marketID.String() + "/events", 404, "not-found"},
-		{"timeline malformed id", "", "/v1/customers/x/events", 400, "malformed-request"},
-		{"state of unknown", "", "/v1/customers/" + uuid.NewString() + "/state", 404, "not-found"},
+		{"unknown id", queryOperator, "/v1/customers/" + uuid.NewString(), 404, "not-found"},
+		{"malformed id", queryOperator, "/v1/customers/not-a-uuid", 400, "malformed-request"},
+		{"braced id", queryOperator, "/v1/customers/{" + shopID.String() + "}", 400, "malformed-request"},
+		{"timeline of unknown", queryOperator, "/v1/customers/" + uuid.NewString() + "/events", 404, "not-found"},
+		{"timeline for a client", queryShop, "/v1/customers/" + shopID.String() + "/events", 403, "forbidden"},
+		{"no principal", "", "/v1/customers/" + shopID.String(), 401, "unauthorized"},
+		{"list without principal", "", "/v1/customers", 401, "unauthorized"},
+		{"funnel without principal", "", "/v1/stats/funnel", 401, "unauthorized"},
+		{"timeline malformed id", queryOperator, "/v1/customers/x/events", 400, "malformed-request"},
+		{"state of unknown", queryOperator, "/v1/customers/" + uuid.NewString() + "/state", 404, "not-found"},
 		{"state of other client's", queryShop, "/v1/customers/" + marketID.String() + "/state?version=1", 404, "not-found"},
-		{"state bad timestamp", "", "/v1/customers/" + shopID.String() + "/state?at=yesterday", 400, "malformed-request"},
-		{"state bad version", "", "/v1/customers/" + shopID.String() + "/state?version=0", 400, "malformed-request"},
-		{"state both", "", "/v1/customers/" + shopID.String() + "/state?version=1&at=2026-01-01T00:00:00Z", 400, "malformed-request"},
-		{"state before signup", "", "/v1/customers/" + shopID.String() + "/state?at=2000-01-01T00:00:00Z", 404, "not-found"},
-		{"state past the end", "", "/v1/customers/" + shopID.String() + "/state?version=100000", 404, "not-found"},
+		{"state bad timestamp", queryOperator, "/v1/customers/" + shopID.String() + "/state?at=yesterday", 400, "malformed-request"},
+		{"state bad version", queryOperator, "/v1/customers/" + shopID.String() + "/state?version=0", 400, "malformed-request"},
+		{"state both", queryOperator, "/v1/customers/" + shopID.String() + "/state?version=1&at=2026-01-01T00:00:00Z", 400, "malformed-request"},
+		{"state before signup", queryOperator, "/v1/customers/" + shopID.String() + "/state?at=2000-01-01T00:00:00Z", 404, "not-found"},
+		{"state past the end", queryOperator, "/v1/customers/" + shopID.String() + "/state?version=100000", 404, "not-found"},
 		{"funnel for a client", queryShop, "/v1/stats/funnel", 403, "forbidden"},
 		{"queue for a client", queryShop, "/v1/operator/queue", 403, "forbidden"},
-		{"bad funnel window", "", "/v1/stats/funnel?window=soon", 400, "malformed-request"},
-		{"bad min_position", "", "/v1/customers/" + shopID.String() + "?min_position=abc", 400, "malformed-request"},
-		{"bad min_position cursor", "", "/v1/customers/" + shopID.String() + "?min_position=1/x", 400, "malformed-request"},
+		{"bad funnel window", queryOperator, "/v1/stats/funnel?window=soon", 400, "malformed-request"},
+		{"bad min_position", queryOperator, "/v1/customers/" + shopID.String() + "?min_position=abc", 400, "malformed-request"},
+		{"bad min_position cursor", queryOperator, "/v1/customers/" + shopID.String() + "?min_position=1/x", 400, "malformed-request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,7 +243,7 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 			cursor = next
 		}
 	}
-	all := list("", "")
+	all := list(queryOperator, "")
 	if len(all) != len(e.ids) {
 		t.Fatalf("listed %d customers, seeded %d", len(all), len(e.ids))
 	}
@@ -266,21 +270,21 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 		return n
 	}
 	for _, s := range domain.States() {
-		got := list("", "state="+string(s))
+		got := list(queryOperator, "state="+string(s))
 		if want := count(func(c map[string]any) bool { return c["state"] == string(s) }); len(got) != want {
 			t.Errorf("state=%s: %d customers, want %d", s, len(got), want)
 		}
 	}
-	got := list("", "state=provisioning&step=tenant")
+	got := list(queryOperator, "state=provisioning&step=tenant")
 	if want := count(func(c map[string]any) bool { return c["state"] == "provisioning" && c["step"] == "tenant" }); len(got) != want {
 		t.Errorf("state and step: %d, want %d", len(got), want)
 	}
 	company := all[3]["company"].(string)
-	got = list("", "q="+url.QueryEscape(strings.ToUpper(company)))
+	got = list(queryOperator, "q="+url.QueryEscape(strings.ToUpper(company)))
 	if len(got) != 1 || got[0]["company"] != company {
 		t.Errorf("q=%s found %v", company, got)
 	}
-	if got := list("", "q=%25"); len(got) != 0 { // a literal %, not a wildcard
+	if got := list(queryOperator, "q=%25"); len(got) != 0 { // a literal %, not a wildcard
 		t.Errorf("q=%% found %d", len(got))
 	}
 	shop := list(queryShop, "")
@@ -293,17 +297,16 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 		want  int
 		items int
 	}{
-		{"limit=0", 200, 1},
-		{"limit=-5", 200, 1},
+		{"limit=1", 200, 1},
 		{"limit=1000", 200, len(e.ids)},
-		{"limit=ten", 400, 0},
+		{"state=&step=&q=&limit=200", 200, len(e.ids)},
 		{"cursor=garbage", 400, 0},
 		{"cursor=" + encodeQueryCursor(uuid.Nil), 400, 0},
 		{"state=flying", 400, 0},
 		{"step=teleport", 400, 0},
 		{"q=" + strings.Repeat("x", 201), 400, 0},
 	} {
-		code, body := get(t, srv, "", "/v1/customers?"+tt.query)
+		code, body := get(t, srv, queryOperator, "/v1/customers?"+tt.query)
 		if code != tt.want {
 			t.Errorf("list %s = %d %v, want %d", tt.query, code, body, tt.want)
 			continue
@@ -311,6 +314,62 @@ func TestQueryListPaginationAndFilters(t *testing.T) {
 		if items, _ := body["items"].([]any); code == 200 && len(items) != tt.items {
 			t.Errorf("list %s: %d items, want %d", tt.query, len(items), tt.items)
 		}
+	}
+}
+
+// TestQueryParametersAreNeverSilentlyIgnored: a parameter that is out of
+// range, empty where a value is needed, unknown to the route or given twice
+// answers 400 with the parameter named in the problem's errors, rather
+// than a fallback (limit=0 used to return one item, ?sate=paused every
+// customer).
+func TestQueryParametersAreNeverSilentlyIgnored(t *testing.T) {
+	e := newQueryEnv(t, 3)
+	e.run(t)
+	e.catchUp(t)
+	srv := e.server(t, time.Second)
+	id := e.ids[0].String()
+	for _, tt := range []struct{ path, param string }{
+		{"/v1/customers?limit=0", "limit"},
+		{"/v1/customers?limit=-5", "limit"},
+		{"/v1/customers?limit=ten", "limit"},
+		{"/v1/customers?limit=2.5", "limit"},
+		{"/v1/customers?limit=", "limit"},
+		{"/v1/customers?limit=5&limit=6", "limit"},
+		{"/v1/customers?sate=paused", "sate"},
+		{"/v1/customers?state=paused&state=active", "state"},
+		{"/v1/customers?cursor=", "cursor"},
+		{"/v1/customers?min_position=", "min_position"},
+		{"/v1/customers?min_position=-1", "min_position"},
+		{"/v1/customers?min_position=5/-1", "min_position"},
+		{"/v1/operator/queue?limit=0", "limit"},
+		{"/v1/operator/queue?limit=many", "limit"},
+		{"/v1/operator/queue?state=paused", "state"},
+		{"/v1/customers/" + id + "?limit=5", "limit"},
+		{"/v1/customers/" + id + "/events?version=1", "version"},
+		{"/v1/customers/" + id + "/state?version=", "version"},
+		{"/v1/customers/" + id + "/state?at=", "at"},
+		{"/v1/customers/" + id + "/state?version=1&version=2", "version"},
+		{"/v1/customers/" + id + "/state?when=2026-01-01T00:00:00Z", "when"},
+		{"/v1/stats/funnel?window=", "window"},
+		{"/v1/stats/funnel?windw=24h", "windw"},
+		{"/v1/stats/providers?limit=5", "limit"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			code, body := get(t, srv, queryOperator, tt.path)
+			if code != http.StatusBadRequest || problemSuffix(body) != "malformed-request" {
+				t.Fatalf("%d %v, want 400 malformed-request", code, body)
+			}
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one naming %s", body["errors"], tt.param)
+			}
+			if e, _ := errs[0].(map[string]any); e["parameter"] != tt.param || e["detail"] == "" {
+				t.Fatalf("errors %v, want one naming %s", body["errors"], tt.param)
+			}
+		})
+	}
+	if code, body := get(t, srv, queryOperator, "/v1/customers?%zz"); code != http.StatusBadRequest {
+		t.Errorf("a query that does not parse: %d %v, want 400", code, body)
 	}
 }
 
@@ -326,11 +385,11 @@ func TestQueryTimelineAndTimeTravel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		principal := ""
+		principal := queryOperator
 		if i%2 == 0 {
 			principal = queryShop // its own customer
 		}
-		code, body := get(t, srv, principal, "/v1/customers/"+id.String()+"/events")
+		code, body := get(t, srv, queryOperator, "/v1/customers/"+id.String()+"/events")
 		if code != http.StatusOK {
 			t.Fatalf("timeline = %d %v", code, body)
 		}
@@ -365,11 +424,11 @@ func TestQueryTimelineAndTimeTravel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, body = get(t, srv, "", "/v1/customers/"+id.String()+"/state?at="+envs[len(envs)-1].RecordedAt.Format(time.RFC3339Nano))
+		code, body = get(t, srv, queryOperator, "/v1/customers/"+id.String()+"/state?at="+envs[len(envs)-1].RecordedAt.Format(time.RFC3339Nano))
 		if code != http.StatusOK || body["state"] != c.State || body["step"] != c.Step || body["version"] != float64(c.Version) {
 			t.Errorf("state?at=last = %d %v, summary %+v", code, body, c)
 		}
-		code, body = get(t, srv, "", "/v1/customers/"+id.String()+"/state?at="+envs[0].RecordedAt.Format(time.RFC3339Nano))
+		code, body = get(t, srv, queryOperator, "/v1/customers/"+id.String()+"/state?at="+envs[0].RecordedAt.Format(time.RFC3339Nano))
 		if code != http.StatusOK || body["version"].(float64) < 1 {
 			t.Errorf("state?at=first = %d %v", code, body)
 		}
@@ -402,7 +461,7 @@ func TestQueryStatsAndQueue(t *testing.T) {
 		t.Errorf("time to active counts %v, %v are active", tta["count"], states["active"])
 	}
 
-	code, queue := get(t, srv, "", "/v1/operator/queue?limit=200")
+	code, queue := get(t, srv, queryOperator, "/v1/operator/queue?limit=200")
 	if code != http.StatusOK {
 		t.Fatalf("queue = %d %v", code, queue)
 	}
@@ -417,7 +476,7 @@ func TestQueryStatsAndQueue(t *testing.T) {
 		}
 	}
 
-	code, stats := get(t, srv, "", "/v1/stats/providers")
+	code, stats := get(t, srv, queryOperator, "/v1/stats/providers")
 	if code != http.StatusOK || len(stats["providers"].([]any)) != len(domain.Steps()) {
 		t.Fatalf("providers = %d %v", code, stats)
 	}
@@ -441,12 +500,12 @@ func TestQueryMinPosition(t *testing.T) {
 
 	// No projector runs: the wait times out with a 504 saying how far.
 	short := e.server(t, 50*time.Millisecond)
-	code, body := get(t, short, "", path)
+	code, body := get(t, short, queryOperator, path)
 	if code != http.StatusGatewayTimeout || problemSuffix(body) != "projection-behind" ||
 		body["min_position"] != float64(last.Position) || body["projection_position"] != float64(0) || body["behind"] == nil {
 		t.Fatalf("min_position while stopped = %d %v", code, body)
 	}
-	code, body = get(t, short, "", "/v1/customers?min_position=999999999")
+	code, body = get(t, short, queryOperator, "/v1/customers?min_position=999999999")
 	if code != http.StatusGatewayTimeout || problemSuffix(body) != "projection-behind" {
 		t.Errorf("min_position of no event = %d %v", code, body)
 	}
@@ -454,7 +513,7 @@ func TestQueryMinPosition(t *testing.T) {
 	// With the projector running the same read waits and succeeds.
 	e.run(t)
 	long := e.server(t, 30*time.Second)
-	code, body = get(t, long, "", path)
+	code, body = get(t, long, queryOperator, path)
 	if code != http.StatusOK || body["version"] != float64(last.Version) {
 		t.Fatalf("min_position with projector = %d %v", code, body)
 	}
@@ -465,7 +524,7 @@ func TestQueryMinPosition(t *testing.T) {
 		fmt.Sprintf("/v1/operator/queue?min_position=%d", last.Position),
 		"/v1/customers?min_position=0",
 	} {
-		if code, body := get(t, long, "", p); code != http.StatusOK {
+		if code, body := get(t, long, queryOperator, p); code != http.StatusOK {
 			t.Errorf("GET %s = %d %v", p, code, body)
 		}
 	}
