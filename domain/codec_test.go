@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/onboard/onboard/domain"
 )
@@ -15,7 +16,8 @@ func sampleEvents() []domain.Event {
 		req(domain.StepBilling, 2, 1),
 		domain.VerificationCheckStarted{Attempt: 1, CheckID: "chk"},
 		ok(domain.StepBilling, 1, "account_id", "acct", "subscription_id", "sub"),
-		domain.StepFailed{Step: domain.StepTenant, Attempt: 3, Class: domain.ErrorTransient, Message: "503 Service Unavailable"},
+		domain.StepFailed{Step: domain.StepTenant, Attempt: 3, Class: domain.ErrorTransient, Message: "503 Service Unavailable",
+			RetryNotBefore: time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)},
 		domain.VerificationRejected{CheckID: "chk", Reason: "sanctions"},
 		domain.SupportNotified{Channel: "email", Reason: "rejected"},
 		domain.Paused{Step: domain.StepCRM, Reason: "retries exhausted", Attempts: 5, Class: domain.ErrorTransient},

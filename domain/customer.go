@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -260,6 +261,13 @@ func (c *Customer) RecordStepSucceeded(step Step, attempt int, result map[string
 // RecordStepFailed records a failed attempt. Whether to retry or pause is
 // the process manager's decision, made with the attempt count.
 func (c *Customer) RecordStepFailed(step Step, attempt int, class ErrorClass, message string) error {
+	return c.RecordStepFailedRetryNotBefore(step, attempt, class, message, time.Time{})
+}
+
+// RecordStepFailedRetryNotBefore is RecordStepFailed for a provider that
+// said when it accepts another call (Retry-After): the failure carries that
+// time, so that whichever process schedules the retry honours it.
+func (c *Customer) RecordStepFailedRetryNotBefore(step Step, attempt int, class ErrorClass, message string, notBefore time.Time) error {
 	if err := c.allow(CmdRecordStepFailed); err != nil {
 		return err
 	}
@@ -270,7 +278,7 @@ func (c *Customer) RecordStepFailed(step Step, attempt int, class ErrorClass, me
 		return err
 	}
 	f := facts{step: step, undo: c.undoLeftAfter(step, false)}
-	c.take(CmdRecordStepFailed, f, StepFailed{Step: step, Attempt: attempt, Class: class, Message: message})
+	c.take(CmdRecordStepFailed, f, StepFailed{Step: step, Attempt: attempt, Class: class, Message: message, RetryNotBefore: notBefore})
 	return nil
 }
 

@@ -1,5 +1,7 @@
 package domain
 
+import "time"
+
 // Event is an immutable fact about one customer, named in the past tense.
 // Its type name is stable and versioned (customer.signed_up.v1) and does not
 // depend on the Go type's name, so Go code can be renamed without breaking
@@ -72,6 +74,10 @@ type StepFailed struct {
 	Attempt int        `json:"attempt"`
 	Class   ErrorClass `json:"error_class"`
 	Message string     `json:"message"`
+	// RetryNotBefore is the earliest time the provider accepts another
+	// call (its Retry-After), zero when it named none. The retry's
+	// backoff does not bring a retry before it.
+	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
 }
 
 // VerificationRejected records the KYC provider's negative verdict.

@@ -30,7 +30,8 @@ type Config struct {
 	MaxAttempts map[domain.Step]int
 	// BaseDelay and MaxDelay shape the durable retry backoff: attempt n
 	// waits a uniformly random time in [0, min(MaxDelay, BaseDelay·2^(n-1))]
-	// (full jitter). Defaults 1s and 5m.
+	// (full jitter), or the provider's Retry-After when that is longer.
+	// Defaults 1s and 5m.
 	BaseDelay, MaxDelay time.Duration
 	// VerificationDeadline is how long to wait for a KYC webhook before
 	// polling the provider; VerificationPolls how many polls before the
@@ -316,10 +317,13 @@ func (pm *Manager) attempt(ctx context.Context, c *domain.Customer, req domain.S
 	if err != nil {
 		trace.SpanFromContext(ctx).RecordError(err)
 		trace.SpanFromContext(ctx).SetStatus(codes.Error, "provider call failed")
-		class := classify(err)
-		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "step", req.Step, "attempt", req.Attempt, "error_class", class, "err", err)
+		class, wait := classify(err)
+		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "step", req.Step, "attempt", req.Attempt, "error_class", class, "retry_after", wait, "err", err)
+		// The failure carries the provider's Retry-After as a time: its
+		// retry is scheduled later, by whichever process reacts to it.
+		notBefore := pm.after(wait)
 		return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
-			return c.RecordStepFailed(req.Step, req.Attempt, class, truncateMessage(err.Error()))
+			return c.RecordStepFailedRetryNotBefore(req.Step, req.Attempt, class, truncateMessage(err.Error()), notBefore)
 		})
 	}
 	// The success and the next step's request are one append: the next
@@ -363,7 +367,7 @@ func (pm *Manager) failed(ctx context.Context, id uuid.UUID, version int, f doma
 		}
 		return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.Pause(f.Step, f.Class, reason) })
 	}
-	if err := pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerRetry, Step: f.Step, Attempt: f.Attempt, DueAt: pm.cfg.Now().Add(pm.Backoff(f.Attempt))}); err != nil {
+	if err := pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerRetry, Step: f.Step, Attempt: f.Attempt, DueAt: pm.retryDue(f.Attempt, f.RetryNotBefore)}); err != nil {
 		return err
 	}
 	pm.cfg.OnRetry(f.Step)
@@ -375,6 +379,25 @@ func (pm *Manager) maxAttempts(step domain.Step) int {
 		return n
 	}
 	return 5
+}
+
+// retryDue is when the durable retry after attempt n runs: after the
+// backoff's delay, and not before notBefore (the provider's Retry-After,
+// zero when it named none) when that is later.
+func (pm *Manager) retryDue(attempt int, notBefore time.Time) time.Time {
+	due := pm.cfg.Now().Add(pm.Backoff(attempt))
+	if notBefore.After(due) {
+		return notBefore
+	}
+	return due
+}
+
+// after is the time d from now, or zero for no wait.
+func (pm *Manager) after(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return pm.cfg.Now().Add(d)
 }
 
 // Backoff is the durable retry delay after attempt n (1-based): full
@@ -424,13 +447,14 @@ func (pm *Manager) compensate(ctx context.Context, id uuid.UUID, failures int, m
 			return ctx.Err()
 		}
 		if callErr != nil {
-			if class := classify(callErr); class == domain.ErrorPermanent {
+			class, wait := classify(callErr)
+			if class == domain.ErrorPermanent {
 				pm.cfg.Logger.ErrorContext(ctx, "compensation refused by the provider; retrying with a new key: operator attention needed",
 					"step", step, "failures", failures+1, "err", callErr)
 			} else {
 				pm.cfg.Logger.WarnContext(ctx, "compensation failed; will retry", "step", step, "failures", failures+1, "err", callErr)
 			}
-			return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerCompensate, Step: step, Attempt: failures + 1, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
+			return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerCompensate, Step: step, Attempt: failures + 1, DueAt: pm.retryDue(failures+1, pm.after(wait))})
 		}
 		result := c.Result(step)
 		m := meta
@@ -471,7 +495,8 @@ func (pm *Manager) notifySupport(ctx context.Context, id uuid.UUID, reason strin
 		return ctx.Err()
 	}
 	if err != nil {
-		if class := classify(err); class == domain.ErrorPermanent {
+		class, wait := classify(err)
+		if class == domain.ErrorPermanent {
 			// The mailer stored its refusal under the key, so retrying would
 			// be refused forever: the operator alert is the notification.
 			pm.cfg.Logger.ErrorContext(ctx, "support email refused: operator attention needed for a rejected customer", "reason", reason, "err", err)
@@ -480,7 +505,7 @@ func (pm *Manager) notifySupport(ctx context.Context, id uuid.UUID, reason strin
 				return c.NotifySupport(ChannelOperatorAlert, reason+"; the support email was refused: "+truncateMessage(err.Error()))
 			})
 		}
-		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerNotify, Step: domain.StepVerification, Attempt: failures + 1, Ref: reason, DueAt: pm.cfg.Now().Add(pm.Backoff(failures + 1))})
+		return pm.cfg.Timers.Schedule(ctx, Timer{CustomerID: id, Kind: TimerNotify, Step: domain.StepVerification, Attempt: failures + 1, Ref: reason, DueAt: pm.retryDue(failures+1, pm.after(wait))})
 	}
 	return pm.exec(ctx, id, meta, func(c *domain.Customer) error { return c.NotifySupport(ChannelEmail, reason) })
 }
@@ -535,7 +560,8 @@ func (pm *Manager) deadline(ctx context.Context, tm Timer, meta commands.Meta) e
 	polls := tm.Attempt + 1
 	if polls < pm.cfg.VerificationPolls {
 		next := tm
-		next.Attempt, next.DueAt = polls, pm.cfg.Now().Add(pm.Backoff(polls)+pm.cfg.BaseDelay)
+		_, wait := classify(err) // a failed poll's Retry-After, if any
+		next.Attempt, next.DueAt = polls, pm.cfg.Now().Add(max(pm.Backoff(polls)+pm.cfg.BaseDelay, wait))
 		return pm.cfg.Timers.Schedule(ctx, next)
 	}
 	reason := fmt.Sprintf("no verdict from the identity provider for check %s after %d polls", tm.Ref, polls)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/providers"
@@ -68,13 +69,17 @@ func (p Providers) Validate() error {
 	return errors.Join(errs...)
 }
 
-// classify returns the class of a provider failure: transient failures are
-// retried durably, permanent ones pause the customer. A failure that is not
-// a *providers.Error counts as transient.
-func classify(err error) domain.ErrorClass {
+// classify returns the class of a provider failure and the wait the
+// provider asked for (its Retry-After, 0 when none): transient failures are
+// retried durably, no sooner than that wait; permanent ones pause the
+// customer. A failure that is not a *providers.Error counts as transient.
+func classify(err error) (domain.ErrorClass, time.Duration) {
 	var pe *providers.Error
-	if errors.As(err, &pe) && pe.Class == providers.ClassPermanent {
-		return domain.ErrorPermanent
+	if !errors.As(err, &pe) {
+		return domain.ErrorTransient, 0
 	}
-	return domain.ErrorTransient
+	if pe.Class == providers.ClassPermanent {
+		return domain.ErrorPermanent, 0
+	}
+	return domain.ErrorTransient, max(pe.RetryAfter, 0)
 }

@@ -2,9 +2,11 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/onboard/onboard/eventstore"
@@ -26,8 +28,10 @@ type RebuildResult struct {
 // while the current ones keep serving, then switches readers and the live
 // projector to them atomically and drops the old tables. It is what
 // `onboard replay rebuild <projection>` runs. A failed or cancelled rebuild
-// drops its half-built tables and leaves the current version in place.
-func (p *Projections) Rebuild(ctx context.Context, name string) (RebuildResult, error) {
+// drops its half-built tables and their projection_versions row and leaves
+// the current version in place; when Postgres stays out of reach for the
+// cleanup too, the error says which version was left behind.
+func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult, err error) {
 	start := time.Now()
 	proj, err := lookup(name)
 	if err != nil {
@@ -58,8 +62,11 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (RebuildResult, 
 	}
 	switched := false
 	defer func() {
-		if !switched {
-			p.dropVersion(proj, res.To)
+		if switched {
+			return
+		}
+		if dropErr := p.dropVersion(proj, res.To); dropErr != nil {
+			err = errors.Join(err, fmt.Errorf("rebuild %s: version %d left behind: %w", name, res.To, dropErr))
 		}
 	}()
 
@@ -111,7 +118,9 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (RebuildResult, 
 	}
 	switched = true
 	res.Checkpoint = cp
-	p.dropVersion(proj, res.From)
+	// The switch is done: an old version left behind is harmless (no
+	// reader uses it, the next rebuild takes a higher number).
+	_ = p.dropVersion(proj, res.From)
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -181,16 +190,30 @@ func (p *Projections) replay(ctx context.Context, tx pgx.Tx, proj projection, ve
 	return len(events), next, err
 }
 
-// dropVersion removes a version's tables and bookkeeping, best effort: a
-// leftover is harmless and the next rebuild uses a higher version.
-func (p *Projections) dropVersion(proj projection, version int) {
+// dropVersion removes a version's tables and bookkeeping, in one
+// transaction, unless the version is the active one. It runs after a
+// rebuild failed, often because its connection was lost: the pool may
+// still hold connections that died with it, each failing once, so it tries
+// again on fresh ones for up to 30 seconds, with its own context since the
+// rebuild's may be the one cancelled.
+func (p *Projections) dropVersion(proj projection, version int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if err := proj.drop(ctx, tx, version); err != nil {
+	b := &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 2 * time.Second}
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		return struct{}{}, pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			// A switch whose commit was lost with its connection may have
+			// committed: the version is then the active one and stays.
+			active, _, err := lockActive(ctx, tx, proj.name())
+			if err != nil || active == version {
+				return err
+			}
+			if err := proj.drop(ctx, tx, version); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `DELETE FROM projection_versions WHERE name = $1 AND version = $2`, proj.name(), version)
 			return err
-		}
-		_, err := tx.Exec(ctx, `DELETE FROM projection_versions WHERE name = $1 AND version = $2`, proj.name(), version)
-		return err
-	})
+		})
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(30*time.Second))
+	return err
 }

@@ -577,3 +577,21 @@ func TestComposeGateway(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeSimAdmin: the simulator's port is published, so its admin
+// endpoints must have a key: SIM_ADMIN_KEY (which the binary reads) or
+// --admin-key, never empty; and its health check must not probe them.
+func TestComposeSimAdmin(t *testing.T) {
+	cf := loadCompose(t)
+	s := cf.Services["sim"]
+	key, _ := composeFlag(s.Command, "admin-key")
+	if raw, ok := s.Environment[simAdminKeyEnv]; ok && key == "" {
+		key = raw
+	}
+	if key = composeMustInterpolate(t, "sim admin key", key); len(key) < 16 {
+		t.Errorf("sim: admin key %q (%s or --admin-key): want one of at least 16 characters", key, simAdminKeyEnv)
+	}
+	if s.Healthcheck != nil && strings.Contains(strings.Join(s.Healthcheck.Test, " "), "/admin/") {
+		t.Errorf("sim: health check %q probes an admin endpoint, which needs the key", s.Healthcheck.Test)
+	}
+}

@@ -140,7 +140,7 @@ func chromiumPath(t *testing.T) string {
 // simulator through its admin endpoint.
 func setSimProvider(t *testing.T, base, provider, config string) {
 	t.Helper()
-	if status, body := call(t, "PUT", base+"/sim/admin/config/providers/"+provider, "", config); status != http.StatusOK {
+	if status, body := call(t, "PUT", base+"/sim/admin/config/providers/"+provider, devOperatorKey, config); status != http.StatusOK {
 		t.Fatalf("configure the simulator's %s: %d %s", provider, status, body)
 	}
 }

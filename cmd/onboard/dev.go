@@ -57,7 +57,8 @@ and query APIs and the operator console, all on --addr, against DATABASE_URL
 (default: the local Postgres). Unlike onboard serve, it creates the database if
 missing and applies the migrations itself.
 --demo N also signs up N simulated customers with the simulator's default
-failure mix, so that the console fills with live data.`,
+failure mix, so that the console fills with live data. The simulator's admin
+endpoints (/sim/admin/...) take the operator key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.stdout = cmd.OutOrStdout()
@@ -122,6 +123,7 @@ func runDev(ctx context.Context, opts devOptions) error {
 	}
 	simCfg.KYC.CallbackURL = base + "/v1/webhooks/kyc"
 	simCfg.KYC.WebhookSecret = devWebhookSecret
+	simCfg.AdminKey = devOperatorKey
 	s, err := sim.New(simCfg)
 	if err != nil {
 		ln.Close()

@@ -15,15 +15,22 @@ import (
 	"github.com/onboard/onboard/providers/sim"
 )
 
+// simAdminKeyEnv names the variable holding the simulator's admin key when
+// --admin-key is not given.
+const simAdminKeyEnv = "SIM_ADMIN_KEY"
+
 func newSimCmd() *cobra.Command {
-	var addr, configFile, callback, secret string
+	var addr, configFile, callback, secret, adminKey string
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Run the provider simulator (KYC, payments, provisioning, CRM, email) on one port",
 		Long: `Serves the five provider contracts under /sim/<provider>, the effects ledger at
-/sim/ledger and the admin endpoints at /sim/admin/config (GET/PUT). --config reads the
-JSON configuration documented in package external/sim.`,
+/sim/ledger and the admin endpoints at /sim/admin/... (configuration, stats, reset).
+--config reads the JSON configuration documented in package providers/sim.
+The admin endpoints need the key of --admin-key (default: $SIM_ADMIN_KEY) as
+"Authorization: Bearer <key>"; without one they are disabled (403), and the
+providers and the ledger are served alone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg sim.Config
@@ -45,6 +52,10 @@ JSON configuration documented in package external/sim.`,
 			if secret != "" {
 				cfg.KYC.WebhookSecret = secret
 			}
+			cfg.AdminKey = adminKey
+			if cfg.AdminKey == "" {
+				cfg.AdminKey = os.Getenv(simAdminKeyEnv)
+			}
 			s, err := sim.New(cfg)
 			if err != nil {
 				return err
@@ -52,12 +63,18 @@ JSON configuration documented in package external/sim.`,
 			defer s.Close()
 			mux := http.NewServeMux()
 			mux.Handle("/sim/", http.StripPrefix("/sim", s))
+			// The health check of compose, which needs no key.
+			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
-			slog.New(slog.NewJSONHandler(os.Stderr, nil)).Info("simulator serving", "addr", ln.Addr().String(),
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			log.Info("simulator serving", "addr", ln.Addr().String(),
 				"providers", "http://"+ln.Addr().String()+"/sim/<kyc|payments|provisioning|crm|email>", "ledger", "http://"+ln.Addr().String()+"/sim/ledger")
+			if cfg.AdminKey == "" {
+				log.Warn("the admin endpoints are disabled (403): set --admin-key or SIM_ADMIN_KEY to configure the simulator at run time")
+			}
 			return httpapi.Serve(cmd.Context(), httpapi.NewServer(addr, mux), ln, 5*time.Second)
 		},
 	}
@@ -66,5 +83,6 @@ JSON configuration documented in package external/sim.`,
 	cmd.Flags().Uint64Var(&seed, "seed", 0, "random seed (reproducible faults and verdicts)")
 	cmd.Flags().StringVar(&callback, "kyc-callback", "", "URL receiving the KYC webhooks, e.g. http://127.0.0.1:8080/v1/webhooks/kyc")
 	cmd.Flags().StringVar(&secret, "kyc-secret", "", "secret signing the KYC webhooks (KYC_WEBHOOK_SECRET of onboard)")
+	cmd.Flags().StringVar(&adminKey, "admin-key", "", "key the admin endpoints require (default $SIM_ADMIN_KEY; none disables them)")
 	return cmd
 }

@@ -122,6 +122,10 @@ type Config struct {
 	Providers map[string]ProviderConfig `json:"providers"`
 	KYC       KYCConfig                 `json:"kyc"`
 
+	// AdminKey is the key the admin endpoints (/admin/...) require, as
+	// "Authorization: Bearer <key>". Empty disables them: they answer 403.
+	// New reads it; SetConfig and the admin endpoints cannot change it.
+	AdminKey string `json:"-"`
 	// Now is the simulator's clock (webhook timestamps, outages). Default
 	// time.Now.
 	Now func() time.Time `json:"-"`

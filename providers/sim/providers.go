@@ -19,66 +19,8 @@ func (s *Simulator) routes() {
 	m.HandleFunc("PUT /crm/accounts/{id}", s.serve(providers.ProviderCRM, true, s.upsertCRM))
 	m.HandleFunc("POST /email/messages", s.serve(providers.ProviderEmail, true, s.sendEmail))
 	m.HandleFunc("GET /ledger", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Ledger()) })
-	m.HandleFunc("GET /admin/config", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Config()) })
-	m.HandleFunc("PUT /admin/config", s.putConfig)
-	m.HandleFunc("GET /admin/config/providers/{name}", s.getProvider)
-	m.HandleFunc("PUT /admin/config/providers/{name}", s.putProvider)
-	m.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, _ *http.Request) {
-		out := map[string]Stats{}
-		for _, p := range ProviderNames() {
-			out[p] = s.Stats(p)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
-	m.HandleFunc("POST /admin/reset", func(w http.ResponseWriter, _ *http.Request) {
-		s.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
+	s.adminRoutes(m)
 	s.mux = m
-}
-
-func (s *Simulator) putConfig(w http.ResponseWriter, r *http.Request) {
-	var cfg Config
-	if err := json.NewDecoder(r.Body).Decode(&cfg); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", err.Error())
-		return
-	}
-	if err := s.SetConfig(cfg); err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_request_error", "invalid_config", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, s.Config())
-}
-
-func (s *Simulator) getProvider(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	cfg := s.Config()
-	p, ok := cfg.Providers[name]
-	if !ok {
-		known := false
-		for _, n := range ProviderNames() {
-			known = known || n == name
-		}
-		if !known {
-			writeError(w, http.StatusNotFound, "invalid_request_error", "unknown_provider", "unknown provider "+name)
-			return
-		}
-		p.setDefaults()
-	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-func (s *Simulator) putProvider(w http.ResponseWriter, r *http.Request) {
-	var p ProviderConfig
-	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", err.Error())
-		return
-	}
-	if err := s.SetProvider(r.PathValue("name"), p); err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "invalid_request_error", "invalid_config", err.Error())
-		return
-	}
-	s.getProvider(w, r)
 }
 
 // The effects below run with s.mu held.

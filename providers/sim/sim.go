@@ -24,10 +24,14 @@ import (
 //	PUT    /crm/accounts/{external_id}         upsert a CRM record (Idempotency-Key)
 //	POST   /email/messages                     send an email (Idempotency-Key)
 //	GET    /ledger                             the effects ledger
-//	GET    /admin/config, PUT /admin/config    the whole Config as JSON
-//	GET|PUT /admin/config/providers/{name}     one ProviderConfig as JSON
+//	GET    /admin/config                       the whole Config as JSON
+//	PUT    /admin/config                       merge fields into the Config
+//	GET    /admin/config/providers/{name}      one ProviderConfig as JSON
+//	PUT    /admin/config/providers/{name}      replace one ProviderConfig
 //	GET    /admin/stats                        request counters per provider
 //	POST   /admin/reset                        forget all state, keep the config
+//
+// The /admin routes need Config.AdminKey (see doc.go).
 type Simulator struct {
 	mux    *http.ServeMux
 	ctx    context.Context // ends at Close, stopping webhooks and held requests
@@ -42,6 +46,7 @@ type Simulator struct {
 	gates    map[string]chan struct{}
 	closed   bool
 	webhooks WebhookCounts
+	adminKey string // fixed at New
 }
 
 // Stats counts what one provider received, for tests and the admin
@@ -71,6 +76,8 @@ func New(cfg Config) (*Simulator, error) {
 		state:  newState(),
 		stats:  map[string]*Stats{},
 		gates:  map[string]chan struct{}{},
+
+		adminKey: cfg.AdminKey,
 	}
 	for _, p := range ProviderNames() {
 		s.stats[p] = &Stats{Faults: map[Fault]int{}}
@@ -103,8 +110,9 @@ func (s *Simulator) Config() Config {
 	return cloneConfig(s.cfg)
 }
 
-// SetConfig replaces the whole configuration; a new seed restarts the
-// random sequence.
+// SetConfig replaces the whole configuration (PatchConfig merges into it);
+// a new seed restarts the random sequence. The admin key stays the one New
+// was given.
 func (s *Simulator) SetConfig(cfg Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,6 +122,7 @@ func (s *Simulator) SetConfig(cfg Config) error {
 	if cfg.WebhookClient == nil {
 		cfg.WebhookClient = s.cfg.WebhookClient
 	}
+	cfg.AdminKey = s.adminKey
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("sim config: %w", err)
@@ -125,7 +134,7 @@ func (s *Simulator) SetConfig(cfg Config) error {
 	return nil
 }
 
-// SetProvider replaces the configuration of one provider.
+// SetProvider replaces the whole configuration of one provider.
 func (s *Simulator) SetProvider(name string, p ProviderConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

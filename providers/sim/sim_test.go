@@ -17,8 +17,15 @@ import (
 	"github.com/onboard/onboard/providers/sim"
 )
 
+// testAdminKey is the admin key of the simulators start starts, unless
+// their config names another.
+const testAdminKey = "sim-admin-key-for-tests"
+
 func start(t *testing.T, cfg sim.Config) (*sim.Simulator, string) {
 	t.Helper()
+	if cfg.AdminKey == "" {
+		cfg.AdminKey = testAdminKey
+	}
 	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +55,29 @@ func do(t *testing.T, method, url, key, body string) reply {
 	if key != "" {
 		req.Header.Set(providers.HeaderIdempotencyKey, key)
 	}
+	return send(t, req)
+}
+
+// admin calls an admin endpoint with the admin key of start.
+func admin(t *testing.T, method, url, body string) reply {
+	t.Helper()
+	return adminWith(t, testAdminKey, method, url, body)
+}
+
+func adminWith(t *testing.T, adminKey, method, url, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adminKey != "" {
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+	}
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) reply {
+	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -178,17 +208,17 @@ func TestAdminConfig(t *testing.T) {
 	s, base := start(t, sim.Config{Seed: 5})
 	cfg := `{"seed":9,"providers":{"crm":{"latency":{"min":"0s","max":"0s"},"transient_rate":0.25,"lost_response_mode":"504","outage":{"down":false}}},
 		"kyc":{"callback_url":"http://127.0.0.1:9/hook","approve":0.8,"reject":0.1,"silent":0.1,"delay":{"min":"10ms","max":"1s"}}}`
-	if r := do(t, "PUT", base+"/admin/config", "", cfg); r.status != 200 {
+	if r := admin(t, "PUT", base+"/admin/config", cfg); r.status != 200 {
 		t.Fatalf("PUT config: %d %s", r.status, r.body)
 	}
 	got := s.Config()
 	if got.Seed != 9 || got.Providers["crm"].TransientRate != 0.25 || got.KYC.Delay.Max != sim.Duration(time.Second) || got.KYC.Silent != 0.1 {
 		t.Fatalf("config %+v", got)
 	}
-	if r := do(t, "PUT", base+"/admin/config/providers/email", "", `{"permanent_rate":0.5,"outage":{"until":"2030-01-01T00:00:00Z"}}`); r.status != 200 {
+	if r := admin(t, "PUT", base+"/admin/config/providers/email", `{"permanent_rate":0.5,"outage":{"until":"2030-01-01T00:00:00Z"}}`); r.status != 200 {
 		t.Fatalf("PUT provider: %d %s", r.status, r.body)
 	}
-	r := do(t, "GET", base+"/admin/config/providers/email", "", "")
+	r := admin(t, "GET", base+"/admin/config/providers/email", "")
 	var p sim.ProviderConfig
 	if err := json.Unmarshal(r.body, &p); err != nil || p.PermanentRate != 0.5 || p.Outage.Until.Year() != 2030 {
 		t.Fatalf("GET provider: %s, %v", r.body, err)
@@ -200,15 +230,134 @@ func TestAdminConfig(t *testing.T) {
 		{"/admin/config", `{"providers":{"crm":{"transient_kinds":["402"]}}}`},
 		{"/admin/config", `{"kyc":{"approve":-1}}`},
 	} {
-		if r := do(t, "PUT", base+bad.path, "", bad.body); r.status != 422 {
+		if r := admin(t, "PUT", base+bad.path, bad.body); r.status != 422 {
 			t.Errorf("PUT %s %s: %d, want 422", bad.path, bad.body, r.status)
 		}
 	}
-	if r := do(t, "PUT", base+"/admin/config", "", `{"seed":`); r.status != 400 {
+	if r := admin(t, "PUT", base+"/admin/config", `{"seed":`); r.status != 400 {
 		t.Errorf("malformed JSON: %d, want 400", r.status)
 	}
-	if r := do(t, "GET", base+"/admin/stats", "", ""); r.status != 200 {
+	if r := admin(t, "GET", base+"/admin/stats", ""); r.status != 200 {
 		t.Errorf("stats: %d", r.status)
+	}
+}
+
+// TestAdminConfigMerges: a PUT of /admin/config changes the fields it names
+// and nothing else. A PUT naming only providers used to reset the KYC
+// callback and secret, so that no verdict reached the pipeline any more.
+func TestAdminConfigMerges(t *testing.T) {
+	s, base := start(t, sim.Config{Seed: 7,
+		Providers: map[string]sim.ProviderConfig{
+			"crm":   {Latency: sim.Latency{Min: sim.Duration(time.Millisecond), Max: sim.Duration(2 * time.Millisecond)}, PermanentRate: 0.1},
+			"email": {TransientRate: 0.3},
+		},
+		KYC: sim.KYCConfig{CallbackURL: "http://127.0.0.1:9/v1/webhooks/kyc", WebhookSecret: "whsec_merge_test", Approve: 0.5, Reject: 0.5},
+	})
+	if r := admin(t, "PUT", base+"/admin/config", `{"providers":{"crm":{"transient_rate":0.25},"payments":{"outage":{"down":true}}}}`); r.status != 200 {
+		t.Fatalf("PUT config: %d %s", r.status, r.body)
+	}
+	got := s.Config()
+	if got.KYC.CallbackURL != "http://127.0.0.1:9/v1/webhooks/kyc" || got.KYC.WebhookSecret != "whsec_merge_test" || got.KYC.Reject != 0.5 {
+		t.Errorf("kyc %+v: a PUT naming only providers changed it", got.KYC)
+	}
+	if got.Seed != 7 {
+		t.Errorf("seed %d, want 7 kept", got.Seed)
+	}
+	crm := got.Providers["crm"]
+	if crm.TransientRate != 0.25 || crm.PermanentRate != 0.1 || crm.Latency.Max != sim.Duration(2*time.Millisecond) {
+		t.Errorf("crm %+v: want transient_rate 0.25 set, permanent_rate and latency kept", crm)
+	}
+	if got.Providers["email"].TransientRate != 0.3 || !got.Providers["payments"].Outage.Down {
+		t.Errorf("providers %+v: want email kept and payments down", got.Providers)
+	}
+
+	if r := admin(t, "PUT", base+"/admin/config", `{"kyc":{"delay":{"max":"1s"}}}`); r.status != 200 {
+		t.Fatalf("PUT kyc: %d %s", r.status, r.body)
+	}
+	if k := s.Config().KYC; k.CallbackURL == "" || k.Delay.Max != sim.Duration(time.Second) || k.Approve != 0.5 {
+		t.Errorf("kyc %+v: want delay.max set and the rest kept", k)
+	}
+
+	// A rejected PUT changes nothing, not even the fields that were valid.
+	if r := admin(t, "PUT", base+"/admin/config", `{"seed":99,"providers":{"crm":{"transient_rate":3}}}`); r.status != 422 {
+		t.Fatalf("invalid PUT: %d %s", r.status, r.body)
+	}
+	if r := admin(t, "PUT", base+"/admin/config", `{"providers":{"crm":{"transient_rate":"high"}}}`); r.status != 400 {
+		t.Fatalf("ill-typed PUT: %d %s", r.status, r.body)
+	}
+	if got := s.Config(); got.Seed != 7 || got.Providers["crm"].TransientRate != 0.25 {
+		t.Errorf("a rejected PUT changed the config: %+v", got)
+	}
+
+	// The per-provider endpoint replaces: what it does not name is reset.
+	if r := admin(t, "PUT", base+"/admin/config/providers/crm", `{"transient_rate":0.5}`); r.status != 200 {
+		t.Fatalf("PUT provider: %d %s", r.status, r.body)
+	}
+	if crm := s.Config().Providers["crm"]; crm.TransientRate != 0.5 || crm.PermanentRate != 0 || crm.Latency.Max != 0 {
+		t.Errorf("crm %+v after PUT providers/crm: want only transient_rate", crm)
+	}
+	if s.Config().KYC.CallbackURL == "" {
+		t.Error("PUT providers/crm reset the KYC callback")
+	}
+}
+
+// TestAdminKey: the admin endpoints answer only to the admin key, and not
+// at all without one; the provider endpoints and the ledger need none.
+func TestAdminKey(t *testing.T) {
+	routes := []struct{ method, path, body string }{
+		{"GET", "/admin/config", ""},
+		{"PUT", "/admin/config", `{"seed":3}`},
+		{"GET", "/admin/config/providers/crm", ""},
+		{"PUT", "/admin/config/providers/crm", `{}`},
+		{"GET", "/admin/stats", ""},
+		{"POST", "/admin/reset", ""},
+	}
+	_, keyed := start(t, sim.Config{AdminKey: "the-right-key"})
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/sim/", http.StripPrefix("/sim", s))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	keyless := srv.URL + "/sim"
+
+	for _, rt := range routes {
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			for _, c := range []struct {
+				name, base, key string
+				want            int
+			}{
+				{"no key sent", keyed, "", http.StatusUnauthorized},
+				{"wrong key", keyed, "the-wrong-key", http.StatusUnauthorized},
+				{"a prefix of the key", keyed, "the-right", http.StatusUnauthorized},
+				{"no key configured", keyless, "", http.StatusForbidden},
+				{"no key configured, one sent", keyless, "anything", http.StatusForbidden},
+			} {
+				if r := adminWith(t, c.key, rt.method, c.base+rt.path, rt.body); r.status != c.want {
+					t.Errorf("%s: %d %s, want %d", c.name, r.status, r.body, c.want)
+				}
+			}
+			if r := adminWith(t, "the-right-key", rt.method, keyed+rt.path, rt.body); r.status >= 300 {
+				t.Errorf("right key: %d %s", r.status, r.body)
+			}
+		})
+	}
+	if got := s.Config().Seed; got != 0 {
+		t.Errorf("an unauthenticated PUT changed the seed to %d", got)
+	}
+	// The key is not part of the configuration the endpoint shows.
+	if r := adminWith(t, "the-right-key", "GET", keyed+"/admin/config", ""); strings.Contains(string(r.body), "the-right-key") {
+		t.Errorf("GET /admin/config shows the admin key: %s", r.body)
+	}
+	for _, base := range []string{keyed, keyless} {
+		if r := do(t, "POST", base+"/payments/accounts", "k1", account); r.status != 201 {
+			t.Errorf("provider endpoint without a key: %d %s", r.status, r.body)
+		}
+		if r := do(t, "GET", base+"/ledger", "", ""); r.status != 200 {
+			t.Errorf("ledger without a key: %d %s", r.status, r.body)
+		}
 	}
 }
 
@@ -239,7 +388,7 @@ func TestSeededReproducible(t *testing.T) {
 func TestReset(t *testing.T) {
 	s, base := start(t, sim.Config{})
 	do(t, "POST", base+"/payments/accounts", "k1", account)
-	if r := do(t, "POST", base+"/admin/reset", "", ""); r.status != 204 {
+	if r := admin(t, "POST", base+"/admin/reset", ""); r.status != 204 {
 		t.Fatalf("reset: %d", r.status)
 	}
 	if l := s.Ledger(); len(l.Customers) != 0 {
@@ -266,7 +415,7 @@ func TestDocExampleConfig(t *testing.T) {
 		"kyc": {"callback_url": "http://127.0.0.1:8080/v1/webhooks/kyc", "webhook_secret": "whsec_dev",
 		"approve": 0.8, "reject": 0.15, "silent": 0.05, "delay": {"min": "100ms", "max": "2s"},
 		"duplicate_rate": 0.1, "delivery_attempts": 5}}`
-	if r := do(t, "PUT", base+"/admin/config", "", example); r.status != 200 {
+	if r := admin(t, "PUT", base+"/admin/config", example); r.status != 200 {
 		t.Fatalf("PUT example: %d %s", r.status, r.body)
 	}
 }
