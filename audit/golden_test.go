@@ -153,7 +153,7 @@ func TestGoldenHistories(t *testing.T) {
 }
 
 // TestGoldenHistoriesCoverEveryPath keeps the set of recorded paths from
-// shrinking: each journey of ARCHITECTURE.md has a history, every state is
+// shrinking: each journey of the state machine has a history, every state is
 // reached and every event type occurs.
 func TestGoldenHistoriesCoverEveryPath(t *testing.T) {
 	states := map[domain.State]bool{}

@@ -7,7 +7,7 @@ import "fmt"
 // is not one of the constants below.
 type State string
 
-// The states of the journey, as drawn in ARCHITECTURE.md.
+// The states of the journey (README.md, "The journey"; `onboard states`).
 const (
 	StatePending      State = "pending"
 	StateVerifying    State = "verifying"
