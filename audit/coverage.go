@@ -169,7 +169,8 @@ type CoverageOptions struct {
 // only moves forward, so a running projector causes no false gap. A
 // process manager's event still in flight (its delivery retried while
 // later ones were recorded) shows as a gap until it is handled.
-// Coverage returns an error only when reading failed; use Report.Err.
+// Coverage returns an error only when reading failed; use
+// CoverageReport.Err for the verdict.
 func Coverage(ctx context.Context, src eventstore.AllReader, live LiveModel, records ConsumerRecords, opts CoverageOptions) (CoverageReport, error) {
 	start := time.Now()
 	if opts.Route == nil {
