@@ -45,6 +45,7 @@ func newReplayCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newReplayCustomerCmd(), newReplayVerifyCmd(), newReplayExportCmd(),
 		newReplayRebuildCmd(), newReplayDiffCmd())
+	cmd.AddCommand(newReplayCoverageCmd())
 	return cmd
 }
 
