@@ -347,9 +347,7 @@ func diffProviderStats(ctx context.Context, src DiffSource, live LiveModel) (Dif
 		if e.StreamType != customerStreamType || decodeErr != nil {
 			return
 		}
-		switch e.Type {
-		case domain.TypeStepRequested, domain.TypeStepSucceeded, domain.TypeStepFailed:
-		default:
+		if !projections.CountsCall(e.Type) {
 			return
 		}
 		ev, err := domain.DecodeEvent(e.Type, e.Data)
@@ -357,17 +355,8 @@ func diffProviderStats(ctx context.Context, src DiffSource, live LiveModel) (Dif
 			decodeErr = fmt.Errorf("%s version %d: %w", e.StreamID, e.Version, err)
 			return
 		}
-		switch ev := ev.(type) {
-		case domain.StepRequested:
-			get(ev.Step).Requested++
-		case domain.StepSucceeded:
-			get(ev.Step).Succeeded++
-		case domain.StepFailed:
-			w := get(ev.Step)
-			w.Failed++
-			if ev.Class == domain.ErrorPermanent {
-				w.PermanentFailures++
-			}
+		if step, add, ok := projections.CallOf(ev); ok {
+			get(step).Add(add)
 		}
 	})
 	if err == nil {

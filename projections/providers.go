@@ -68,20 +68,44 @@ func (p providerStatsProjection) drop(ctx context.Context, tx pgx.Tx, version in
 	return err
 }
 
+// CountsCall reports whether events of type typ can record a provider
+// call, so that a reader can skip decoding the others.
+func CountsCall(typ string) bool {
+	return typ == domain.TypeStepRequested || typ == domain.TypeStepSucceeded || typ == domain.TypeStepFailed
+}
+
+// CallOf is the one rule of what provider_stats counts: the step of the
+// call e records and what it adds to that step's counts, or ok false when
+// e records no call. The projection, audit's diff and coverage all count
+// with it.
+func CallOf(e domain.Event) (step domain.Step, add ProviderCalls, ok bool) {
+	switch e := e.(type) {
+	case domain.StepRequested:
+		return e.Step, ProviderCalls{Requested: 1}, true
+	case domain.StepSucceeded:
+		return e.Step, ProviderCalls{Succeeded: 1}, true
+	case domain.StepFailed:
+		add := ProviderCalls{Failed: 1}
+		if e.Class == domain.ErrorPermanent {
+			add.PermanentFailures = 1
+		}
+		return e.Step, add, true
+	}
+	return "", ProviderCalls{}, false
+}
+
+// Add adds the counts of o to c.
+func (c *ProviderCalls) Add(o ProviderCalls) {
+	c.Requested += o.Requested
+	c.Succeeded += o.Succeeded
+	c.Failed += o.Failed
+	c.PermanentFailures += o.PermanentFailures
+}
+
 // countCalls adds the calls recorded by events to counts, keyed by step.
 func countCalls(counts map[domain.Step]*ProviderCalls, events []eventstore.Envelope) error {
-	get := func(s domain.Step) *ProviderCalls {
-		c := counts[s]
-		if c == nil {
-			c = &ProviderCalls{Step: string(s), Provider: ProviderOf(s)}
-			counts[s] = c
-		}
-		return c
-	}
 	for _, env := range events {
-		switch env.Type {
-		case domain.TypeStepRequested, domain.TypeStepSucceeded, domain.TypeStepFailed:
-		default:
+		if !CountsCall(env.Type) {
 			continue // skip decoding what cannot count
 		}
 		_, ev, ok, err := decodeCustomerEvent(env)
@@ -91,18 +115,14 @@ func countCalls(counts map[domain.Step]*ProviderCalls, events []eventstore.Envel
 		if !ok {
 			continue
 		}
-		switch e := ev.(type) {
-		case domain.StepRequested:
-			get(e.Step).Requested++
-		case domain.StepSucceeded:
-			get(e.Step).Succeeded++
-		case domain.StepFailed:
-			c := get(e.Step)
-			c.Failed++
-			if e.Class == domain.ErrorPermanent {
-				c.PermanentFailures++
-			}
+		step, add, ok := CallOf(ev)
+		if !ok {
+			continue
 		}
+		if counts[step] == nil {
+			counts[step] = &ProviderCalls{Step: string(step), Provider: ProviderOf(step)}
+		}
+		counts[step].Add(add)
 	}
 	return nil
 }

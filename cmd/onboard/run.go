@@ -330,7 +330,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	}
 	handle := func(ctx context.Context, _ pgx.Tx, e eventstore.Envelope) error { return pm.Handle(ctx, e) }
 	for _, name := range process.Managers() {
-		if err := router.AddHandler(ctx, "pm-"+name, handle, messaging.WithoutTx(), messaging.WithRoute(name)); err != nil {
+		if err := router.AddHandler(ctx, pmHandler(name), handle, messaging.WithoutTx(), messaging.WithRoute(name)); err != nil {
 			return err
 		}
 	}
