@@ -256,8 +256,8 @@ func newReplayVerifyCmd() *cobra.Command {
 			} else {
 				// The seals are read before the last committed event: a
 				// seal then never covers an event verify does not read.
-				src, err := seals.load(ctx, store.Store)
-				if err != nil {
+				var src *audit.SealSource
+				if src, err = seals.load(ctx, store.Store); err != nil {
 					return err
 				}
 				var until eventstore.Cursor
