@@ -65,10 +65,15 @@ type VerifyFailedError struct {
 	// first of them.
 	Problems int
 	Streams  int
+	// SealProblems is how many problems the seals show (Report.Seals).
+	SealProblems int
 }
 
 func (e *VerifyFailedError) Error() string {
-	return fmt.Sprintf("%d of %d streams failed verification", e.Problems, e.Streams)
+	if e.SealProblems == 0 {
+		return fmt.Sprintf("%d of %d streams failed verification", e.Problems, e.Streams)
+	}
+	return fmt.Sprintf("%d of %d streams failed verification; the seals show %d problems", e.Problems, e.Streams, e.SealProblems)
 }
 
 // Unwrap returns ErrVerifyFailed.

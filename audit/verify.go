@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"runtime"
@@ -25,6 +26,8 @@ type Report struct {
 	Problems []Problem `json:"problems"`
 	// Elapsed is the wall time of the verification.
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Seals is what the seals show, when VerifyOptions.Seals was set.
+	Seals *SealReport `json:"seals,omitempty"`
 }
 
 // EventsPerSecond is the verification's throughput.
@@ -37,10 +40,14 @@ func (r Report) EventsPerSecond() float64 {
 
 // Err returns nil when nothing is wrong, or a *VerifyFailedError.
 func (r Report) Err() error {
-	if r.Failed == 0 {
+	var seals int
+	if r.Seals != nil {
+		seals = len(r.Seals.Problems)
+	}
+	if r.Failed == 0 && seals == 0 {
 		return nil
 	}
-	return &VerifyFailedError{Problems: r.Failed, Streams: r.Streams}
+	return &VerifyFailedError{Problems: r.Failed, Streams: r.Streams, SealProblems: seals}
 }
 
 // VerifyOptions tune a verification. The zero value is usable.
@@ -67,6 +74,24 @@ type VerifyOptions struct {
 	// the safe horizon back, and a user should be told why nothing moves.
 	// It runs on the reading goroutine.
 	Waiting func(waited time.Duration)
+	// Seals, when set, are checked against the log: the stored seals in
+	// Seq order, read before Until is taken (a seal then never covers an
+	// event committed after Until, so one that covers positions past the
+	// end of the log means events were removed).
+	Seals *SealSource
+}
+
+// SealSource is what verification checks the log's completeness with.
+type SealSource struct {
+	// Stored are the seals table's seals in Seq order.
+	Stored []eventstore.Seal
+	// Kept are seals kept outside the database (an anchor file, the seals
+	// published on NATS): each must be in the table, and is checked
+	// against the log when it is not.
+	Kept []eventstore.Seal
+	// Keys are the trusted public keys; without any, signatures are not
+	// checked.
+	Keys []ed25519.PublicKey
 }
 
 func (o *VerifyOptions) setDefaults() {
@@ -273,12 +298,28 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 		}
 	}()
 
+	var (
+		sc   *sealCheck
+		last eventstore.Cursor
+	)
+	if opts.Seals != nil {
+		sc = newSealCheck(opts.Seals.Stored, opts.Seals.Kept, opts.Seals.Keys)
+	}
 	for p := range prepared {
 		if p.err != nil {
 			return c.report, fmt.Errorf("verify: %w", p.err)
 		}
-		for i, e := range p.events {
-			c.add(e, p.checks[i])
+		if sc == nil {
+			for i, e := range p.events {
+				c.add(e, p.checks[i])
+			}
+		} else {
+			for i, e := range p.events {
+				sc.before(e, c)
+				sc.apply(e)
+				c.add(e, p.checks[i])
+			}
+			last = p.events[len(p.events)-1].Cursor()
 		}
 		if opts.Progress != nil {
 			opts.Progress(c.report.Events)
@@ -287,7 +328,14 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 	if err := ctx.Err(); err != nil {
 		return c.report, fmt.Errorf("verify: %w", err)
 	}
+	var seals SealReport
+	if sc != nil {
+		seals = sc.finish(c, last)
+	}
 	rep := c.Finish()
+	if sc != nil {
+		rep.Seals = &seals
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }

@@ -2,9 +2,11 @@ package messaging
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +75,8 @@ type RelayConfig struct {
 	Logger *slog.Logger
 	// Metrics defaults to NopMetrics.
 	Metrics Metrics
+	// Seal, when set, makes the active relay seal the log; see SealConfig.
+	Seal *SealConfig
 
 	// afterPublish is a test hook called after a batch was acknowledged
 	// and before the cursor is stored.
@@ -114,6 +118,11 @@ func (c *RelayConfig) setDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
 	}
+	if c.Seal != nil {
+		seal := *c.Seal
+		seal.setDefaults()
+		c.Seal = &seal
+	}
 }
 
 // Validate reports every invalid field at once.
@@ -131,6 +140,12 @@ func (c RelayConfig) Validate() error {
 	if err := c.Stream.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Seal != nil && c.Seal.Store == nil {
+		errs = append(errs, errors.New("seal: store is required"))
+	}
+	if c.Seal != nil && len(c.Seal.Key) != ed25519.PrivateKeySize {
+		errs = append(errs, errors.New("seal: an ed25519 private key is required"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -147,6 +162,8 @@ type Relay struct {
 	js  jetstream.JetStream
 
 	active    atomic.Bool
+	alertMu   sync.Mutex
+	alerts    map[string]string
 	published atomic.Int64
 	rewinds   atomic.Int64
 	leads     atomic.Int64

@@ -22,9 +22,13 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 	}
 	for {
 		if err := ctx.Err(); err != nil {
+			l.sealOnStop(ctx)
 			return err
 		}
 		if err := l.round(ctx); err != nil {
+			if ctx.Err() != nil {
+				l.sealOnStop(ctx)
+			}
 			return err
 		}
 	}
@@ -47,6 +51,8 @@ type leader struct {
 	// activity (taking the lead counts: appends notified before the LISTEN
 	// may still be held back) and lengthens to the polling interval.
 	poll *backoffv5.ExponentialBackOff
+	// seal is the sealing state, nil when the relay does not seal.
+	seal *sealer
 }
 
 // startLead listens for the store's notifications and loads the cursor.
@@ -60,20 +66,31 @@ func (r *Relay) startLead(ctx context.Context, conn *pgx.Conn) (*leader, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &leader{
+	l := &leader{
 		r:          r,
 		conn:       conn,
 		log:        r.cfg.Logger.With("relay", r.cfg.Name),
 		s:          leadState{committed: committed, from: committed, check: true, storedIncarnation: incarnation},
 		reconnects: r.cfg.Conn.Stats().Reconnects,
 		poll:       doubling(time.Millisecond, r.cfg.PollInterval),
-	}, nil
+	}
+	if r.cfg.Seal != nil {
+		if l.seal, err = r.startSealer(ctx, l.log); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // round checks the stream when that is due, then publishes the next batch
 // or, when there is none, waits for one. An error ends the lead.
 func (l *leader) round(ctx context.Context) error {
 	if l.checkDue() {
+		if l.seal != nil {
+			if err := l.checkSeals(ctx); err != nil {
+				return l.retry(ctx, "relay: seal check failed, retrying", err)
+			}
+		}
 		if err := l.r.checkStream(ctx, &l.s, l.log); err != nil {
 			return l.retry(ctx, "relay: stream check failed, retrying", err)
 		}
@@ -135,6 +152,11 @@ func (l *leader) wait(ctx context.Context) error {
 	if err := l.r.storeCursor(ctx, l.conn, &l.s); err != nil {
 		return err
 	}
+	if l.seal != nil && l.seal.due() {
+		if err := l.sealNow(ctx); err != nil {
+			return err
+		}
+	}
 	woken, err := l.r.idle(ctx, l.conn, l.poll.NextBackOff())
 	if err != nil {
 		return err
@@ -156,10 +178,20 @@ func (l *leader) send(ctx context.Context, batch []eventstore.Envelope) error {
 	if l.r.cfg.afterPublish != nil {
 		l.r.cfg.afterPublish(ctx, batch)
 	}
+	if l.seal != nil {
+		if err := l.fold(ctx, l.s.from, batch); err != nil {
+			return l.retry(ctx, "relay: folding the batch into the seal failed", err)
+		}
+	}
 	last := batch[len(batch)-1]
 	l.s.from = last.Cursor()
 	l.r.published.Add(int64(len(batch)))
 	l.r.cfg.Metrics.EventsRelayed(len(batch), time.Since(last.RecordedAt))
+	if l.seal != nil && l.seal.due() {
+		if err := l.sealNow(ctx); err != nil {
+			return err
+		}
+	}
 	if time.Since(l.s.storedAt) >= l.r.cfg.CursorInterval {
 		return l.r.storeCursor(ctx, l.conn, &l.s)
 	}

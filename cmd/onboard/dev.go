@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
 	"github.com/onboard/onboard/process"
@@ -148,6 +150,12 @@ func runDev(ctx context.Context, opts devOptions) error {
 	if opts.process != nil {
 		cfg.process = *opts.process
 	}
+	if cfg.sealKey, err = loadSealKey(); err == nil && cfg.sealKey == nil {
+		cfg.sealKey, err = devSealKey(opts.dataDir)
+	}
+	if err != nil {
+		return err
+	}
 	cfg.tracer = opts.tracer
 	if cfg.tracer == nil {
 		tp, stop, err := newTracerProvider(ctx)
@@ -169,6 +177,8 @@ Sign a customer up:
     -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \
     -d '{"email":"ada@example.com","company":"Analytical Engines","contact_name":"Ada Lovelace","country":"GB","plan":"growth"}'
 `, base, devOperatorKey, devClientKey, natsURL)
+	fmt.Fprintf(opts.stdout, "The relay seals the log; verify with its public key:\n  ONBOARD_SEAL_PUBLIC_KEY=%s onboard replay verify\n",
+		eventstore.EncodePublicKey(cfg.sealKey.Public().(ed25519.PublicKey)))
 	if opts.demo > 0 {
 		go driveDemo(ctx, base, opts.demo, log)
 	}

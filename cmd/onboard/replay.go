@@ -38,12 +38,12 @@ func newReplayCmd() *cobra.Command {
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unknown replay command %q (known: customer, verify, export, rebuild, diff)", args[0])
+				return fmt.Errorf("unknown replay command %q (known: customer, verify, seal, export, rebuild, diff)", args[0])
 			}
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newReplayCustomerCmd(), newReplayVerifyCmd(), newReplayExportCmd(),
+	cmd.AddCommand(newReplayCustomerCmd(), newReplayVerifyCmd(), newReplaySealCmd(), newReplayExportCmd(),
 		newReplayRebuildCmd(), newReplayDiffCmd())
 	cmd.AddCommand(newReplayCoverageCmd())
 	return cmd
@@ -220,17 +220,24 @@ func newReplayVerifyCmd() *cobra.Command {
 	var (
 		customer string
 		asJSON   bool
+		seals    sealFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [--customer <id>] [--json]",
+		Use:   "verify [--customer <id>] [--anchor file] [--nats URL] [--public-key key] [--json]",
 		Short: "Verify hash chains, contiguous versions and every transition against today's state machine",
 		Long: "verify reads the whole store once in global order (or one customer's stream) and checks\n" +
 			"that each stream's versions are contiguous, each event links to its predecessor's hash\n" +
 			"and matches its own, decodes with today's code, and records a transition that today's\n" +
-			"transition table allows. It prints the first problem of each failed stream and exits 1.",
+			"transition table allows. It prints the first problem of each failed stream and exits 1.\n" +
+			"The whole-store verify also checks the log against the relay's seals: the digest and\n" +
+			"count at each seal, its signature (--public-key, ONBOARD_SEAL_PUBLIC_KEY, the anchor's\n" +
+			"key or ONBOARD_SEAL_KEY's), seals kept outside the database (--anchor, --nats).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var id uuid.UUID
+			if cmd.Flags().Changed("customer") && seals.given() {
+				return errors.New("--anchor, --nats and --public-key verify the whole store: leave out --customer")
+			}
 			if cmd.Flags().Changed("customer") {
 				var err error
 				if id, err = parseCustomerID(customer); err != nil {
@@ -248,6 +255,12 @@ func newReplayVerifyCmd() *cobra.Command {
 			if id != uuid.Nil {
 				rep, err = audit.VerifyStream(ctx, store, audit.CustomerStreamID(id))
 			} else {
+				// The seals are read before the last committed event: a
+				// seal then never covers an event verify does not read.
+				var src *audit.SealSource
+				if src, err = seals.load(ctx, store.Store); err != nil {
+					return err
+				}
 				var until eventstore.Cursor
 				if until, err = lastCommitted(ctx, store.Store); err != nil {
 					return err
@@ -256,7 +269,7 @@ func newReplayVerifyCmd() *cobra.Command {
 				// keeps little alive: collecting less often saves a fifth of
 				// its CPU for a heap of a few hundred MB at most.
 				defer debug.SetGCPercent(debug.SetGCPercent(400))
-				opts := audit.VerifyOptions{Until: until}
+				opts := audit.VerifyOptions{Until: until, Seals: src}
 				told := false
 				opts.Waiting = func(waited time.Duration) {
 					if !told && waited >= 2*time.Second {
@@ -289,9 +302,13 @@ func newReplayVerifyCmd() *cobra.Command {
 			if more := rep.Failed - len(rep.Problems); more > 0 {
 				fmt.Fprintf(out, "... and %d more failed streams\n", more)
 			}
+			printSealReport(out, rep.Seals)
 			verdict := "OK"
 			if rep.Failed > 0 {
 				verdict = fmt.Sprintf("%d FAILED", rep.Failed)
+			}
+			if rep.Seals != nil && len(rep.Seals.Problems) > 0 {
+				verdict += fmt.Sprintf(", seals: %d FAILED", len(rep.Seals.Problems))
 			}
 			fmt.Fprintf(out, "verified %d events in %d streams in %s (%.0f events/s): %s\n",
 				rep.Events, rep.Streams, rep.Elapsed.Round(time.Millisecond), rep.EventsPerSecond(), verdict)
@@ -300,6 +317,9 @@ func newReplayVerifyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&customer, "customer", "", "verify this customer's stream only")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().StringVar(&seals.anchor, "anchor", "", "an anchor file (replay seal --export) kept outside the database")
+	cmd.Flags().StringVar(&seals.natsURL, "nats", "", "also check the seals published on NATS at this URL")
+	cmd.Flags().StringVar(&seals.publicKey, "public-key", "", "the seals' public key (base64); default ONBOARD_SEAL_PUBLIC_KEY")
 	return cmd
 }
 

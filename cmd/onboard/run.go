@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,10 @@ type runConfig struct {
 	// projectorPace is the least time between two reads of a caught-up
 	// projector; nil means defaultProjectorPace.
 	projectorPace *time.Duration
+	// sealKey signs the relay's seals of the log; nil reads
+	// ONBOARD_SEAL_KEY or ONBOARD_SEAL_KEY_FILE, and without either the
+	// log is not sealed.
+	sealKey ed25519.PrivateKey
 }
 
 // defaultInboxRetention outlasts any redelivery or re-publish of an event
@@ -106,13 +111,25 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	roles := newRoleGroup(ctx)
+	var checks []httpapi.ReadinessCheck
 	if cfg.has("relay") {
+		seal, err := relaySeal(cfg, store, m, log)
+		if err != nil {
+			return err
+		}
 		relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: nc, Stream: stream,
-			NotifyChannel: "onboard_events", Logger: log, Metrics: m})
+			NotifyChannel: "onboard_events", Logger: log, Metrics: m, Seal: seal})
 		if err != nil {
 			return err
 		}
 		roles.start("relay", relay.Run)
+		// A restored store (or seals NATS lost) is told in /readyz.
+		checks = append(checks, httpapi.ReadinessCheck{Name: "seals", Check: func(context.Context) error {
+			if a := relay.Alert(); a != "" {
+				return errors.New(a)
+			}
+			return nil
+		}})
 	}
 	if cfg.has("projector") {
 		roles.start("projector", proj.Run)
@@ -123,7 +140,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 	}
 
-	root, err := httpHandler(cfg, store, cmds, proj, nc, m, log, tracer)
+	root, err := httpHandler(cfg, store, cmds, proj, nc, m, log, tracer, checks)
 	if err != nil {
 		return err
 	}
@@ -138,6 +155,22 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
 	})
 	return roles.wait(cancel)
+}
+
+// relaySeal is the relay's sealing of the log, or nil without a seal key.
+func relaySeal(cfg runConfig, store *postgres.Store, m *metrics, log *slog.Logger) (*messaging.SealConfig, error) {
+	key := cfg.sealKey
+	if key == nil {
+		var err error
+		if key, err = loadSealKey(); err != nil {
+			return nil, err
+		}
+	}
+	if key == nil {
+		log.Warn("relay: no ONBOARD_SEAL_KEY or ONBOARD_SEAL_KEY_FILE: the log is not sealed")
+		return nil, nil
+	}
+	return &messaging.SealConfig{Store: store, Key: key, Metrics: newSealMetrics(m.reg)}, nil
 }
 
 // openEventStore opens the process's pool, checks the schema's version and
@@ -199,11 +232,11 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 // metrics, the health checks and the APIs of its roles behind the API
 // keys, and the public routes beside them.
 func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, nc *nats.Conn,
-	m *metrics, log *slog.Logger, tracer trace.Tracer) (http.Handler, error) {
+	m *metrics, log *slog.Logger, tracer trace.Tracer, checks []httpapi.ReadinessCheck) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
 	mux.Handle("GET /metrics", m.handler())
-	httpapi.Health{Checks: readinessChecks(store.Pool(), nc)}.Register(mux)
+	httpapi.Health{Checks: append(readinessChecks(store.Pool(), nc), checks...)}.Register(mux)
 	if cfg.has("command") {
 		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
 		if err != nil {
