@@ -240,63 +240,9 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 	start := time.Now()
 	c := NewChecker(opts.MaxProblems)
 
-	type page struct {
-		events []eventstore.Envelope
-		checks []prechecked
-		err    error
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	send := func(ch chan<- page, p page) bool {
-		select {
-		case ch <- p:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	// A pipeline: one goroutine fetches pages, one prechecks each page on
-	// every core (hashes and decoding, the bulk of the work), and this one
-	// applies them in order (links, versions, the state machine).
-	fetched := make(chan page, 2)
-	go func() {
-		defer close(fetched)
-		err := readLog(ctx, r, opts.PageSize, opts.Until, opts.PollInterval, opts.Waiting, func(events []eventstore.Envelope) error {
-			if !send(fetched, page{events: events}) {
-				return ctx.Err()
-			}
-			return nil
-		})
-		if err != nil {
-			send(fetched, page{err: err})
-		}
-	}()
-	prepared := make(chan page, 2)
-	go func() {
-		defer close(prepared)
-		workers := runtime.GOMAXPROCS(0)
-		for p := range fetched {
-			if p.err == nil {
-				p.checks = make([]prechecked, len(p.events))
-				var wg sync.WaitGroup
-				chunk := (len(p.events) + workers - 1) / workers
-				for lo := 0; lo < len(p.events); lo += chunk {
-					hi := min(lo+chunk, len(p.events))
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := lo; i < hi; i++ {
-							p.checks[i] = precheck(p.events[i])
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			if !send(prepared, p) {
-				return
-			}
-		}
-	}()
+	prepared := prepareLog(ctx, r, opts)
 
 	var (
 		sc   *sealCheck
@@ -338,6 +284,75 @@ func VerifyAll(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) 
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
+}
+
+// verifyPage is a page of the log with each event's precheck, or the error
+// that ended reading.
+type verifyPage struct {
+	events []eventstore.Envelope
+	checks []prechecked
+	err    error
+}
+
+// prepareLog is a pipeline: one goroutine fetches pages, one prechecks each
+// page on every core (hashes and decoding, the bulk of the work), and the
+// caller applies them in order (links, versions, the state machine). Its
+// goroutines end when the log is read or ctx is done.
+func prepareLog(ctx context.Context, r eventstore.AllReader, opts VerifyOptions) <-chan verifyPage {
+	send := func(ch chan<- verifyPage, p verifyPage) bool {
+		select {
+		case ch <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	fetched := make(chan verifyPage, 2)
+	go func() {
+		defer close(fetched)
+		err := readLog(ctx, r, opts.PageSize, opts.Until, opts.PollInterval, opts.Waiting, func(events []eventstore.Envelope) error {
+			if !send(fetched, verifyPage{events: events}) {
+				return ctx.Err()
+			}
+			return nil
+		})
+		if err != nil {
+			send(fetched, verifyPage{err: err})
+		}
+	}()
+	prepared := make(chan verifyPage, 2)
+	go func() {
+		defer close(prepared)
+		for p := range fetched {
+			if p.err == nil {
+				p.checks = precheckAll(p.events)
+			}
+			if !send(prepared, p) {
+				return
+			}
+		}
+	}()
+	return prepared
+}
+
+// precheckAll prechecks events on every core.
+func precheckAll(events []eventstore.Envelope) []prechecked {
+	checks := make([]prechecked, len(events))
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	chunk := (len(events) + workers - 1) / workers
+	for lo := 0; lo < len(events); lo += chunk {
+		hi := min(lo+chunk, len(events))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				checks[i] = precheck(events[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return checks
 }
 
 // VerifyStream verifies one stream. A stream that does not exist is an

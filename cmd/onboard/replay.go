@@ -38,7 +38,7 @@ func newReplayCmd() *cobra.Command {
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unknown replay command %q (known: customer, verify, seal, export, rebuild, diff)", args[0])
+				return fmt.Errorf("unknown replay command %q (known: customer, verify, seal, coverage, export, rebuild, diff)", args[0])
 			}
 			return cmd.Help()
 		},
@@ -255,64 +255,12 @@ func newReplayVerifyCmd() *cobra.Command {
 			if id != uuid.Nil {
 				rep, err = audit.VerifyStream(ctx, store, audit.CustomerStreamID(id))
 			} else {
-				// The seals are read before the last committed event: a
-				// seal then never covers an event verify does not read.
-				var src *audit.SealSource
-				if src, err = seals.load(ctx, store.Store); err != nil {
-					return err
-				}
-				var until eventstore.Cursor
-				if until, err = lastCommitted(ctx, store.Store); err != nil {
-					return err
-				}
-				// Verification allocates per event (decoding, hashing) and
-				// keeps little alive: collecting less often saves a fifth of
-				// its CPU for a heap of a few hundred MB at most.
-				defer debug.SetGCPercent(debug.SetGCPercent(400))
-				opts := audit.VerifyOptions{Until: until, Seals: src}
-				told := false
-				opts.Waiting = func(waited time.Duration) {
-					if !told && waited >= 2*time.Second {
-						told = true
-						fmt.Fprintf(cmd.ErrOrStderr(), "waiting for transactions in flight to end before reading further (%s so far)\n", waited)
-					}
-				}
-				if errOut := cmd.ErrOrStderr(); isTerminal(errOut) && !asJSON {
-					bar := newVerifyBar(until, errOut)
-					opts.Progress = func(n int64) { _ = bar.Set64(n) }
-					defer func() { _ = bar.Finish() }()
-				}
-				rep, err = audit.VerifyAll(ctx, store, opts)
+				rep, err = verifyWholeStore(ctx, cmd, store, seals, asJSON)
 			}
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-				return rep.Err()
-			}
-			for _, p := range rep.Problems {
-				fmt.Fprintf(out, "FAIL %s version %d: %s: %s\n", p.StreamID, p.Version, p.Kind, p.Detail)
-			}
-			if more := rep.Failed - len(rep.Problems); more > 0 {
-				fmt.Fprintf(out, "... and %d more failed streams\n", more)
-			}
-			printSealReport(out, rep.Seals)
-			verdict := "OK"
-			if rep.Failed > 0 {
-				verdict = fmt.Sprintf("%d FAILED", rep.Failed)
-			}
-			if rep.Seals != nil && len(rep.Seals.Problems) > 0 {
-				verdict += fmt.Sprintf(", seals: %d FAILED", len(rep.Seals.Problems))
-			}
-			fmt.Fprintf(out, "verified %d events in %d streams in %s (%.0f events/s): %s\n",
-				rep.Events, rep.Streams, rep.Elapsed.Round(time.Millisecond), rep.EventsPerSecond(), verdict)
-			return rep.Err()
+			return printVerifyReport(cmd.OutOrStdout(), rep, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&customer, "customer", "", "verify this customer's stream only")
@@ -321,6 +269,69 @@ func newReplayVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&seals.natsURL, "nats", "", "also check the seals published on NATS at this URL")
 	cmd.Flags().StringVar(&seals.publicKey, "public-key", "", "the seals' public key (base64); default ONBOARD_SEAL_PUBLIC_KEY")
 	return cmd
+}
+
+// verifyWholeStore verifies the whole store in global order, with the seals
+// seals names, and draws a progress bar on a terminal.
+func verifyWholeStore(ctx context.Context, cmd *cobra.Command, store replayStore, seals sealFlags, asJSON bool) (audit.Report, error) {
+	// The seals are read before the last committed event: a seal then
+	// never covers an event verify does not read.
+	src, err := seals.load(ctx, store.Store)
+	if err != nil {
+		return audit.Report{}, err
+	}
+	until, err := lastCommitted(ctx, store.Store)
+	if err != nil {
+		return audit.Report{}, err
+	}
+	// Verification allocates per event (decoding, hashing) and keeps
+	// little alive: collecting less often saves a fifth of its CPU for a
+	// heap of a few hundred MB at most.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	opts := audit.VerifyOptions{Until: until, Seals: src}
+	told := false
+	opts.Waiting = func(waited time.Duration) {
+		if !told && waited >= 2*time.Second {
+			told = true
+			fmt.Fprintf(cmd.ErrOrStderr(), "waiting for transactions in flight to end before reading further (%s so far)\n", waited)
+		}
+	}
+	if errOut := cmd.ErrOrStderr(); isTerminal(errOut) && !asJSON {
+		bar := newVerifyBar(until, errOut)
+		opts.Progress = func(n int64) { _ = bar.Set64(n) }
+		defer func() { _ = bar.Finish() }()
+	}
+	return audit.VerifyAll(ctx, store, opts)
+}
+
+// printVerifyReport prints rep as JSON or as a FAIL line per problem and a
+// summary, and returns its verdict.
+func printVerifyReport(out io.Writer, rep audit.Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return rep.Err()
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(out, "FAIL %s version %d: %s: %s\n", p.StreamID, p.Version, p.Kind, p.Detail)
+	}
+	if more := rep.Failed - len(rep.Problems); more > 0 {
+		fmt.Fprintf(out, "... and %d more failed streams\n", more)
+	}
+	printSealReport(out, rep.Seals)
+	verdict := "OK"
+	if rep.Failed > 0 {
+		verdict = fmt.Sprintf("%d FAILED", rep.Failed)
+	}
+	if rep.Seals != nil && len(rep.Seals.Problems) > 0 {
+		verdict += fmt.Sprintf(", seals: %d FAILED", len(rep.Seals.Problems))
+	}
+	fmt.Fprintf(out, "verified %d events in %d streams in %s (%.0f events/s): %s\n",
+		rep.Events, rep.Streams, rep.Elapsed.Round(time.Millisecond), rep.EventsPerSecond(), verdict)
+	return rep.Err()
 }
 
 // newVerifyBar sizes the bar by the last event's position: positions come
