@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,9 +122,14 @@ func e2eRunConfig(env *bench.Env, ln net.Listener, dbURL, natsURL string, s http
 	for i, name := range providerNames {
 		provs[i] = providers.Config{BaseURL: base + "/sim/" + name}
 	}
+	// The relay seals the log, as onboard dev's does, with a key of the run.
+	_, sealKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return runConfig{}, err
+	}
 	return runConfig{
 		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: natsURL,
-		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs, sealKey: sealKey,
 		process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
 		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
 	}, nil
