@@ -11,6 +11,8 @@ import (
 
 // newStatesCmd prints the Customer transition table, so that operators can
 // see which command is allowed in which state without reading the code.
+// Where a command has two edges out of one state, WHEN names the condition
+// that picks each.
 func newStatesCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "states",
@@ -18,13 +20,13 @@ func newStatesCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "STATE\tCOMMAND\tNEXT STATE")
+			fmt.Fprintln(w, "STATE\tCOMMAND\tNEXT STATE\tWHEN")
 			for _, tr := range domain.Transitions() {
 				from := string(tr.From)
 				if from == "" {
 					from = "(new)"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", from, tr.Command, tr.To)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", from, tr.Command, tr.To, tr.When)
 			}
 			return w.Flush()
 		},
