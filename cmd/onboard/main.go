@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -17,12 +19,52 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
-		// One line: drivers (pgx) put newlines in their errors.
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-		fmt.Fprintln(os.Stderr, "onboard:", msg)
+		printError(os.Stderr, err)
 		stop()
 		os.Exit(1)
 	}
+}
+
+// printError writes a failed command's error as main reports it: each
+// problem of a configuration (configErrors) on a line of its own, and any
+// other error on one line, since drivers (pgx) put newlines in theirs.
+func printError(w io.Writer, err error) {
+	var problems configErrors
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			fmt.Fprintln(w, "onboard:", flatError(p))
+		}
+		return
+	}
+	fmt.Fprintln(w, "onboard:", flatError(err))
+}
+
+func flatError(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+// configErrors are every problem found in a command's configuration; main
+// prints them one per line.
+type configErrors []error
+
+func (e configErrors) Error() string   { return errors.Join(e...).Error() }
+func (e configErrors) Unwrap() []error { return e }
+
+// newConfigErrors returns the problems among errs, with nil ones dropped
+// and joined ones (errors.Join) spread out, or nil when there are none.
+func newConfigErrors(errs ...error) error {
+	var out configErrors
+	for _, err := range errs {
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			out = append(out, joined.Unwrap()...)
+		} else if err != nil {
+			out = append(out, err)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // defaultGCPercent replaces Go's default GOGC of 100. The pipeline's live

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,10 +34,10 @@ func runOnboard(t *testing.T, args ...string) (stdout, stderr string, failed boo
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := root.ExecuteContext(ctx); err != nil {
-		if strings.Contains(err.Error(), "\n") {
+		if !errors.As(err, new(configErrors)) && strings.Contains(err.Error(), "\n") {
 			t.Errorf("onboard %v: the error spans lines: %q", args, err)
 		}
-		fmt.Fprintln(&errb, "onboard:", err)
+		printError(&errb, err)
 		failed = true
 	}
 	return out.String(), errb.String(), failed

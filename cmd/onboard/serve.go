@@ -92,7 +92,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr: %w", err))
 	}
-	return cfg, errors.Join(errs...)
+	return cfg, newConfigErrors(errs...)
 }
 
 // providerConfigs reads each provider's base URL from <NAME>_URL, or from

@@ -111,3 +111,39 @@ func TestServeConfigProviderRetries(t *testing.T) {
 		t.Errorf("base above max: err %v", err)
 	}
 }
+
+// TestServeConfigErrorsOnePerLine runs `onboard serve` with a bad
+// configuration as main does: it fails before connecting to anything, and
+// names every problem on a line of its own.
+func TestServeConfigErrorsOnePerLine(t *testing.T) {
+	for _, k := range []string{"ONBOARD_API_KEYS", "KYC_WEBHOOK_SECRET", "NATS_URL", "SIM_URL", "KYC_URL", "PAYMENTS_URL", "PROVISIONING_URL", "CRM_URL", "EMAIL_URL"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("ONBOARD_KYC_POLLS", "0")
+	_, stderr, failed := runOnboard(t, "serve", "--roles", "command,worker,relay,bogus", "--addr", "nowhere")
+	if !failed {
+		t.Fatal("serve started with a bad configuration")
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	want := []string{`--roles: unknown role "bogus"`, "ONBOARD_API_KEYS:", "KYC_WEBHOOK_SECRET:", "KYC_URL:", "EMAIL_URL:",
+		"NATS_URL:", "ONBOARD_KYC_POLLS:", "--addr:"}
+	for _, w := range want {
+		n := 0
+		for _, line := range lines {
+			if strings.HasPrefix(line, "onboard: "+w) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d lines start with %q, want 1:\n%s", n, "onboard: "+w, stderr)
+		}
+	}
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "onboard: ") {
+			t.Errorf("line %q: want \"onboard: <problem>\"", line)
+		}
+	}
+	if len(lines) < len(want) {
+		t.Errorf("%d lines for at least %d problems:\n%s", len(lines), len(want), stderr)
+	}
+}
