@@ -28,6 +28,7 @@ type metrics struct {
 	handled     *prometheus.CounterVec
 	handleTime  *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec
+	idemExpired prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -55,8 +56,11 @@ func newMetrics() *metrics {
 			Help: "Time a durable consumer's handler took.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"handler"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_dead_letters_total",
 			Help: "Messages recorded as dead letters, by handler and event type."}, []string{"handler", "event_type"}),
+		idemExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "onboard_idempotency_records_deleted_total",
+			Help: "Expired idempotency records the command role deleted."}),
 	}
-	reg.MustRegister(m.commands, m.appendTime, m.retries, m.pauses, m.relayed, m.relayLag, m.rewinds, m.handled, m.handleTime, m.deadLetters)
+	reg.MustRegister(m.commands, m.appendTime, m.retries, m.pauses, m.relayed, m.relayLag, m.rewinds, m.handled, m.handleTime, m.deadLetters,
+		m.idemExpired)
 	return m
 }
 
@@ -70,6 +74,8 @@ func (m *metrics) observeCommand(cmd domain.Command, outcome string, d time.Dura
 		m.appendTime.Observe(d.Seconds())
 	}
 }
+
+func (m *metrics) idempotencyDeleted(n int64) { m.idemExpired.Add(float64(n)) }
 
 func (m *metrics) onRetry(step domain.Step) { m.retries.WithLabelValues(string(step)).Inc() }
 

@@ -56,6 +56,9 @@ type runConfig struct {
 	// ONBOARD_SEAL_KEY or ONBOARD_SEAL_KEY_FILE, and without either the
 	// log is not sealed.
 	sealKey ed25519.PrivateKey
+	// idempotencyPruneInterval is how often the command role deletes
+	// expired idempotency records; 0 means hourly.
+	idempotencyPruneInterval time.Duration
 }
 
 // defaultInboxRetention outlasts any redelivery or re-publish of an event
@@ -133,6 +136,17 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	}
 	if cfg.has("projector") {
 		roles.start("projector", proj.Run)
+	}
+	if cfg.has("command") {
+		// The role that writes the idempotency records deletes them once
+		// expired; lookups ignore them from then on anyway.
+		every := cfg.idempotencyPruneInterval
+		if every <= 0 {
+			every = time.Hour
+		}
+		roles.start("idempotency-pruner", func(ctx context.Context) error {
+			return store.DeleteExpiredIdempotencyEvery(ctx, every, m.idempotencyDeleted, log)
+		})
 	}
 	if cfg.has("worker") {
 		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
