@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 
@@ -36,8 +38,10 @@ const (
 type devOptions struct {
 	addr, dataDir string
 	demo          int
-	stdout        io.Writer
-	logLevel      slog.Level
+	// demoRate is the demo's signups per minute.
+	demoRate float64
+	stdout   io.Writer
+	logLevel slog.Level
 	// logs receives the JSON log lines; default stderr.
 	logs io.Writer
 	// tracer records spans (tests); nil reads the OTEL_ environment.
@@ -58,20 +62,37 @@ provider simulator, the relay, the process managers, the projectors, the command
 and query APIs and the operator console, all on --addr, against DATABASE_URL
 (default: the local Postgres). Unlike onboard serve, it creates the database if
 missing and applies the migrations itself.
---demo N also signs up N simulated customers with the simulator's default
-failure mix, so that the console fills with live data. The simulator's admin
-endpoints (/sim/admin/...) take the operator key.`,
+--demo N also signs up N simulated customers, --demo-rate a minute (20 by
+default: 50 customers over two and a half minutes), with the default failure
+mix, so that the console shows customers at every stage for a few minutes.
+The simulator's admin endpoints (/sim/admin/...) take the operator key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.demo < 0 {
+				return fmt.Errorf("--demo: want a number of customers, 0 or more, got %d", opts.demo)
+			}
+			if !(opts.demoRate > 0 && opts.demoRate <= maxDemoRate) {
+				return fmt.Errorf("--demo-rate: want signups per minute above 0 and up to %d, got %v", maxDemoRate, opts.demoRate)
+			}
 			opts.stdout = cmd.OutOrStdout()
 			return runDev(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.addr, "addr", "127.0.0.1:8080", "listen address of the APIs, console and simulator")
 	cmd.Flags().StringVar(&opts.dataDir, "data-dir", "./.onboard", "where the embedded NATS server keeps its files")
-	cmd.Flags().IntVar(&opts.demo, "demo", 0, "sign up this many simulated customers")
+	cmd.Flags().IntVar(&opts.demo, "demo", 0, "sign up this many simulated customers, at --demo-rate")
+	cmd.Flags().Float64Var(&opts.demoRate, "demo-rate", defaultDemoRate, "the demo's signups per minute")
 	return cmd
 }
+
+// defaultDemoRate is the demo's signups per minute: a steady trickle, so
+// that the console shows customers arriving, retrying, pausing and
+// finishing for minutes rather than one burst over in seconds.
+// maxDemoRate keeps it a demo, not a load test (that is onboard bench).
+const (
+	defaultDemoRate = 20
+	maxDemoRate     = 6000
+)
 
 // devSimConfig is the default failure mix of the simulator in dev: flaky
 // enough to show retries, pauses and the ledger at work.
@@ -94,8 +115,9 @@ func runDev(ctx context.Context, opts devOptions) error {
 	}
 	log := slog.New(process.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
 	url := databaseURL()
+	db := describeDatabase(url)
 	if err := schema.EnsureDatabase(ctx, url); err != nil {
-		return fmt.Errorf("postgres is not reachable at %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", url, err)
+		return fmt.Errorf("postgres is not reachable for database %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", db, err)
 	}
 	// A laptop convenience: the roles of onboard serve only check the
 	// version and leave migrating to `onboard migrate`.
@@ -170,33 +192,54 @@ func runDev(ctx context.Context, opts devOptions) error {
   API          %[1]s/v1/...      (client key: %[3]s)
   OpenAPI      %[1]s/openapi.yaml
   metrics      %[1]s/metrics
-  simulator    %[1]s/sim/ledger   %[1]s/sim/admin/config
+  simulator    %[1]s/sim/ledger   %[1]s/sim/admin/config   (admin endpoints: the operator key)
   NATS         %[4]s
+  database     %[5]s
 Sign a customer up:
   curl -s -X POST %[1]s/v1/customers -H 'Authorization: Bearer %[3]s' \
     -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \
     -d '{"email":"ada@example.com","company":"Analytical Engines","contact_name":"Ada Lovelace","country":"GB","plan":"growth"}'
-`, base, devOperatorKey, devClientKey, natsURL)
+`, base, devOperatorKey, devClientKey, natsURL, db)
 	fmt.Fprintf(opts.stdout, "The relay seals the log; verify with its public key:\n  ONBOARD_SEAL_PUBLIC_KEY=%s onboard replay verify\n",
 		eventstore.EncodePublicKey(cfg.sealKey.Public().(ed25519.PublicKey)))
 	if opts.demo > 0 {
-		go driveDemo(ctx, base, opts.demo, log)
+		rate := opts.demoRate
+		if rate <= 0 {
+			rate = defaultDemoRate
+		}
+		every := time.Duration(float64(time.Minute) / rate)
+		fmt.Fprintf(opts.stdout, "Demo: %d signups, one every %v (over %v)\n", opts.demo, every.Round(time.Millisecond),
+			(time.Duration(opts.demo-1) * every).Round(time.Second))
+		go driveDemo(ctx, base, opts.demo, every, log)
 	}
 	return run(ctx, cfg, log)
 }
 
-// driveDemo signs up n simulated customers through the API, a few per
-// second, so that the console shows customers at every stage.
-func driveDemo(ctx context.Context, base string, n int, log *slog.Logger) {
+// describeDatabase names the database of url and where it is, without
+// its credentials.
+func describeDatabase(url string) string {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return "(DATABASE_URL does not parse)"
+	}
+	return fmt.Sprintf("%s at %s", cfg.Database, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+}
+
+// driveDemo signs up n simulated customers through the API, the first at
+// once and then one every interval, so that the console shows customers at
+// every stage while it runs.
+func driveDemo(ctx context.Context, base string, n int, every time.Duration, log *slog.Logger) {
 	client := &http.Client{Timeout: 10 * time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	run := time.Now().Unix()
 	for i := 0; i < n; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		body := fmt.Sprintf(`{"email":"demo%d-%d@example.com","company":"Demo Company %d","contact_name":"Demo Contact","country":"DE","plan":"growth"}`, run, i, i)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/customers", bytes.NewReader([]byte(body)))

@@ -8,7 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -205,5 +209,101 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	if status, page := call(t, "GET", base+"/", "", ""); status != http.StatusOK || !strings.Contains(string(page), "<html") {
 		t.Errorf("console: %d", status)
+	}
+}
+
+// TestDevBanner: the banner names the database it uses (name, host:port,
+// never the password) and keeps the shapes that scripts read: the keys,
+// the NATS URL, and the simulator's admin endpoints with their key.
+func TestDevBanner(t *testing.T) {
+	var banner syncBuffer
+	var dbName string
+	startDevWith(t, sim.Config{}, func(o *devOptions) {
+		u, err := url.Parse(os.Getenv("DATABASE_URL"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(u.User.Username(), "banner-secret-pw") // trust auth ignores it
+		t.Setenv("DATABASE_URL", u.String())
+		dbName = strings.TrimPrefix(u.Path, "/")
+		o.stdout = io.MultiWriter(o.stdout, &banner)
+	})
+	out := banner.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\s+database\s+` + regexp.QuoteMeta(dbName) + ` at 127\.0\.0\.1:5432$`),
+		regexp.MustCompile(`client key: ` + devClientKey + `\)`),
+		regexp.MustCompile(`operator key: ` + devOperatorKey + `\)`),
+		regexp.MustCompile(`(?m)^\s+NATS\s+nats://127\.0\.0\.1:\d+$`),
+		regexp.MustCompile(`(?m)/sim/admin/config\s.*the operator key`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("banner lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "banner-secret-pw") {
+		t.Errorf("banner shows the database password:\n%s", out)
+	}
+}
+
+// TestDevDemoTrickles: the demo's signups arrive one every interval, not
+// in a burst, each with the client key and its own idempotency key and
+// email.
+func TestDevDemoTrickles(t *testing.T) {
+	const n, every = 4, 150 * time.Millisecond
+	var mu sync.Mutex
+	var at []time.Time
+	keys, emails := map[string]bool{}, map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Email string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/customers" || r.Header.Get("Authorization") != "Bearer "+devClientKey {
+			t.Errorf("%s %s with %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
+		}
+		keys[r.Header.Get("Idempotency-Key")], emails[body.Email] = true, true
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	start := time.Now()
+	driveDemo(context.Background(), srv.URL, n, every, slog.New(slog.DiscardHandler))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != n || len(keys) != n || len(emails) != n {
+		t.Fatalf("%d signups, %d idempotency keys, %d emails; want %d each", len(at), len(keys), len(emails), n)
+	}
+	if first := at[0].Sub(start); first > every/2 {
+		t.Errorf("the first signup came after %v, want at once", first)
+	}
+	for i := 1; i < n; i++ {
+		if gap := at[i].Sub(at[i-1]); gap < every/2 {
+			t.Errorf("signup %d came %v after the one before, want about %v", i, gap, every)
+		}
+	}
+	if span := at[n-1].Sub(at[0]); span < (n-1)*every*9/10 {
+		t.Errorf("%d signups over %v, want about %v", n, span, (n-1)*every)
+	}
+}
+
+// TestDevDemoRateFlag: a rate out of range fails before dev starts
+// anything; were it to start, it would find no database.
+func TestDevDemoRateFlag(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	for _, bad := range []string{"0", "-5", "1e9"} {
+		_, stderr, failed := runOnboard(t, "dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--demo", "5", "--demo-rate", bad)
+		if !failed || !strings.Contains(stderr, "--demo-rate") {
+			t.Errorf("--demo-rate %s: failed %v, %q; want an error naming --demo-rate", bad, failed, stderr)
+		}
+	}
+	cmd := newDevCmd()
+	if err := cmd.ParseFlags([]string{"--demo", "5", "--demo-rate", "12.5"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("demo-rate").Value.String(); got != "12.5" {
+		t.Errorf("--demo-rate 12.5 parsed as %s", got)
+	}
+	if def := cmd.Flags().Lookup("demo-rate").DefValue; def != strconv.Itoa(defaultDemoRate) {
+		t.Errorf("--demo-rate defaults to %s, want %d", def, defaultDemoRate)
 	}
 }
