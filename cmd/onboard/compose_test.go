@@ -6,8 +6,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,14 +104,97 @@ func composeRepoFile(t *testing.T, name string) []byte {
 
 func loadCompose(t *testing.T) composeFile {
 	t.Helper()
+	return loadComposeFile(t, "docker-compose.yml")
+}
+
+func loadComposeFile(t *testing.T, name string) composeFile {
+	t.Helper()
 	var cf composeFile
-	if err := yaml.Load(composeRepoFile(t, "docker-compose.yml"), &cf, yaml.WithKnownFields()); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
+	if err := yaml.Load(composeRepoFile(t, name), &cf, yaml.WithKnownFields()); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	if len(cf.Services) == 0 {
-		t.Fatal("docker-compose.yml: no services")
+		t.Fatalf("%s: no services", name)
 	}
 	return cf
+}
+
+// composeClusterFile is the override that runs a NATS cluster in place of
+// the single node: docker compose -f docker-compose.yml -f <it>.
+const composeClusterFile = "docker-compose.cluster.yml"
+
+// composeProject is what Compose runs for one command line: the merged
+// files, and the services it starts (those of no profile, as no profile
+// is enabled).
+type composeProject struct {
+	name    string
+	cf      composeFile
+	enabled map[string]bool
+}
+
+// composeProjects are the two ways README.md runs the file: alone (one
+// NATS node), and with the cluster override.
+func composeProjects(t *testing.T) []composeProject {
+	t.Helper()
+	base := loadCompose(t)
+	cluster := composeMerge(t, loadCompose(t), loadComposeFile(t, composeClusterFile))
+	return []composeProject{{"single", base, composeEnabled(base)}, {"cluster", cluster, composeEnabled(cluster)}}
+}
+
+func composeEnabled(cf composeFile) map[string]bool {
+	on := map[string]bool{}
+	for name, s := range cf.Services {
+		on[name] = len(s.Profiles) == 0
+	}
+	return on
+}
+
+// composeMerge applies an override file to base as Compose merges files:
+// mappings merge key by key (a dependency's entry replaces the one it
+// names), command and entrypoint replace, other sequences append, scalars
+// replace. Fields whose merge the test does not model (build, health
+// check) fail the test when an override sets them on an existing service.
+func composeMerge(t *testing.T, base, over composeFile) composeFile {
+	t.Helper()
+	for name, o := range over.Services {
+		b, ok := base.Services[name]
+		if !ok {
+			base.Services[name] = o
+			continue
+		}
+		bv, ov := reflect.ValueOf(&b).Elem(), reflect.ValueOf(o)
+		for i := range ov.NumField() {
+			f, field := ov.Field(i), ov.Type().Field(i).Name
+			if f.IsZero() {
+				continue
+			}
+			switch {
+			case f.Kind() == reflect.Map:
+				if bv.Field(i).IsNil() {
+					bv.Field(i).Set(reflect.MakeMap(f.Type()))
+				}
+				for _, k := range f.MapKeys() {
+					bv.Field(i).SetMapIndex(k, f.MapIndex(k))
+				}
+			case f.Kind() == reflect.Slice && (field == "Command" || field == "Entrypoint"):
+				bv.Field(i).Set(f)
+			case f.Kind() == reflect.Slice:
+				bv.Field(i).Set(reflect.AppendSlice(bv.Field(i), f))
+			case f.Kind() == reflect.Pointer:
+				t.Errorf("%s overrides %s.%s, a merge this test does not model", composeClusterFile, name, field)
+			default:
+				bv.Field(i).Set(f)
+			}
+		}
+		base.Services[name] = b
+	}
+	for name, v := range over.Volumes {
+		base.Volumes[name] = v
+	}
+	for name, c := range over.Configs {
+		base.Configs[name] = c
+	}
+	return base
 }
 
 // composeInterpolation matches what Compose substitutes: $$, ${VAR}, ${VAR:-def},
@@ -227,13 +312,25 @@ func TestComposeServices(t *testing.T) {
 	seen := map[string]string{}
 	for name, s := range cf.Services {
 		for _, p := range s.Ports {
-			host := strings.Split(composeMustInterpolate(t, name+" ports", p), ":")[0]
+			_, host, _ := composePort(composeMustInterpolate(t, name+" ports", p))
 			if other, dup := seen[host]; dup {
 				t.Errorf("%s and %s both publish host port %s", name, other, host)
 			}
 			seen[host] = name
 		}
 	}
+}
+
+// composePort splits a published port, [ip:]host:container.
+func composePort(p string) (ip, host, container string) {
+	parts := strings.Split(p, ":")
+	if len(parts) == 3 {
+		return parts[0], parts[1], parts[2]
+	}
+	if len(parts) == 2 {
+		return "", parts[0], parts[1]
+	}
+	return "", "", p
 }
 
 // TestComposeCommandsMatchTheBinary parses each onboard service's command
@@ -301,7 +398,28 @@ func composeAddr(t *testing.T, s composeService) string {
 }
 
 func TestComposeEnvironment(t *testing.T) {
-	cf := loadCompose(t)
+	for _, p := range composeProjects(t) {
+		t.Run(p.name, func(t *testing.T) { testComposeEnvironment(t, p) })
+	}
+}
+
+// composeNATSRoles are the roles that use NATS (the others ignore NATS_URL).
+var composeNATSRoles = []string{"relay", "worker"}
+
+// composeNATSNodes are the NATS services a project runs.
+func composeNATSNodes(p composeProject) []string {
+	var out []string
+	for name, s := range p.cf.Services {
+		if composeIsNATS(s) && p.enabled[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func testComposeEnvironment(t *testing.T, p composeProject) {
+	cf := p.cf
 	env := func(service, key string) string {
 		raw, ok := cf.Services[service].Environment[key]
 		if !ok {
@@ -326,18 +444,25 @@ func TestComposeEnvironment(t *testing.T) {
 		}
 	}
 
-	// NATS_URL: every serve role, pointing at a NATS service's client port.
-	for _, name := range composeRoles {
+	// NATS_URL: the roles that use NATS name every node that runs, at its
+	// client port, and nothing else; NATS_REPLICAS is the number of nodes.
+	nodes := composeNATSNodes(p)
+	for _, name := range composeNATSRoles {
 		raw := env(name, "NATS_URL")
-		if raw == "" {
-			t.Errorf("%s: NATS_URL missing", name)
-			continue
-		}
+		var hosts []string
 		for _, one := range strings.Split(raw, ",") {
 			u, err := url.Parse(one)
-			if err != nil || u.Scheme != "nats" || u.Port() != "4222" || !composeIsNATS(cf.Services[u.Hostname()]) {
-				t.Errorf("%s: NATS_URL %q does not name a NATS service", name, one)
+			if err != nil || u.Scheme != "nats" || u.Port() != "4222" || !composeIsNATS(cf.Services[u.Hostname()]) || !p.enabled[u.Hostname()] {
+				t.Errorf("%s: NATS_URL %q does not name a NATS service that runs", name, one)
+				continue
 			}
+			hosts = append(hosts, u.Hostname())
+		}
+		if slices.Sort(hosts); !slices.Equal(hosts, nodes) {
+			t.Errorf("%s: NATS_URL %q names %v; the NATS nodes that run are %v", name, raw, hosts, nodes)
+		}
+		if r := env(name, "NATS_REPLICAS"); r != strconv.Itoa(len(nodes)) {
+			t.Errorf("%s: NATS_REPLICAS %q with %d NATS nodes", name, r, len(nodes))
 		}
 	}
 
@@ -384,6 +509,9 @@ func TestComposeEnvironment(t *testing.T) {
 
 	// No value may end up empty on a machine with no variables set.
 	for name, s := range cf.Services {
+		if !p.enabled[name] {
+			continue
+		}
 		for k, v := range s.Environment {
 			if composeMustInterpolate(t, name+" "+k, v) == "" {
 				t.Errorf("%s: %s is empty without an environment; give it a default", name, k)
@@ -407,9 +535,18 @@ func composeServesOn(t *testing.T, cf composeFile, host, port, want string) bool
 }
 
 func TestComposeHealthAndDependencies(t *testing.T) {
-	cf := loadCompose(t)
+	for _, p := range composeProjects(t) {
+		t.Run(p.name, func(t *testing.T) { testComposeHealthAndDependencies(t, p) })
+	}
+}
+
+func testComposeHealthAndDependencies(t *testing.T, p composeProject) {
+	cf := p.cf
 	conditions := []string{"service_started", "service_healthy", "service_completed_successfully"}
 	for name, s := range cf.Services {
+		if !p.enabled[name] {
+			continue
+		}
 		oneShot := name == "migrate"
 		switch {
 		case oneShot && s.Restart != "no":
@@ -428,8 +565,8 @@ func TestComposeHealthAndDependencies(t *testing.T) {
 				t.Errorf("%s depends on %s with condition %q", name, dep, d.Condition)
 			case d.Condition == "service_healthy" && target.Healthcheck == nil:
 				t.Errorf("%s waits for %s to be healthy, which has no health check", name, dep)
-			case len(target.Profiles) > 0 && len(s.Profiles) == 0 && (d.Required == nil || *d.Required):
-				t.Errorf("%s (always on) requires %s, which runs only in profiles %v", name, dep, target.Profiles)
+			case !p.enabled[dep] && (d.Required == nil || *d.Required):
+				t.Errorf("%s requires %s, which does not run (profiles %v)", name, dep, target.Profiles)
 			}
 		}
 	}
@@ -443,9 +580,11 @@ func TestComposeHealthAndDependencies(t *testing.T) {
 			t.Errorf("%s must wait for migrate to complete successfully, has %+v", name, d)
 		}
 	}
-	for _, name := range []string{"worker", "relay", "projector"} {
-		if d := cf.Services[name].DependsOn["nats"]; d.Condition != "service_healthy" {
-			t.Errorf("%s must wait for a healthy nats, has %+v", name, d)
+	for _, name := range composeNATSRoles {
+		for _, node := range composeNATSNodes(p) {
+			if d := cf.Services[name].DependsOn[node]; d.Condition != "service_healthy" {
+				t.Errorf("%s must wait for a healthy %s, has %+v", name, node, d)
+			}
 		}
 	}
 	if d := cf.Services["worker"].DependsOn["sim"]; d.Condition != "service_healthy" {
@@ -457,7 +596,7 @@ func TestComposeHealthAndDependencies(t *testing.T) {
 	dockerfile := string(composeRepoFile(t, "Dockerfile"))
 	for _, name := range composeOnboardServices(cf) {
 		s := cf.Services[name]
-		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 {
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || !p.enabled[name] {
 			continue
 		}
 		test := s.Healthcheck.Test
@@ -477,7 +616,13 @@ func TestComposeHealthAndDependencies(t *testing.T) {
 }
 
 func TestComposeVolumesAndNATS(t *testing.T) {
-	cf := loadCompose(t)
+	for _, p := range composeProjects(t) {
+		t.Run(p.name, func(t *testing.T) { testComposeVolumesAndNATS(t, p) })
+	}
+}
+
+func testComposeVolumesAndNATS(t *testing.T, p composeProject) {
+	cf := p.cf
 	used := map[string]bool{}
 	mounts := map[string]map[string]string{} // service → target → volume
 	for name, s := range cf.Services {
@@ -509,9 +654,9 @@ func TestComposeVolumesAndNATS(t *testing.T) {
 		t.Error("postgres: its data directory is not on a volume")
 	}
 
-	// NATS: JetStream on file storage kept on a volume; the cluster profile
-	// has three nodes routed to each other.
-	var cluster []string
+	// NATS: JetStream on file storage kept on a volume; one node alone, or
+	// with the cluster override three nodes routed to each other and not
+	// the single one.
 	for name, s := range cf.Services {
 		if !composeIsNATS(s) {
 			continue
@@ -524,13 +669,14 @@ func TestComposeVolumesAndNATS(t *testing.T) {
 		if !ok || mounts[name][dir] == "" {
 			t.Errorf("%s: the JetStream store dir %q is not on a volume", name, dir)
 		}
-		if slices.Contains(s.Profiles, "cluster") {
-			cluster = append(cluster, name)
-		}
 	}
-	slices.Sort(cluster)
-	if len(cluster) != 3 {
-		t.Fatalf("cluster profile has NATS nodes %v, want 3", cluster)
+	cluster := composeNATSNodes(p)
+	want := map[string][]string{"single": {"nats"}, "cluster": {"nats-1", "nats-2", "nats-3"}}[p.name]
+	if !slices.Equal(cluster, want) {
+		t.Fatalf("%s: NATS nodes %v run, want %v", p.name, cluster, want)
+	}
+	if len(cluster) == 1 {
+		return
 	}
 	names := map[string]bool{}
 	for _, name := range cluster {
@@ -546,12 +692,6 @@ func TestComposeVolumesAndNATS(t *testing.T) {
 			if !strings.Contains(routes, "nats://"+other+":6222") {
 				t.Errorf("%s: --routes %q misses %s", name, routes, other)
 			}
-		}
-	}
-	// R3 streams need the replication factor to reach the binary.
-	for _, name := range []string{"relay", "worker", "projector"} {
-		if _, ok := cf.Services[name].Environment["NATS_REPLICAS"]; !ok {
-			t.Errorf("%s: NATS_REPLICAS is not passed (3 with the cluster profile)", name)
 		}
 	}
 }
@@ -593,5 +733,94 @@ func TestComposeSimAdmin(t *testing.T) {
 	}
 	if s.Healthcheck != nil && strings.Contains(strings.Join(s.Healthcheck.Test, " "), "/admin/") {
 		t.Errorf("sim: health check %q probes an admin endpoint, which needs the key", s.Healthcheck.Test)
+	}
+}
+
+// TestComposeClusterOverride: with docker-compose.cluster.yml the single
+// NATS node does not run, the cluster's three do, and the roles that use
+// NATS wait for and name the cluster only; the override changes nothing
+// else of the roles, and its nodes run the single node's image.
+func TestComposeClusterOverride(t *testing.T) {
+	base, over := loadCompose(t), loadComposeFile(t, composeClusterFile)
+	for name, s := range base.Services {
+		if len(s.Profiles) > 0 {
+			t.Errorf("docker-compose.yml: %s is in profiles %v; the file alone runs everything it holds", name, s.Profiles)
+		}
+	}
+	for name, s := range over.Services {
+		_, inBase := base.Services[name]
+		switch {
+		case composeIsNATS(s) && !inBase:
+			if s.Image != base.Services["nats"].Image {
+				t.Errorf("%s runs %s, the single node %s", name, s.Image, base.Services["nats"].Image)
+			}
+		case name == "nats":
+			if len(s.Profiles) == 0 {
+				t.Error("the override leaves the single nats node on")
+			}
+		case inBase && slices.Contains(composeNATSRoles, name):
+			s.Environment, s.DependsOn = nil, nil
+			if !reflect.ValueOf(s).IsZero() {
+				t.Errorf("the override changes %s beyond its environment and dependencies: %+v", name, s)
+			}
+		default:
+			t.Errorf("the override touches %s; it should only swap NATS", name)
+		}
+	}
+	var cluster composeProject
+	for _, p := range composeProjects(t) {
+		if p.name == "cluster" {
+			cluster = p
+		}
+	}
+	if cluster.enabled["nats"] {
+		t.Error("with the cluster override, the single nats node still runs")
+	}
+	for _, role := range composeNATSRoles {
+		for dep, d := range cluster.cf.Services[role].DependsOn {
+			if composeIsNATS(cluster.cf.Services[dep]) && !cluster.enabled[dep] && (d.Required == nil || *d.Required) {
+				t.Errorf("%s requires %s, which the cluster override turns off", role, dep)
+			}
+		}
+	}
+}
+
+// TestComposePostgresForReplay: the compose Postgres is published on the
+// host's loopback, and README.md's DATABASE_URL for `onboard replay`
+// reaches it with the compose user, password and database.
+func TestComposePostgresForReplay(t *testing.T) {
+	cf := loadCompose(t)
+	pg := cf.Services["postgres"]
+	var published string
+	for _, p := range pg.Ports {
+		ip, host, container := composePort(composeMustInterpolate(t, "postgres ports", p))
+		if container == "5432" {
+			if ip != "127.0.0.1" {
+				t.Errorf("postgres publishes %q: bind it to 127.0.0.1, its password is a development one", p)
+			}
+			published = host
+		}
+	}
+	if published == "" {
+		t.Fatalf("postgres publishes no port for 5432 (ports %v)", pg.Ports)
+	}
+	readme := string(composeRepoFile(t, "README.md"))
+	m := regexp.MustCompile(`DATABASE_URL='(postgres://[^']+)'\s*\\?\s*onboard replay verify`).FindStringSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md shows no DATABASE_URL='...' onboard replay verify for the compose database")
+	}
+	u, err := url.Parse(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string { return composeMustInterpolate(t, "postgres "+k, pg.Environment[k]) }
+	pass, _ := u.User.Password()
+	if u.Hostname() != "127.0.0.1" || u.Port() != published || u.User.Username() != env("POSTGRES_USER") ||
+		pass != env("POSTGRES_PASSWORD") || strings.TrimPrefix(u.Path, "/") != env("POSTGRES_DB") || u.Query().Get("sslmode") != "disable" {
+		t.Errorf("README.md's DATABASE_URL %s does not reach the compose postgres on 127.0.0.1:%s as %s/%s", m[1], published,
+			env("POSTGRES_USER"), env("POSTGRES_DB"))
+	}
+	if cmd, _, err := newRootCmd().Find([]string{"replay", "verify"}); err != nil || cmd.Name() != "verify" {
+		t.Errorf("onboard replay verify: %v", err)
 	}
 }
