@@ -217,7 +217,7 @@ func TestDevEndToEnd(t *testing.T) {
 // the NATS URL, and the simulator's admin endpoints with their key.
 func TestDevBanner(t *testing.T) {
 	var banner syncBuffer
-	var dbName string
+	var dbName, dbHost string
 	startDevWith(t, sim.Config{}, func(o *devOptions) {
 		u, err := url.Parse(os.Getenv("DATABASE_URL"))
 		if err != nil {
@@ -225,12 +225,15 @@ func TestDevBanner(t *testing.T) {
 		}
 		u.User = url.UserPassword(u.User.Username(), "banner-secret-pw") // trust auth ignores it
 		t.Setenv("DATABASE_URL", u.String())
-		dbName = strings.TrimPrefix(u.Path, "/")
+		dbName, dbHost = strings.TrimPrefix(u.Path, "/"), u.Host
+		if u.Port() == "" {
+			dbHost += ":5432"
+		}
 		o.stdout = io.MultiWriter(o.stdout, &banner)
 	})
 	out := banner.String()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^\s+database\s+` + regexp.QuoteMeta(dbName) + ` at 127\.0\.0\.1:5432$`),
+		regexp.MustCompile(`(?m)^\s+database\s+` + regexp.QuoteMeta(dbName+" at "+dbHost) + `$`),
 		regexp.MustCompile(`client key: ` + devClientKey + `\)`),
 		regexp.MustCompile(`operator key: ` + devOperatorKey + `\)`),
 		regexp.MustCompile(`(?m)^\s+NATS\s+nats://127\.0\.0\.1:\d+$`),
