@@ -5,7 +5,7 @@
 -- published on NATS (a restored backup), so seals made after a restore are
 -- told apart from the lost ones. pg_control_system() needs a privileged
 -- role; without one the identifier is recorded as 0.
-CREATE TABLE store_epochs (
+CREATE TABLE IF NOT EXISTS store_epochs (
     epoch             bigint      PRIMARY KEY,
     system_identifier bigint      NOT NULL,
     started_at        timestamptz NOT NULL DEFAULT now(),
@@ -22,7 +22,8 @@ BEGIN
     EXCEPTION WHEN insufficient_privilege THEN
         v_id := 0;
     END;
-    INSERT INTO store_epochs (epoch, system_identifier, reason) VALUES (1, v_id, 'created');
+    INSERT INTO store_epochs (epoch, system_identifier, reason) VALUES (1, v_id, 'created')
+        ON CONFLICT (epoch) DO NOTHING;
 END
 $$;
 -- +goose StatementEnd
@@ -30,7 +31,7 @@ $$;
 -- Seals: signed statements of the log's digest at a position (see
 -- eventstore.Seal), written by the active relay. Like the events they are
 -- never changed.
-CREATE TABLE seals (
+CREATE TABLE IF NOT EXISTS seals (
     seq               bigint      PRIMARY KEY CHECK (seq > 0),
     epoch             bigint      NOT NULL,
     system_identifier text        NOT NULL,
@@ -45,20 +46,20 @@ CREATE TABLE seals (
 );
 
 -- +goose StatementBegin
-CREATE FUNCTION seals_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION seals_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% rejected: % are append-only', TG_OP, TG_TABLE_NAME USING ERRCODE = 'OB100';
 END
 $$;
 -- +goose StatementEnd
 
-CREATE TRIGGER seals_immutable_rows BEFORE UPDATE OR DELETE ON seals
+CREATE OR REPLACE TRIGGER seals_immutable_rows BEFORE UPDATE OR DELETE ON seals
     FOR EACH STATEMENT EXECUTE FUNCTION seals_immutable();
-CREATE TRIGGER seals_immutable_truncate BEFORE TRUNCATE ON seals
+CREATE OR REPLACE TRIGGER seals_immutable_truncate BEFORE TRUNCATE ON seals
     FOR EACH STATEMENT EXECUTE FUNCTION seals_immutable();
-CREATE TRIGGER store_epochs_immutable_rows BEFORE UPDATE OR DELETE ON store_epochs
+CREATE OR REPLACE TRIGGER store_epochs_immutable_rows BEFORE UPDATE OR DELETE ON store_epochs
     FOR EACH STATEMENT EXECUTE FUNCTION seals_immutable();
-CREATE TRIGGER store_epochs_immutable_truncate BEFORE TRUNCATE ON store_epochs
+CREATE OR REPLACE TRIGGER store_epochs_immutable_truncate BEFORE TRUNCATE ON store_epochs
     FOR EACH STATEMENT EXECUTE FUNCTION seals_immutable();
 
 -- +goose Down
