@@ -155,9 +155,41 @@ func runDev(ctx context.Context, opts devOptions) error {
 	}
 	defer s.Close()
 
-	keys, err := httpapi.ParseAPIKeys("client:dev-client:" + devClientKey + ",operator:dev-operator:" + devOperatorKey)
+	cfg, err := devRunConfig(opts, url, ln, natsURL, s)
 	if err != nil {
 		return err
+	}
+	cfg.tracer = opts.tracer
+	if cfg.tracer == nil {
+		tp, stop, err := newTracerProvider(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.tracer = tp
+	}
+	printDevBanner(opts.stdout, base, natsURL, db, cfg.sealKey)
+	if opts.demo > 0 {
+		rate := opts.demoRate
+		if rate <= 0 {
+			rate = defaultDemoRate
+		}
+		every := time.Duration(float64(time.Minute) / rate)
+		fmt.Fprintf(opts.stdout, "Demo: %d signups, one every %v (over %v)\n", opts.demo, every.Round(time.Millisecond),
+			(time.Duration(opts.demo-1) * every).Round(time.Second))
+		go driveDemo(ctx, base, opts.demo, every, log)
+	}
+	return run(ctx, cfg, log)
+}
+
+// devRunConfig is the runConfig of onboard dev: every role, the
+// development keys, the simulator s mounted under /sim/, and the seal key
+// of ONBOARD_SEAL_KEY or one kept in the data dir.
+func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, s http.Handler) (runConfig, error) {
+	base := "http://" + ln.Addr().String()
+	keys, err := httpapi.ParseAPIKeys("client:dev-client:" + devClientKey + ",operator:dev-operator:" + devOperatorKey)
+	if err != nil {
+		return runConfig{}, err
 	}
 	var provs [5]providers.Config
 	for i, name := range providerNames {
@@ -176,18 +208,16 @@ func runDev(ctx context.Context, opts devOptions) error {
 		cfg.sealKey, err = devSealKey(opts.dataDir)
 	}
 	if err != nil {
-		return err
+		return runConfig{}, err
 	}
-	cfg.tracer = opts.tracer
-	if cfg.tracer == nil {
-		tp, stop, err := newTracerProvider(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		cfg.tracer = tp
-	}
-	fmt.Fprintf(opts.stdout, `onboard dev is running
+	return cfg, nil
+}
+
+// printDevBanner prints where everything is, the development keys, a
+// signup to paste, and the seals' public key. Other tools read the key and
+// NATS lines: keep their shapes.
+func printDevBanner(w io.Writer, base, natsURL, db string, sealKey ed25519.PrivateKey) {
+	fmt.Fprintf(w, `onboard dev is running
   console      %[1]s/            (operator key: %[2]s)
   API          %[1]s/v1/...      (client key: %[3]s)
   OpenAPI      %[1]s/openapi.yaml
@@ -200,19 +230,8 @@ Sign a customer up:
     -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \
     -d '{"email":"ada@example.com","company":"Analytical Engines","contact_name":"Ada Lovelace","country":"GB","plan":"growth"}'
 `, base, devOperatorKey, devClientKey, natsURL, db)
-	fmt.Fprintf(opts.stdout, "The relay seals the log; verify with its public key:\n  ONBOARD_SEAL_PUBLIC_KEY=%s onboard replay verify\n",
-		eventstore.EncodePublicKey(cfg.sealKey.Public().(ed25519.PublicKey)))
-	if opts.demo > 0 {
-		rate := opts.demoRate
-		if rate <= 0 {
-			rate = defaultDemoRate
-		}
-		every := time.Duration(float64(time.Minute) / rate)
-		fmt.Fprintf(opts.stdout, "Demo: %d signups, one every %v (over %v)\n", opts.demo, every.Round(time.Millisecond),
-			(time.Duration(opts.demo-1) * every).Round(time.Second))
-		go driveDemo(ctx, base, opts.demo, every, log)
-	}
-	return run(ctx, cfg, log)
+	fmt.Fprintf(w, "The relay seals the log; verify with its public key:\n  ONBOARD_SEAL_PUBLIC_KEY=%s onboard replay verify\n",
+		eventstore.EncodePublicKey(sealKey.Public().(ed25519.PublicKey)))
 }
 
 // describeDatabase names the database of url and where it is, without
