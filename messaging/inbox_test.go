@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,9 +57,9 @@ func TestInboxWriterGroupCommits(t *testing.T) {
 	}
 }
 
-// TestPruneInboxEvery: the pruner deletes, in chunks, the rows older than
-// the retention and keeps the younger ones.
-func TestPruneInboxEvery(t *testing.T) {
+// TestPruneInboxInChunks: PruneInbox deletes, a chunk at a time, the rows
+// older than the retention and keeps the younger ones.
+func TestPruneInboxInChunks(t *testing.T) {
 	env := newTestEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -70,18 +71,25 @@ func TestPruneInboxEvery(t *testing.T) {
 		SELECT 'young', gen_random_uuid() FROM generate_series(1, 10)`); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- PruneInboxEvery(ctx, env.pool, 7*24*time.Hour, time.Hour, env.log) }()
-	waitFor(t, "the old rows pruned", func() (bool, error) {
-		n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'old'`)()
-		return n == 0, err
-	})
+	var chunks []int64
+	for {
+		n, err := PruneInbox(ctx, env.pool, 7*24*time.Hour, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, n)
+		if n < 10000 {
+			break
+		}
+	}
+	if !slices.Equal(chunks, []int64{10000, 10000, 5000}) {
+		t.Errorf("chunks deleted %v, want [10000 10000 5000]", chunks)
+	}
+	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'old'`)(); err != nil || n != 0 {
+		t.Errorf("old rows left: %d (%v), want 0", n, err)
+	}
 	if n, err := env.count(`SELECT count(*) FROM messaging_inbox WHERE handler = 'young'`)(); err != nil || n != 10 {
 		t.Errorf("young rows left: %d (%v), want 10", n, err)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("PruneInboxEvery = %v after cancel, want nil", err)
 	}
 }
 

@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 			every = time.Hour
 		}
 		roles.start("idempotency-pruner", func(ctx context.Context) error {
-			return store.DeleteExpiredIdempotencyEvery(ctx, every, m.idempotencyDeleted, log)
+			return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
 		})
 	}
 	if cfg.has("worker") {
@@ -390,7 +390,9 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 		retention = defaultInboxRetention
 	}
 	start("inbox-pruner", func(ctx context.Context) error {
-		return messaging.PruneInboxEvery(ctx, store.Pool(), retention, time.Hour, log)
+		return pruneEvery(ctx, "messaging_inbox", time.Hour, func(ctx context.Context, limit int) (int64, error) {
+			return messaging.PruneInbox(ctx, store.Pool(), retention, limit)
+		}, nil, log)
 	})
 	return nil
 }

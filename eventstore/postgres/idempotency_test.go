@@ -2,17 +2,16 @@ package postgres
 
 import (
 	"context"
-	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/onboard/onboard/eventstore"
 )
 
-// TestDeleteExpiredIdempotencyEvery: the periodic job removes the records
-// past their expiry, reports how many, keeps the live ones, and stops
-// with its context.
-func TestDeleteExpiredIdempotencyEvery(t *testing.T) {
+// TestDeleteExpiredIdempotency: it removes the records past their expiry,
+// at most limit at a time, reports how many, and keeps the live ones.
+func TestDeleteExpiredIdempotency(t *testing.T) {
 	s, _ := newTestStore(t)
 	ctx := context.Background()
 	record := func(stream, key string, ttl time.Duration) {
@@ -28,15 +27,16 @@ func TestDeleteExpiredIdempotencyEvery(t *testing.T) {
 	record("live", "new", time.Hour)
 	time.Sleep(5 * time.Millisecond)
 
-	var deleted atomic.Int64
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- s.DeleteExpiredIdempotencyEvery(runCtx, 10*time.Millisecond, func(n int64) { deleted.Add(n) }, nil)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for deleted.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	var deleted []int64
+	for _, limit := range []int{1, 10, 10} {
+		n, err := s.DeleteExpiredIdempotency(ctx, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted = append(deleted, n)
+	}
+	if !slices.Equal(deleted, []int64{1, 1, 0}) {
+		t.Errorf("deleted %v with limits 1, 10, 10; want [1 1 0]", deleted)
 	}
 	var left []string
 	rows, err := s.Pool().Query(ctx, `SELECT key FROM idempotency WHERE scope = 'prune' ORDER BY key`)
@@ -51,16 +51,7 @@ func TestDeleteExpiredIdempotencyEvery(t *testing.T) {
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
 	}
-	if deleted.Load() != 2 || len(left) != 1 || left[0] != "new" {
-		t.Errorf("reported %d deleted, left %v; want 2 and [new]", deleted.Load(), left)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("stopped with %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("did not stop with its context")
+	if len(left) != 1 || left[0] != "new" {
+		t.Errorf("left %v; want [new]", left)
 	}
 }

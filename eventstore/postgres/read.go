@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -240,43 +238,4 @@ func (s *Store) DeleteExpiredIdempotency(ctx context.Context, limit int) (int64,
 		return 0, fmt.Errorf("delete expired idempotency records: %w", err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-// DeleteExpiredIdempotencyEvery runs DeleteExpiredIdempotency every
-// interval (and once at the start), in chunks until a chunk comes back
-// short, until ctx is done; it returns nil then. deleted, when not nil, is
-// told how many records each chunk removed. A failed round is logged and
-// tried again the next time.
-func (s *Store) DeleteExpiredIdempotencyEvery(ctx context.Context, interval time.Duration, deleted func(n int64), logger *slog.Logger) error {
-	const chunk = 10000
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	for {
-		var total int64
-		for {
-			n, err := s.DeleteExpiredIdempotency(ctx, chunk)
-			total += n
-			if n > 0 && deleted != nil {
-				deleted(n)
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					logger.Warn("eventstore: deleting expired idempotency records failed; trying again later", "err", err, "deleted", total)
-				}
-				break
-			}
-			if n < chunk {
-				break
-			}
-		}
-		if total > 0 {
-			logger.Info("eventstore: deleted expired idempotency records", "deleted", total)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(interval):
-		}
-	}
 }
