@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -235,6 +236,67 @@ func restore(t *testing.T, env *testEnv, keep eventstore.Seal) {
 	} {
 		if _, err := conn.Exec(ctx, q.sql, q.args...); err != nil {
 			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+}
+
+// flakySeals fails every other AppendSeal, as a store that times out would.
+type flakySeals struct {
+	eventstore.SealStore
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakySeals) AppendSeal(ctx context.Context, s eventstore.Seal) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls%2 == 1
+	f.mu.Unlock()
+	if fail {
+		return errors.New("injected: seal not stored")
+	}
+	return f.SealStore.AppendSeal(ctx, s)
+}
+
+// TestRelaySealFailureKeepsHeads makes half the seal writes fail while the
+// relay publishes: the seals written still match the log, and every
+// stream's newest event is a head of some seal, so a failed write's heads
+// went into the next seal.
+func TestRelaySealFailureKeepsHeads(t *testing.T) {
+	env := newTestEnv(t)
+	key := newSealKey(t)
+	cfg := env.sealCfg(key, &sealCounts{})
+	cfg.Store = &flakySeals{SealStore: env.store}
+	r, stop := env.startRelay(RelayConfig{Seal: cfg})
+	for range 5 {
+		env.appendEvents(4, 20, 3)
+		time.Sleep(2 * cfg.Interval)
+	}
+	waitFor(t, "relay to reach the head", env.relayedAll(r))
+	if err := stop(); err != nil && err != context.Canceled {
+		t.Fatal(err)
+	}
+	seals := env.checkSealsMatchLog(t, key)
+	sealed := map[string]int64{}
+	for _, s := range seals {
+		for _, h := range s.Heads {
+			sealed[h.StreamID] = max(sealed[h.StreamID], h.Version)
+		}
+	}
+	events, err := env.store.ReadAll(context.Background(), eventstore.Cursor{}, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := seals[len(seals)-1]; last.Events != int64(len(events)) {
+		t.Fatalf("the last seal covers %d events, want %d", last.Events, len(events))
+	}
+	newest := map[string]int64{}
+	for _, e := range events {
+		newest[e.StreamID] = max(newest[e.StreamID], e.Version)
+	}
+	for id, v := range newest {
+		if sealed[id] != v {
+			t.Errorf("stream %s: newest version %d, sealed head %d", id, v, sealed[id])
 		}
 	}
 }
