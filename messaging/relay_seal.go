@@ -51,8 +51,9 @@ type SealMetrics interface {
 	// SealWritten is called after a seal covering events events was stored.
 	SealWritten(events int64)
 	// RestoreDetected is called when the relay found the store behind the
-	// seals on NATS ("store_behind") or NATS behind the store
-	// ("nats_behind"): an alert.
+	// seals on NATS ("store_behind"), NATS behind the store ("nats_behind")
+	// or the store on another cluster than recorded ("store_moved"): an
+	// alert.
 	RestoreDetected(direction string)
 }
 
@@ -115,6 +116,16 @@ func (r *Relay) startSealer(ctx context.Context, log *slog.Logger) (*sealer, err
 	cur, err := last.At()
 	if err != nil {
 		return nil, fmt.Errorf("last seal %d: %w", last.Seq, err)
+	}
+	if id.Moved() {
+		msg := fmt.Sprintf("the store moved to another cluster: it was recorded on system %s, it is served by %s: "+
+			"restored from a dump?", id.SystemID, id.ClusterID)
+		log.Error("relay: "+msg, "alert", "store_moved")
+		if id, err = cfg.Store.NewEpoch(ctx, msg); err != nil {
+			return nil, err
+		}
+		r.setAlert("store_moved", msg)
+		cfg.Metrics.RestoreDetected("store_moved")
 	}
 	log.Debug("relay: sealing from the last seal", "seal", last.Seq, "cursor", cur.String(), "epoch", id.Epoch)
 	return &sealer{cfg: cfg, id: id, last: last, cursor: cur, events: last.Events, digest: last.Digest,
@@ -432,7 +443,7 @@ func (r *Relay) Alert() string {
 	r.alertMu.Lock()
 	defer r.alertMu.Unlock()
 	var msg string
-	for _, k := range []string{"store_behind", "nats_behind"} {
+	for _, k := range []string{"store_moved", "store_behind", "nats_behind"} {
 		if a := r.alerts[k]; a != "" {
 			if msg != "" {
 				msg += "; "

@@ -300,3 +300,38 @@ func TestRelaySealFailureKeepsHeads(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreDetectedStoreMoved records the store on another cluster than
+// the one serving it, as a logical restore into a new cluster leaves it:
+// the relay alerts and starts an epoch on the serving cluster.
+func TestRestoreDetectedStoreMoved(t *testing.T) {
+	env := newTestEnv(t)
+	m := &sealCounts{}
+	ctx := context.Background()
+	before, err := env.store.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.ClusterID == "0" {
+		t.Skip("this role cannot read pg_control_system()")
+	}
+	if _, err := env.pool.Exec(ctx, `INSERT INTO store_epochs (epoch, system_identifier, reason) VALUES (2, 42, 'elsewhere')`); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := env.store.Identity(ctx); err != nil || !id.Moved() {
+		t.Fatalf("identity %+v (%v): want moved", id, err)
+	}
+	r, stop := env.startRelay(RelayConfig{Seal: env.sealCfg(newSealKey(t), m)})
+	defer stop()
+	waitFor(t, "the moved-store alert", func() (bool, error) { return m.restored("store_moved") > 0, nil })
+	if a := r.Alert(); !strings.Contains(a, "the store moved to another cluster") {
+		t.Fatalf("alert %q", a)
+	}
+	id, err := env.store.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Epoch != 3 || id.Moved() || id.SystemID != before.ClusterID {
+		t.Fatalf("identity after the alert %+v, want epoch 3 on system %s", id, before.ClusterID)
+	}
+}
