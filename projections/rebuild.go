@@ -40,7 +40,8 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 	res := RebuildResult{Projection: name}
 	// The new tables get their secondary indexes after the bulk load.
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, _, err := lockActive(ctx, tx, name); err != nil {
+		active, _, err := lockActive(ctx, tx, name)
+		if err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT max(version) + 1 FROM projection_versions WHERE name = $1`, name).Scan(&res.To); err != nil {
@@ -49,12 +50,19 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 		if err := proj.create(ctx, tx, res.To); err != nil {
 			return err
 		}
+		grants, err := grantsOn(ctx, tx, proj.table(active), proj.table(res.To))
+		if err != nil {
+			return err
+		}
+		if err := grant(ctx, tx, grants); err != nil {
+			return err
+		}
 		// Unlogged while it is bulk loaded: half the writes. A crash
 		// meanwhile empties it, which only loses the rebuild.
 		if _, err := tx.Exec(ctx, `ALTER TABLE `+proj.table(res.To)+` SET UNLOGGED`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, $2)`, name, res.To)
+		_, err = tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, $2)`, name, res.To)
 		return err
 	})
 	if err != nil {
