@@ -47,14 +47,7 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 		if err := tx.QueryRow(ctx, `SELECT max(version) + 1 FROM projection_versions WHERE name = $1`, name).Scan(&res.To); err != nil {
 			return err
 		}
-		if err := proj.create(ctx, tx, res.To); err != nil {
-			return err
-		}
-		grants, err := grantsOn(ctx, tx, proj.table(active), proj.table(res.To))
-		if err != nil {
-			return err
-		}
-		if err := grant(ctx, tx, grants); err != nil {
+		if err := createLike(ctx, tx, proj, active, res.To); err != nil {
 			return err
 		}
 		// Unlogged while it is bulk loaded: half the writes. A crash
@@ -131,6 +124,19 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 	_ = p.dropVersion(proj, res.From)
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// createLike creates the tables of version to of proj, with the grants
+// of version from's.
+func createLike(ctx context.Context, tx pgx.Tx, proj projection, from, to int) error {
+	if err := proj.create(ctx, tx, to); err != nil {
+		return err
+	}
+	grants, err := grantsOn(ctx, tx, proj.table(from), proj.table(to))
+	if err != nil {
+		return err
+	}
+	return grant(ctx, tx, grants)
 }
 
 // bulkLoad replays the log from the start into version, reading the next

@@ -177,21 +177,20 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	roles.start("http", func(ctx context.Context) error {
 		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
 	})
-	if cfg.separateMetrics() {
-		if err := serveMetrics(cfg, m, log, roles.start); err != nil {
-			cancel()
-			_ = roles.wait(cancel)
-			return err
-		}
+	if err := serveMetrics(cfg, m, log, roles.start); err != nil {
+		return err
 	}
 	return roles.wait(cancel)
 }
 
 func (c runConfig) separateMetrics() bool { return c.metricsAddr != "" || c.metricsListener != nil }
 
-// serveMetrics serves /metrics alone on the metrics address, so that it
-// can be kept off the network the API is published on.
+// serveMetrics serves /metrics alone on the metrics address, when there
+// is one, so that it can be kept off the network the API is published on.
 func serveMetrics(cfg runConfig, m *metrics, log *slog.Logger, start func(string, func(context.Context) error)) error {
+	if !cfg.separateMetrics() {
+		return nil
+	}
 	ln := cfg.metricsListener
 	if ln == nil {
 		var err error
