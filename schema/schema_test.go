@@ -99,6 +99,31 @@ func TestEnsureDatabase(t *testing.T) {
 	}
 }
 
+// TestMigrateSeveralDatabasesAtOnce: the group roles belong to the
+// cluster, so databases migrating at once (tests, two deployments on one
+// cluster) share them; none of the migrations fails for the others'.
+func TestMigrateSeveralDatabasesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	urls := []string{pgtest.NewDatabase(t), pgtest.NewDatabase(t), pgtest.NewDatabase(t)}
+	errs := make(chan error, len(urls))
+	for _, u := range urls {
+		go func() { errs <- schema.Migrate(ctx, u) }()
+	}
+	for range urls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range urls {
+		var n int
+		err := pgtest.NewPool(t, u, 1).QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname LIKE 'onboard\_%' AND NOT rolcanlogin
+			AND has_table_privilege(rolname, 'events', 'SELECT')`).Scan(&n)
+		if err != nil || n != 5 {
+			t.Errorf("%d group roles read events (%v), want 5", n, err)
+		}
+	}
+}
+
 // TestEveryRelationHasItsProcessRoles: each table, view and sequence a
 // migration creates is granted to at least one process role (00009), or is
 // the owner's alone on purpose; a migration that adds a table without
