@@ -195,7 +195,10 @@ process and scale out (workers share durable consumers; one relay is active
 at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS,
 ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider
 URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
-Every role serves /healthz, /readyz and /metrics on --addr.`,
+Every secret may be given as a file instead (<VAR>_FILE). Every role serves
+/healthz, /readyz and /metrics on --addr (/metrics on ONBOARD_METRICS_ADDR
+when set). Each process connects as a login role in the database group roles
+of its roles (README, "Database roles").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadServeConfig(addr, roles)
