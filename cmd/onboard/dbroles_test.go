@@ -96,18 +96,30 @@ func TestProcessRolesRunUnderTheirGrants(t *testing.T) {
 		t.Cleanup(r.stop)
 		started = append(started, r)
 	}
-	// A role refused a statement at start stops at once.
-	time.Sleep(2 * time.Second)
-	for _, r := range started {
-		select {
-		case err := <-r.done:
-			r.done <- err
-			t.Fatalf("role %s stopped: %v", r.name, err)
-		default:
+	// A role refused a statement at start stops: fail then, naming it,
+	// instead of waiting on a listener nobody serves.
+	client := &http.Client{Timeout: 2 * time.Second}
+	waitFor(t, 60*time.Second, "every role ready", func() (bool, string) {
+		for _, r := range started {
+			select {
+			case err := <-r.done:
+				r.done <- err
+				t.Fatalf("role %s stopped: %v", r.name, err)
+			default:
+			}
 		}
-	}
-	waitReady(t, cmdBase, false)
-	waitReady(t, queryBase, false)
+		for _, base := range []string{cmdBase, queryBase} {
+			resp, err := client.Get(base + "/readyz")
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false, base + ": " + resp.Status
+			}
+		}
+		return true, ""
+	})
 
 	signUpToActive(t, cmdBase, queryBase, "roles-1")
 	// A rebuild, run by the owner as `onboard replay rebuild` is, gives
