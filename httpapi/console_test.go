@@ -221,3 +221,50 @@ func TestConsoleScriptFindsItsElements(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleHasNoInlineCode: the page's CSP allows scripts and styles
+// from the console's own files only ('self', no 'unsafe-inline'), so the
+// files must hold no inline script, style, event handler attribute or
+// javascript: URL, and the script must not build code from strings.
+func TestConsoleHasNoInlineCode(t *testing.T) {
+	srv := consoleServer(t)
+	res, _ := consoleGet(t, srv.URL+"/", nil)
+	csp := res.Header.Get("Content-Security-Policy")
+	for _, banned := range []string{"unsafe-inline", "unsafe-eval", "*"} {
+		if strings.Contains(csp, banned) {
+			t.Errorf("Content-Security-Policy %q allows %s", csp, banned)
+		}
+	}
+	if res.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("X-Frame-Options %q, want DENY", res.Header.Get("X-Frame-Options"))
+	}
+	html, err := os.ReadFile("console/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`(?i)<script\b[^>]*>\s*[^<\s]`), // a script with a body
+		regexp.MustCompile(`(?i)<style\b`),
+		regexp.MustCompile(`(?i)\sstyle\s*=`),
+		regexp.MustCompile(`(?i)\son[a-z]+\s*=`),
+		regexp.MustCompile(`(?i)javascript:`),
+	} {
+		if m := re.Find(html); m != nil {
+			t.Errorf("index.html has inline code: %q", m)
+		}
+	}
+	for _, tag := range regexp.MustCompile(`(?i)<script\b[^>]*>`).FindAll(html, -1) {
+		if !regexp.MustCompile(`(?i)\ssrc=`).Match(tag) {
+			t.Errorf("index.html has a script without src: %q", tag)
+		}
+	}
+	js, err := os.ReadFile("console/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, banned := range []string{"eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", `setAttribute("style"`, `setAttribute("on`, "style:"} {
+		if strings.Contains(string(js), banned) {
+			t.Errorf("app.js uses %s", banned)
+		}
+	}
+}

@@ -40,13 +40,14 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 	res := RebuildResult{Projection: name}
 	// The new tables get their secondary indexes after the bulk load.
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, _, err := lockActive(ctx, tx, name); err != nil {
+		active, _, err := lockActive(ctx, tx, name)
+		if err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT max(version) + 1 FROM projection_versions WHERE name = $1`, name).Scan(&res.To); err != nil {
 			return err
 		}
-		if err := proj.create(ctx, tx, res.To); err != nil {
+		if err := createLike(ctx, tx, proj, active, res.To); err != nil {
 			return err
 		}
 		// Unlogged while it is bulk loaded: half the writes. A crash
@@ -54,7 +55,7 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 		if _, err := tx.Exec(ctx, `ALTER TABLE `+proj.table(res.To)+` SET UNLOGGED`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, $2)`, name, res.To)
+		_, err = tx.Exec(ctx, `INSERT INTO projection_versions (name, version) VALUES ($1, $2)`, name, res.To)
 		return err
 	})
 	if err != nil {
@@ -123,6 +124,19 @@ func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult
 	_ = p.dropVersion(proj, res.From)
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// createLike creates the tables of version to of proj, with the grants
+// of version from's.
+func createLike(ctx context.Context, tx pgx.Tx, proj projection, from, to int) error {
+	if err := proj.create(ctx, tx, to); err != nil {
+		return err
+	}
+	grants, err := grantsOn(ctx, tx, proj.table(from), proj.table(to))
+	if err != nil {
+		return err
+	}
+	return grant(ctx, tx, grants)
 }
 
 // bulkLoad replays the log from the start into version, reading the next

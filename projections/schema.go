@@ -66,10 +66,43 @@ func lookup(name string) (projection, error) {
 // view, never none.
 func pointView(ctx context.Context, tx pgx.Tx, p projection, version int) error {
 	view := pgx.Identifier{p.view()}.Sanitize()
-	_, err := tx.Exec(ctx, `DROP VIEW IF EXISTS `+view+`; CREATE VIEW `+view+` AS SELECT * FROM `+
+	grants, err := grantsOn(ctx, tx, p.view(), p.view())
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `DROP VIEW IF EXISTS `+view+`; CREATE VIEW `+view+` AS SELECT * FROM `+
 		pgx.Identifier{p.table(version)}.Sanitize())
 	if err != nil {
 		return fmt.Errorf("point view %s at version %d: %w", p.view(), version, err)
+	}
+	return grant(ctx, tx, grants)
+}
+
+// grantsOn returns the GRANT statements that give target the privileges
+// granted on relation from (to any role but its owner). A new version's
+// tables and a recreated view carry the old ones' grants this way, so the
+// database roles of the processes (package schema's migrations) keep
+// exactly the access they had, without this package naming them.
+func grantsOn(ctx context.Context, tx pgx.Tx, from, target string) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
+		FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+		WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner`, pgx.Identifier{from}.Sanitize())
+	if err != nil {
+		return nil, fmt.Errorf("read the grants on %s: %w", from, err)
+	}
+	on := pgx.Identifier{target}.Sanitize()
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+		var priv, grantee string
+		err := row.Scan(&priv, &grantee)
+		return "GRANT " + priv + " ON " + on + " TO " + grantee, err
+	})
+}
+
+func grant(ctx context.Context, tx pgx.Tx, grants []string) error {
+	for _, g := range grants {
+		if _, err := tx.Exec(ctx, g); err != nil {
+			return fmt.Errorf("%s: %w", g, err)
+		}
 	}
 	return nil
 }

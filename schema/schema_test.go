@@ -98,3 +98,54 @@ func TestEnsureDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMigrateSeveralDatabasesAtOnce: the group roles belong to the
+// cluster, so databases migrating at once (tests, two deployments on one
+// cluster) share them; none of the migrations fails for the others'.
+func TestMigrateSeveralDatabasesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	urls := []string{pgtest.NewDatabase(t), pgtest.NewDatabase(t), pgtest.NewDatabase(t)}
+	errs := make(chan error, len(urls))
+	for _, u := range urls {
+		go func() { errs <- schema.Migrate(ctx, u) }()
+	}
+	for range urls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range urls {
+		var n int
+		err := pgtest.NewPool(t, u, 1).QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname LIKE 'onboard\_%' AND NOT rolcanlogin
+			AND has_table_privilege(rolname, 'events', 'SELECT')`).Scan(&n)
+		if err != nil || n != 5 {
+			t.Errorf("%d group roles read events (%v), want 5", n, err)
+		}
+	}
+}
+
+// TestEveryRelationHasItsProcessRoles: each table, view and sequence a
+// migration creates is granted to at least one process role (00009), or is
+// the owner's alone on purpose; a migration that adds a table without
+// grants fails here rather than in production, where no role could use it.
+func TestEveryRelationHasItsProcessRoles(t *testing.T) {
+	ownerOnly := map[string]bool{"eventstore_schema_version_id_seq": true}
+	pool := pgtest.NewPool(t, pgtest.NewMigratedDatabase(t), 1)
+	rows, err := pool.Query(context.Background(), `SELECT c.relname FROM pg_class c
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'p', 'm')
+		AND NOT EXISTS (SELECT 1 FROM aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
+			WHERE r.rolname IN ('onboard_command', 'onboard_query', 'onboard_worker', 'onboard_relay', 'onboard_projector'))
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if !ownerOnly[n] {
+			t.Errorf("%s is granted to no process role: grant it in a migration (see 00009_roles.sql) or list it as the owner's alone", n)
+		}
+	}
+}

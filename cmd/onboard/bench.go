@@ -88,7 +88,11 @@ func runBench(ctx context.Context, opts benchOptions) error {
 	if err != nil {
 		return err
 	}
-	env, err := bench.NewEnv(ctx, databaseURL(), opts.sizes, opts.progress)
+	url, err := databaseURL()
+	if err != nil {
+		return err
+	}
+	env, err := bench.NewEnv(ctx, url, opts.sizes, opts.progress)
 	if err != nil {
 		return err
 	}

@@ -73,12 +73,16 @@ func TestReplayCoverage(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	pool := pgtest.NewPool(t, databaseURL(), 2)
+	url, err := databaseURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := pgtest.NewPool(t, url, 2)
 	var billing struct {
 		position int64
 		id       uuid.UUID
 	}
-	err := pool.QueryRow(ctx, `SELECT e.position, e.event_id FROM events e
+	err = pool.QueryRow(ctx, `SELECT e.position, e.event_id FROM events e
 		JOIN messaging_inbox i ON i.event_id = e.event_id AND i.handler = $1
 		WHERE e.type = $2 ORDER BY e.position LIMIT 1`, pmHandler(string(domain.StepBilling)), domain.TypeStepRequested).
 		Scan(&billing.position, &billing.id)

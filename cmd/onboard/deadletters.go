@@ -55,7 +55,11 @@ var deadLetterPage = 100
 // openDeadLetters opens the dead-letter store at DATABASE_URL. nc may be
 // nil: the store then lists and gets but cannot re-drive.
 func openDeadLetters(ctx context.Context, nc *nats.Conn) (*messaging.DeadLetters, func(), error) {
-	pool, err := openPool(ctx, databaseURL(), 0)
+	url, err := databaseURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := openPool(ctx, url, 0)
 	if err != nil {
 		return nil, nil, err
 	}

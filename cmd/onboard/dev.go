@@ -114,7 +114,10 @@ func runDev(ctx context.Context, opts devOptions) error {
 		opts.logs = os.Stderr
 	}
 	log := slog.New(process.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
-	url := databaseURL()
+	url, err := databaseURL()
+	if err != nil {
+		return err
+	}
 	db := describeDatabase(url)
 	if err := schema.EnsureDatabase(ctx, url); err != nil {
 		return fmt.Errorf("postgres is not reachable for database %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", db, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,11 +15,14 @@ import (
 // defaultDatabaseURL is the local development database.
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/onboard?sslmode=disable"
 
-func databaseURL() string {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u
+// databaseURL is DATABASE_URL (or DATABASE_URL_FILE: the URL may hold a
+// password), or the local development database.
+func databaseURL() (string, error) {
+	u, err := secretEnv("DATABASE_URL")
+	if u == "" && err == nil {
+		u = defaultDatabaseURL
 	}
-	return defaultDatabaseURL
+	return u, err
 }
 
 func newMigrateCmd() *cobra.Command {
@@ -33,7 +35,10 @@ onboard. The roles of onboard serve start only on a database at the version
 their binary needs, so run this before starting a new version.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			url := databaseURL()
+			url, err := databaseURL()
+			if err != nil {
+				return err
+			}
 			if create {
 				if err := schema.EnsureDatabase(cmd.Context(), url); err != nil {
 					return fmt.Errorf("cannot reach Postgres at DATABASE_URL (start one, e.g. pg_ctlcluster 15 main start): %w", err)

@@ -62,7 +62,11 @@ func (s replayStore) Close() {
 // what is there: they never create or migrate a table, so a mistyped
 // database name fails instead of passing an audit of nothing.
 func openStore(ctx context.Context) (replayStore, error) {
-	pool, err := openPool(ctx, databaseURL(), 0)
+	url, err := databaseURL()
+	if err != nil {
+		return replayStore{}, err
+	}
+	pool, err := openPool(ctx, url, 0)
 	if err != nil {
 		return replayStore{}, err
 	}

@@ -30,12 +30,16 @@ import (
 // runConfig is what the roles of one process need; `serve` reads it from
 // flags and the environment, `dev` fills it for a laptop.
 type runConfig struct {
-	addr          string
-	roles         []string
-	databaseURL   string
-	natsURL       string // empty: the worker reads the event store directly and no relay runs
-	natsReplicas  int
-	apiKeys       []httpapi.APIKey
+	addr         string
+	roles        []string
+	databaseURL  string
+	natsURL      string // empty: the worker reads the event store directly and no relay runs
+	natsReplicas int
+	apiKeys      []httpapi.APIKey
+	// apiRate and apiBurst limit each API key's requests; 0 means
+	// httpapi's defaults.
+	apiRate       float64
+	apiBurst      int
 	webhookSecret string
 	providers     [5]providers.Config // kyc, payments, provisioning, crm, email
 	process       process.Config
@@ -44,6 +48,11 @@ type runConfig struct {
 	public func(mux *http.ServeMux)
 	// listener, when set, is where the HTTP server listens instead of addr.
 	listener net.Listener
+	// metricsAddr, when set, is where /metrics is served instead of
+	// beside the API (ONBOARD_METRICS_ADDR); metricsListener, when set,
+	// is where it listens instead.
+	metricsAddr     string
+	metricsListener net.Listener
 	// tracer records spans; nil means no tracing.
 	tracer trace.TracerProvider
 	// inboxRetention is how long the worker keeps its consumers' inbox
@@ -171,7 +180,34 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	roles.start("http", func(ctx context.Context) error {
 		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
 	})
+	if err := serveMetrics(cfg, m, log, roles.start); err != nil {
+		return err
+	}
 	return roles.wait(cancel)
+}
+
+func (c runConfig) separateMetrics() bool { return c.metricsAddr != "" || c.metricsListener != nil }
+
+// serveMetrics serves /metrics alone on the metrics address, when there
+// is one, so that it can be kept off the network the API is published on.
+func serveMetrics(cfg runConfig, m *metrics, log *slog.Logger, start func(string, func(context.Context) error)) error {
+	if !cfg.separateMetrics() {
+		return nil
+	}
+	ln := cfg.metricsListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			return fmt.Errorf("ONBOARD_METRICS_ADDR: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	log.Info("metrics served apart", "addr", ln.Addr().String())
+	start("metrics", func(ctx context.Context) error {
+		return httpapi.Serve(ctx, httpapi.NewServer(cfg.metricsAddr, mux), ln, 10*time.Second)
+	})
+	return nil
 }
 
 // relaySeal is the relay's sealing of the log, or nil without a seal key.
@@ -252,7 +288,9 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 	m *metrics, log *slog.Logger, tracer trace.Tracer, checks []httpapi.ReadinessCheck) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
-	mux.Handle("GET /metrics", m.handler())
+	if !cfg.separateMetrics() {
+		mux.Handle("GET /metrics", m.handler())
+	}
 	httpapi.Health{Checks: append(readinessChecks(store.Pool(), nc), checks...)}.Register(mux)
 	if cfg.has("command") {
 		api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: cfg.webhookSecret, Logger: log, Tracer: tracer})
@@ -265,13 +303,28 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Logger: log}).Register(mux)
 		httpapi.RegisterConsole(mux)
 	}
-	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: cfg.apiKeys})
+	warnKeyExpiry(cfg.apiKeys, time.Now(), log)
+	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: cfg.apiKeys, RatePerSecond: cfg.apiRate, Burst: cfg.apiBurst})
 	root := http.NewServeMux()
 	root.Handle("/", auth.Middleware(mux))
 	if cfg.public != nil {
 		cfg.public(root)
 	}
 	return root, nil
+}
+
+// warnKeyExpiry tells, by name, of the API keys that have expired or
+// expire within a week, so that a rotation left half done is seen before
+// clients are refused.
+func warnKeyExpiry(keys []httpapi.APIKey, now time.Time, log *slog.Logger) {
+	for _, k := range keys {
+		switch {
+		case k.Expired(now):
+			log.Warn("API key expired: remove it from ONBOARD_API_KEYS", "name", k.Name, "expired", k.Expires)
+		case !k.Expires.IsZero() && k.Expires.Before(now.Add(7*24*time.Hour)):
+			log.Warn("API key expires within a week", "name", k.Name, "expires", k.Expires)
+		}
+	}
 }
 
 // readinessChecks are Postgres and, when the process uses it, NATS.

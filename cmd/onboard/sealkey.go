@@ -15,20 +15,18 @@ import (
 )
 
 // loadSealKey returns the relay's seal key from ONBOARD_SEAL_KEY (the
-// base64 of an ed25519 seed) or the file ONBOARD_SEAL_KEY_FILE holds it
-// in, or nil when neither is set.
+// base64 of an ed25519 seed) or the file ONBOARD_SEAL_KEY_FILE names, or
+// nil when neither is set.
 func loadSealKey() (ed25519.PrivateKey, error) {
-	if v := os.Getenv("ONBOARD_SEAL_KEY"); v != "" {
-		k, err := eventstore.ParseSealKey(v)
-		if err != nil {
-			return nil, fmt.Errorf("ONBOARD_SEAL_KEY: %w", err)
-		}
-		return k, nil
+	v, err := secretEnv("ONBOARD_SEAL_KEY")
+	if err != nil || v == "" {
+		return nil, err
 	}
-	if p := os.Getenv("ONBOARD_SEAL_KEY_FILE"); p != "" {
-		return readSealKey(p)
+	k, err := eventstore.ParseSealKey(v)
+	if err != nil {
+		return nil, fmt.Errorf("ONBOARD_SEAL_KEY: %w", err)
 	}
-	return nil, nil
+	return k, nil
 }
 
 func readSealKey(path string) (ed25519.PrivateKey, error) {

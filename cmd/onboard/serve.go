@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -25,8 +26,11 @@ var providerNames = [5]string{"kyc", "payments", "provisioning", "crm", "email"}
 // loadServeConfig reads and validates the flags and the environment,
 // reporting every problem at once, one line each.
 func loadServeConfig(addr, roles string) (runConfig, error) {
-	cfg := runConfig{addr: addr, databaseURL: databaseURL(), natsURL: os.Getenv("NATS_URL"), webhookSecret: os.Getenv("KYC_WEBHOOK_SECRET")}
-	var errs []error
+	cfg := runConfig{addr: addr, natsURL: os.Getenv("NATS_URL")}
+	url, err := databaseURL()
+	cfg.databaseURL = url
+	errs := []error{err}
+	before := len(errs)
 	for _, r := range strings.Split(roles, ",") {
 		r = strings.TrimSpace(r)
 		switch {
@@ -37,27 +41,11 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 			cfg.roles = append(cfg.roles, r)
 		}
 	}
-	if len(cfg.roles) == 0 && len(errs) == 0 {
+	if len(cfg.roles) == 0 && len(errs) == before {
 		errs = append(errs, errors.New("--roles: name at least one role"))
 	}
-	if cfg.has("command") {
-		keys, err := httpapi.ParseAPIKeys(os.Getenv("ONBOARD_API_KEYS"))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("ONBOARD_API_KEYS: %w", err))
-		}
-		if len(keys) == 0 && err == nil {
-			errs = append(errs, errors.New("ONBOARD_API_KEYS: set at least one key, as role:name:secret[,...]"))
-		}
-		cfg.apiKeys = keys
-		if len(cfg.webhookSecret) < 16 {
-			errs = append(errs, errors.New("KYC_WEBHOOK_SECRET: set the KYC provider's webhook secret (at least 16 characters)"))
-		}
-	} else if cfg.has("query") {
-		keys, err := httpapi.ParseAPIKeys(os.Getenv("ONBOARD_API_KEYS"))
-		if err != nil || len(keys) == 0 {
-			errs = append(errs, errors.New("ONBOARD_API_KEYS: set at least one key, as role:name:secret[,...]"))
-		}
-		cfg.apiKeys = keys
+	if cfg.has("command") || cfg.has("query") {
+		errs = append(errs, loadAPIConfig(&cfg)...)
 	}
 	if cfg.has("worker") {
 		provs, err := providerConfigs()
@@ -92,12 +80,60 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr: %w", err))
 	}
+	if cfg.metricsAddr = os.Getenv("ONBOARD_METRICS_ADDR"); cfg.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.metricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("ONBOARD_METRICS_ADDR: %w", err))
+		}
+	}
 	return cfg, newConfigErrors(errs...)
+}
+
+// loadAPIConfig reads the HTTP roles' API keys, their rate limit and (for
+// the command role) the KYC webhook's secret.
+func loadAPIConfig(cfg *runConfig) []error {
+	var errs []error
+	spec, err := secretEnv("ONBOARD_API_KEYS")
+	if err != nil {
+		return append(errs, err)
+	}
+	keys, err := httpapi.ParseAPIKeys(spec)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("ONBOARD_API_KEYS: %w", err))
+	case len(keys) == 0:
+		errs = append(errs, errors.New("ONBOARD_API_KEYS: set at least one key, as role:name:secret[,...]"))
+	}
+	cfg.apiKeys = keys
+	if v := os.Getenv("ONBOARD_API_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 || math.IsInf(r, 0) {
+			errs = append(errs, fmt.Errorf("ONBOARD_API_RATE: want requests per second per key above 0 (e.g. 50), got %q", v))
+		}
+		cfg.apiRate = r
+	}
+	if v := os.Getenv("ONBOARD_API_BURST"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("ONBOARD_API_BURST: want a number of requests of 1 or more (e.g. 100), got %q", v))
+		}
+		cfg.apiBurst = n
+	}
+	if cfg.has("command") {
+		secret, err := secretEnv("KYC_WEBHOOK_SECRET")
+		cfg.webhookSecret = secret
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case len(secret) < 16:
+			errs = append(errs, errors.New("KYC_WEBHOOK_SECRET: set the KYC provider's webhook secret (at least 16 characters)"))
+		}
+	}
+	return errs
 }
 
 // providerConfigs reads each provider's base URL from <NAME>_URL, or from
 // SIM_URL (the simulator's /sim root) plus the provider's name, and its
-// key from <NAME>_API_KEY.
+// key from <NAME>_API_KEY (or <NAME>_API_KEY_FILE).
 func providerConfigs() ([5]providers.Config, error) {
 	var out [5]providers.Config
 	var errs []error
@@ -111,7 +147,9 @@ func providerConfigs() ([5]providers.Config, error) {
 		if u == "" {
 			errs = append(errs, fmt.Errorf("%s_URL: set the %s provider's base URL (or SIM_URL for the simulator)", env, name))
 		}
-		out[i] = providers.Config{BaseURL: u, APIKey: os.Getenv(env + "_API_KEY")}
+		key, err := secretEnv(env + "_API_KEY")
+		errs = append(errs, err)
+		out[i] = providers.Config{BaseURL: u, APIKey: key}
 	}
 	// Durations of the provider clients' policy (providers.Policy), each
 	// set for every provider.
@@ -157,7 +195,10 @@ process and scale out (workers share durable consumers; one relay is active
 at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS,
 ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider
 URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
-Every role serves /healthz, /readyz and /metrics on --addr.`,
+Every secret may be given as a file instead (<VAR>_FILE). Every role serves
+/healthz, /readyz and /metrics on --addr (/metrics on ONBOARD_METRICS_ADDR
+when set). Each process connects as a login role in the database group roles
+of its roles (README, "Database roles").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadServeConfig(addr, roles)

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onboard/onboard/httpapi"
+	"github.com/onboard/onboard/internal/pgtest"
 )
 
 func TestServeConfigInboxRetention(t *testing.T) {
@@ -145,5 +151,52 @@ func TestServeConfigErrorsOnePerLine(t *testing.T) {
 	}
 	if len(lines) < len(want) {
 		t.Errorf("%d lines for at least %d problems:\n%s", len(lines), len(want), stderr)
+	}
+}
+
+func TestServeConfigAPIRateAndMetricsAddr(t *testing.T) {
+	t.Setenv("ONBOARD_API_KEYS", "client:a:client-secret-0123456789")
+	t.Setenv("ONBOARD_API_RATE", "2.5")
+	t.Setenv("ONBOARD_API_BURST", "7")
+	t.Setenv("ONBOARD_METRICS_ADDR", "127.0.0.1:9100")
+	cfg, err := loadServeConfig("127.0.0.1:0", "query")
+	if err != nil || cfg.apiRate != 2.5 || cfg.apiBurst != 7 || cfg.metricsAddr != "127.0.0.1:9100" {
+		t.Fatalf("rate %v, burst %d, metrics %q, err %v", cfg.apiRate, cfg.apiBurst, cfg.metricsAddr, err)
+	}
+	t.Setenv("ONBOARD_API_RATE", "0")
+	t.Setenv("ONBOARD_API_BURST", "many")
+	t.Setenv("ONBOARD_METRICS_ADDR", "9100")
+	_, err = loadServeConfig("127.0.0.1:0", "query")
+	for _, want := range []string{"ONBOARD_API_RATE", "ONBOARD_API_BURST", "ONBOARD_METRICS_ADDR"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want one naming %s", err, want)
+		}
+	}
+}
+
+// TestMetricsOnTheirOwnAddress: with a metrics address, /metrics is
+// served there and no longer beside the API.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := httpapi.ParseAPIKeys("client:a:" + devClientKey)
+	r := &role{t: t, name: "query", log: slog.New(slog.DiscardHandler), cfg: runConfig{addr: "127.0.0.1:0", roles: []string{"query"},
+		databaseURL: pgtest.NewMigratedDatabase(t), apiKeys: keys, listener: ln, metricsListener: mln}}
+	r.start()
+	t.Cleanup(r.stop)
+	base := "http://" + ln.Addr().String()
+	waitReady(t, base, false)
+	if status, _ := call(t, "GET", base+"/metrics", "", ""); status != http.StatusNotFound {
+		t.Errorf("GET /metrics beside the API: %d, want 404", status)
+	}
+	status, body := call(t, "GET", "http://"+mln.Addr().String()+"/metrics", "", "")
+	if status != http.StatusOK || !strings.Contains(string(body), "onboard_projection_lag_events") {
+		t.Errorf("GET /metrics on the metrics address: %d %.200s", status, body)
 	}
 }

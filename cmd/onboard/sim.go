@@ -54,7 +54,10 @@ providers and the ledger are served alone.`,
 			}
 			cfg.AdminKey = adminKey
 			if cfg.AdminKey == "" {
-				cfg.AdminKey = os.Getenv(simAdminKeyEnv)
+				var err error
+				if cfg.AdminKey, err = secretEnv(simAdminKeyEnv); err != nil {
+					return err
+				}
 			}
 			s, err := sim.New(cfg)
 			if err != nil {
