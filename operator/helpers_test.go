@@ -91,3 +91,5 @@ func (e env) waitPaused(t *testing.T, n int64) {
 		return err == nil && f.States["paused"] == n
 	})
 }
+
+func metaOf(actor string) commands.Meta { return commands.Meta{Actor: actor} }
