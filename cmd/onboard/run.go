@@ -59,6 +59,12 @@ type runConfig struct {
 	// idempotencyPruneInterval is how often the command role deletes
 	// expired idempotency records; 0 means hourly.
 	idempotencyPruneInterval time.Duration
+	// bulkRate is the most commands a second of a bulk operation; 0 means
+	// defaultBulkRate.
+	bulkRate float64
+	// stuckDeadlines override the stuck detector's derived deadlines
+	// ("verifying=40m,provisioning/billing=10m").
+	stuckDeadlines string
 }
 
 // defaultInboxRetention outlasts any redelivery or re-publish of an event
@@ -148,13 +154,23 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 			return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
 		})
 	}
+	var tools *operatorTools
+	if cfg.has("command") || cfg.has("query") {
+		if tools, err = newOperatorTools(ctx, cfg, store, cmds, proj, nc, log); err != nil {
+			return err
+		}
+	}
+	if cfg.has("command") {
+		// Bulk operations are commands: the command role executes them.
+		roles.start("bulk", tools.bulks.Run)
+	}
 	if cfg.has("worker") {
 		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
 			return err
 		}
 	}
 
-	root, err := httpHandler(cfg, store, cmds, proj, nc, m, log, tracer, checks)
+	root, err := httpHandler(cfg, store, cmds, proj, tools, nc, m, log, tracer, checks)
 	if err != nil {
 		return err
 	}
@@ -245,7 +261,7 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 // httpHandler is the process's HTTP surface: the OpenAPI document, the
 // metrics, the health checks and the APIs of its roles behind the API
 // keys, and the public routes beside them.
-func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, nc *nats.Conn,
+func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, tools *operatorTools, nc *nats.Conn,
 	m *metrics, log *slog.Logger, tracer trace.Tracer, checks []httpapi.ReadinessCheck) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
@@ -261,6 +277,8 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 	if cfg.has("query") {
 		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Logger: log}).Register(mux)
 		httpapi.RegisterConsole(mux)
+		tools.api(log).Register(mux)
+		m.reg.MustRegister(newStuckCollector(tools.stuck))
 	}
 	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: cfg.apiKeys})
 	root := http.NewServeMux()
