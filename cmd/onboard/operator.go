@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,6 +52,24 @@ func stuckDeadlines(cfg runConfig) (operator.Deadlines, error) {
 		return nil, fmt.Errorf("ONBOARD_STUCK_DEADLINES: %w", err)
 	}
 	return d, nil
+}
+
+// loadOperatorConfig reads ONBOARD_BULK_RATE and ONBOARD_STUCK_DEADLINES
+// (after the process managers' settings, which the deadlines derive from).
+func loadOperatorConfig(cfg *runConfig) []error {
+	var errs []error
+	if r := os.Getenv("ONBOARD_BULK_RATE"); r != "" {
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 || v > 10000 {
+			errs = append(errs, fmt.Errorf("ONBOARD_BULK_RATE: want commands a second, above 0 and at most 10000, got %q", r))
+		}
+		cfg.bulkRate = v
+	}
+	cfg.stuckDeadlines = os.Getenv("ONBOARD_STUCK_DEADLINES")
+	if _, err := stuckDeadlines(*cfg); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 func newOperatorTools(ctx context.Context, cfg runConfig, store *postgres.Store, cmds *commands.Handler,

@@ -82,17 +82,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.inboxRetention = d
 	}
-	if r := os.Getenv("ONBOARD_BULK_RATE"); r != "" {
-		v, err := strconv.ParseFloat(r, 64)
-		if err != nil || v <= 0 || v > 10000 {
-			errs = append(errs, fmt.Errorf("ONBOARD_BULK_RATE: want commands a second, above 0 and at most 10000, got %q", r))
-		}
-		cfg.bulkRate = v
-	}
-	cfg.stuckDeadlines = os.Getenv("ONBOARD_STUCK_DEADLINES")
-	if _, err := stuckDeadlines(cfg); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, loadOperatorConfig(&cfg)...)
 	if r := os.Getenv("ONBOARD_PROJECTOR_PACE"); r != "" {
 		d, err := time.ParseDuration(r)
 		if err != nil || d < 0 || d > time.Minute {
