@@ -30,6 +30,7 @@ window.onboardOperator = (ui) => {
   }
 
   function renderGroups(groups) {
+    $("groups-wrap").hidden = groups.length === 0;
     $("groups").replaceChildren(...groups.map((g) => h("div", {class: "group", dataset: {step: g.step, cause: g.cause}},
       h("div", {class: "group-head"},
         h("strong", {text: g.step}), h("span", {class: "cause", text: g.cause || "no reason"}),
@@ -67,8 +68,8 @@ window.onboardOperator = (ui) => {
       h("td", {}, customerLink(s)),
       h("td", {}, stateBadge(s.state)),
       h("td", {text: s.step}),
-      h("td", {text: s.waits_for}),
-      h("td", {class: "age-old", title: "due " + fmtTime(s.deadline), text: fmtDuration(ageSeconds(s.deadline))}))));
+      h("td", {dataset: {label: "waits for"}, text: s.waits_for}),
+      h("td", {class: "age-old", dataset: {label: "overdue"}, title: "due " + fmtTime(s.deadline), text: fmtDuration(ageSeconds(s.deadline))}))));
   }
 
   function renderDeadLetters(items) {
@@ -160,12 +161,12 @@ window.onboardOperator = (ui) => {
     $("calls-empty").hidden = calls.length > 0;
     $("calls").hidden = calls.length === 0;
     $("calls").tBodies[0].replaceChildren(...calls.map((c) => h("tr", {class: "o-" + c.outcome},
-      h("td", {text: c.step + " (" + c.provider + ")"}),
-      h("td", {text: c.attempt_group + "." + c.attempt}),
-      h("td", {class: "mono wrap", text: c.idempotency_key}),
-      h("td", {title: c.requested_at, text: fmtTime(c.requested_at)}),
-      h("td", {class: "wrap", text: c.outcome.replace("_", " ") + (c.error_class ? " (" + c.error_class + ")" : "") + (c.message ? ": " + c.message : "")}),
-      h("td", {class: "num", text: c.latency_ms != null ? c.latency_ms + " ms" : ""}))));
+      h("td", {dataset: {label: "step"}, text: c.step + " (" + c.provider + ")"}),
+      h("td", {dataset: {label: "attempt (group.attempt)"}, text: c.attempt_group + "." + c.attempt}),
+      h("td", {class: "mono wrap", dataset: {label: "key"}, text: c.idempotency_key}),
+      h("td", {dataset: {label: "requested"}, title: c.requested_at, text: fmtTime(c.requested_at)}),
+      h("td", {class: "wrap", dataset: {label: "outcome"}, text: c.outcome.replace("_", " ") + (c.error_class ? " (" + c.error_class + ")" : "") + (c.message ? ": " + c.message : "")}),
+      h("td", {class: "num", dataset: {label: "latency"}, text: c.latency_ms != null ? c.latency_ms + " ms" : ""}))));
     const timers = x.timers || [], inbox = x.inbox || [], dead = x.dead_letters || [], traces = x.trace_ids || [];
     $("c-more-summary").textContent = timers.length + " pending timers, " + inbox.length + " inbox rows, " + dead.length +
       " dead letters, " + traces.length + " traces";
