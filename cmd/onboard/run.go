@@ -143,17 +143,6 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if cfg.has("projector") {
 		roles.start("projector", proj.Run)
 	}
-	if cfg.has("command") {
-		// The role that writes the idempotency records deletes them once
-		// expired; lookups ignore them from then on anyway.
-		every := cfg.idempotencyPruneInterval
-		if every <= 0 {
-			every = time.Hour
-		}
-		roles.start("idempotency-pruner", func(ctx context.Context) error {
-			return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
-		})
-	}
 	var tools *operatorTools
 	if cfg.has("command") || cfg.has("query") {
 		if tools, err = newOperatorTools(ctx, cfg, store, cmds, proj, nc, log); err != nil {
@@ -161,8 +150,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 	}
 	if cfg.has("command") {
-		// Bulk operations are commands: the command role executes them.
-		roles.start("bulk", tools.bulks.Run)
+		startCommandChores(cfg, store, tools, m, log, roles.start)
 	}
 	if cfg.has("worker") {
 		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
@@ -185,6 +173,22 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return httpapi.Serve(ctx, httpapi.NewServer(cfg.addr, root), ln, 10*time.Second)
 	})
 	return roles.wait(cancel)
+}
+
+// startCommandChores starts the command role's background work: deleting
+// expired idempotency records (the role that writes them deletes them;
+// lookups ignore them from then on anyway) and executing bulk operations,
+// which are commands.
+func startCommandChores(cfg runConfig, store *postgres.Store, tools *operatorTools, m *metrics, log *slog.Logger,
+	start func(string, func(context.Context) error)) {
+	every := cfg.idempotencyPruneInterval
+	if every <= 0 {
+		every = time.Hour
+	}
+	start("idempotency-pruner", func(ctx context.Context) error {
+		return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
+	})
+	start("bulk", tools.bulks.Run)
 }
 
 // relaySeal is the relay's sealing of the log, or nil without a seal key.
