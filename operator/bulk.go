@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -189,7 +190,19 @@ func (b *Bulks) targets(ctx context.Context, action Action, f Filter) ([]project
 			out = append(out, c)
 		}
 	}
+	// Oldest first: the longest paused (or, not paused, signed up) wait
+	// least for their turn.
+	slices.SortStableFunc(out, func(a, b projections.Customer) int {
+		return since(a).Compare(since(b))
+	})
 	return out, nil
+}
+
+func since(c projections.Customer) time.Time {
+	if c.PausedAt != nil {
+		return *c.PausedAt
+	}
+	return c.CreatedAt
 }
 
 // DryRun returns how many customers the action would act on, and up to

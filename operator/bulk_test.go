@@ -166,7 +166,7 @@ func TestBulkSurvivesAStopMidway(t *testing.T) {
 	stop()
 	// The last target's command commits as an executor's would, with its
 	// record, but its outcome is never written: the executor "crashed".
-	last := ids[0] // targets are newest first
+	last := ids[n-1] // targets are oldest first
 	_, err = e.cmds.Execute(ctx, last, nil, commands.Meta{Actor: "operator:ada", CorrelationID: op.ID.String()},
 		func(c *domain.Customer) error { return c.Cancel("operator:ada", "launch called off") },
 		eventstore.WithIdempotency(eventstore.IdempotencyRecord{Scope: "bulk:" + op.ID.String(), Key: last.String(),

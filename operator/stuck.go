@@ -157,7 +157,8 @@ func (d Detector) Stuck(ctx context.Context) ([]StuckCustomer, error) {
 		if !now.After(due) {
 			continue
 		}
-		if d.Timers != nil {
+		// A paused customer has no timer: it waits for an operator.
+		if d.Timers != nil && c.State != string(domain.StatePaused) {
 			timers, err := d.Timers.TimersOf(ctx, c.ID)
 			if err != nil {
 				return nil, err
