@@ -27,6 +27,8 @@ type DeadLetterAdmin interface {
 var (
 	ErrDeadLetterNotFound = errors.New("no such dead letter")
 	ErrDeadLetterResolved = errors.New("the dead letter was handled since")
+	// ErrRedriveUnavailable: this process cannot publish (no NATS).
+	ErrRedriveUnavailable = errors.New("this process has no NATS connection to re-drive with; use onboard deadletters redrive")
 )
 
 // OperatorConfig configures the operator API: bulk actions, the stuck
@@ -96,6 +98,8 @@ func (a *OperatorAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, errQueryNotFound.problem)
 	case errors.Is(err, ErrDeadLetterNotFound):
 		writeProblem(w, Problem{Type: ProblemNotFound, Status: http.StatusNotFound, Detail: "no dead letter with this id"})
+	case errors.Is(err, ErrRedriveUnavailable):
+		writeProblem(w, Problem{Type: ProblemUnavailable, Status: http.StatusServiceUnavailable, Detail: ErrRedriveUnavailable.Error()})
 	case errors.Is(err, ErrDeadLetterResolved):
 		writeProblem(w, Problem{Type: ProblemConflict, Status: http.StatusConflict, Detail: err.Error()})
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

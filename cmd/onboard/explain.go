@@ -55,7 +55,7 @@ func newExplainCmd() *cobra.Command {
 				return err
 			}
 			x := operator.Explainer{Events: store, Timers: timerSource{process.NewTimers(pool)}, Inbox: inboxSource{pool},
-				DeadLetters: deadLetterSource{dl}, Policy: policyOf(pc)}
+				DeadLetters: deadLetterSource{d: dl}, Policy: policyOf(pc)}
 			out, err := x.Explain(ctx, id)
 			if errors.Is(err, operator.ErrNotFound) {
 				return fmt.Errorf("no customer %s in the database at DATABASE_URL", id)

@@ -100,7 +100,7 @@ func newOperatorTools(ctx context.Context, cfg runConfig, store *postgres.Store,
 		return nil, err
 	}
 	timers := timerSource{process.NewTimers(pool)}
-	dead := deadLetterSource{dl}
+	dead := deadLetterSource{d: dl, canPublish: nc != nil}
 	return &operatorTools{
 		bulks: bulks, reads: proj, dead: dead,
 		explainer: operator.Explainer{Events: store, Timers: timers, Inbox: inboxSource{pool}, DeadLetters: dead, Policy: policyOf(cfg.process)},
@@ -142,7 +142,12 @@ func (s inboxSource) InboxOf(ctx context.Context, ids []uuid.UUID) ([]operator.I
 }
 
 // deadLetterSource lists and re-drives the messaging's dead letters.
-type deadLetterSource struct{ d *messaging.DeadLetters }
+type deadLetterSource struct {
+	d *messaging.DeadLetters
+	// canPublish is false in a process without a NATS connection: it lists
+	// but cannot re-drive.
+	canPublish bool
+}
 
 func entryOf(d messaging.DeadLetter) operator.DeadLetterEntry {
 	return operator.DeadLetterEntry{ID: d.ID, Handler: d.Handler, EventID: d.EventID, EventType: d.EventType, Error: d.Error,
@@ -168,6 +173,13 @@ func (s deadLetterSource) List(ctx context.Context, status string, limit int) ([
 }
 
 func (s deadLetterSource) Redrive(ctx context.Context, id int64) error {
+	if !s.canPublish {
+		_, err := s.d.Get(ctx, id)
+		if errors.Is(err, messaging.ErrDeadLetterNotFound) {
+			return fmt.Errorf("%w: %w", httpapi.ErrDeadLetterNotFound, err)
+		}
+		return errors.Join(httpapi.ErrRedriveUnavailable, err)
+	}
 	err := s.d.Redrive(ctx, id)
 	switch {
 	case errors.Is(err, messaging.ErrDeadLetterNotFound):
