@@ -269,13 +269,26 @@ type ProviderCall struct {
 	IdempotencyKey string    `json:"idempotency_key"`
 	RequestedAt    time.Time `json:"requested_at"`
 	// Outcome is succeeded, failed, check_started (the KYC check runs; its
-	// verdict comes by webhook) or in_flight.
+	// verdict comes by webhook), in_flight, or compensated (an undo after a
+	// cancel).
 	Outcome    string     `json:"outcome"`
 	ErrorClass string     `json:"error_class,omitempty"`
 	Message    string     `json:"message,omitempty"`
 	AnsweredAt *time.Time `json:"answered_at,omitempty"`
 	// LatencyMS is from the request's event to the outcome's.
 	LatencyMS *int64 `json:"latency_ms,omitempty"`
+}
+
+// compensation is an undo call, recorded by its outcome's event alone: its
+// request and its failed tries leave no event (they are retried by a
+// timer), so it has no attempt or latency.
+func compensation(step domain.Step, at time.Time, existed bool, done string) ProviderCall {
+	msg := done
+	if !existed {
+		msg = "nothing to undo: the provider held none"
+	}
+	return ProviderCall{Step: string(step), Provider: projections.ProviderOf(step), RequestedAt: at, Outcome: "compensated",
+		Message: msg, AnsweredAt: &at}
 }
 
 // callsOf pairs each step_requested with the outcome of its attempt.
@@ -306,6 +319,15 @@ func callsOf(envs []eventstore.Envelope, events []domain.Event) []ProviderCall {
 			answer(e.Step, e.Attempt, at, "failed", string(e.Class), e.Message)
 		case domain.VerificationCheckStarted:
 			answer(domain.StepVerification, e.Attempt, at, "check_started", "", "check "+e.CheckID)
+		case domain.BillingClosed:
+			calls = append(calls, compensation(domain.StepBilling, at, e.Existed, "account "+e.AccountID+" closed"))
+		case domain.TenantDeprovisioned:
+			calls = append(calls, compensation(domain.StepTenant, at, e.Existed, "tenant "+e.TenantID+" deprovisioned"))
+		case domain.SupportNotified:
+			if e.Channel == "email" {
+				calls = append(calls, ProviderCall{Step: string(domain.StepVerification), Provider: "email", RequestedAt: at,
+					Outcome: "succeeded", Message: "support told of the rejection", AnsweredAt: &at})
+			}
 		}
 	}
 	return calls

@@ -162,7 +162,7 @@ window.onboardOperator = (ui) => {
     $("calls").hidden = calls.length === 0;
     $("calls").tBodies[0].replaceChildren(...calls.map((c) => h("tr", {class: "o-" + c.outcome},
       h("td", {dataset: {label: "step"}, text: c.step + " (" + c.provider + ")"}),
-      h("td", {dataset: {label: "attempt (group.attempt)"}, text: c.attempt_group + "." + c.attempt}),
+      h("td", {dataset: {label: "attempt (group.attempt)"}, text: c.attempt ? c.attempt_group + "." + c.attempt : ""}),
       h("td", {class: "mono wrap", dataset: {label: "key"}, text: c.idempotency_key}),
       h("td", {dataset: {label: "requested"}, title: c.requested_at, text: fmtTime(c.requested_at)}),
       h("td", {class: "wrap", dataset: {label: "outcome"}, text: c.outcome.replace("_", " ") + (c.error_class ? " (" + c.error_class + ")" : "") + (c.message ? ": " + c.message : "")}),
