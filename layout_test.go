@@ -30,7 +30,8 @@ var allowedImports = map[string][]string{
 	"projections":               {"domain", "eventstore"},
 	"audit":                     {"projections", "domain", "eventstore"},
 	"messaging":                 {"eventstore"},
-	"httpapi":                   {"commands", "projections", "providers", "domain", "eventstore"},
+	"operator":                  {"commands", "projections", "domain", "eventstore"},
+	"httpapi":                   {"commands", "operator", "projections", "providers", "domain", "eventstore"},
 }
 
 // onlyCmd may be imported by cmd/onboard alone.

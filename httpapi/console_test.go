@@ -211,13 +211,15 @@ func TestConsoleScriptFindsItsElements(t *testing.T) {
 	for _, m := range consoleElementID.FindAllSubmatch(files["console/index.html"], -1) {
 		ids = append(ids, string(m[1]))
 	}
-	used := consoleScriptByID.FindAllSubmatch(files["console/app.js"], -1)
-	if len(used) == 0 {
-		t.Fatal("app.js looks up no element by id: has the lookup helper changed?")
-	}
-	for _, m := range used {
-		if !slices.Contains(ids, string(m[1])) {
-			t.Errorf("app.js uses element #%s, which index.html lacks", m[1])
+	for _, script := range []string{"app.js", "operator.js"} {
+		used := consoleScriptByID.FindAllSubmatch(files["console/"+script], -1)
+		if len(used) == 0 {
+			t.Fatalf("%s looks up no element by id: has the lookup helper changed?", script)
+		}
+		for _, m := range used {
+			if !slices.Contains(ids, string(m[1])) {
+				t.Errorf("%s uses element #%s, which index.html lacks", script, m[1])
+			}
 		}
 	}
 }

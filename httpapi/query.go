@@ -14,6 +14,7 @@ import (
 
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
+	"github.com/onboard/onboard/operator"
 	"github.com/onboard/onboard/projections"
 )
 
@@ -315,31 +316,6 @@ type timelineEvent struct {
 	Data          json.RawMessage `json:"data"`
 }
 
-// eventReason is the why of an event, where it records one.
-func eventReason(e domain.Event) string {
-	switch e := e.(type) {
-	case domain.StepFailed:
-		return e.Message
-	case domain.VerificationRejected:
-		return e.Reason
-	case domain.SupportNotified:
-		return e.Reason
-	case domain.Paused:
-		return e.Reason
-	case domain.StepRetryRequested:
-		return e.Reason
-	case domain.StepSkipped:
-		return e.Reason
-	case domain.CancellationRequested:
-		return e.Reason
-	case domain.Cancelled:
-		return e.Reason
-	case domain.ResultIgnored:
-		return e.Reason
-	}
-	return ""
-}
-
 func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 	id, err := queryID(r)
 	if err != nil {
@@ -364,7 +340,7 @@ func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 		}
 		m := e.Metadata
 		out[i] = timelineEvent{ID: e.ID, Type: e.Type, Version: e.Version, Position: e.Position, RecordedAt: e.RecordedAt,
-			Actor: m.Actor, Reason: eventReason(ev), CorrelationID: m.CorrelationID, CausationID: m.CausationID,
+			Actor: m.Actor, Reason: operator.ReasonOf(ev), CorrelationID: m.CorrelationID, CausationID: m.CausationID,
 			RequestID: m.RequestID, Data: e.Data}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "events": out})

@@ -28,6 +28,7 @@ func servedByHTTPAPI() recordingMux {
 	mux := recordingMux{}
 	(&CommandAPI{}).Register(mux)
 	(&QueryAPI{}).Register(mux)
+	(&OperatorAPI{}).Register(mux)
 	RegisterConsole(mux)
 	Health{}.Register(mux)
 	RegisterOpenAPI(mux)

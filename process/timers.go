@@ -125,3 +125,20 @@ func (t *Timers) Pending(ctx context.Context) ([]Timer, error) {
 		return tm, err
 	})
 }
+
+// Of returns the customer's pending timers, soonest first (for explain
+// and the stuck detector).
+func (t *Timers) Of(ctx context.Context, customerID uuid.UUID) ([]Timer, error) {
+	rows, err := t.pool.Query(ctx, `SELECT customer_id, kind, step, attempt, ref, due_at, gen FROM onboard_timers
+		WHERE customer_id = $1 ORDER BY due_at`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("timers of %s: %w", customerID, err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Timer, error) {
+		var tm Timer
+		var kind, step string
+		err := row.Scan(&tm.CustomerID, &kind, &step, &tm.Attempt, &tm.Ref, &tm.DueAt, &tm.gen)
+		tm.Kind, tm.Step = TimerKind(kind), domain.Step(step)
+		return tm, err
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -206,6 +207,9 @@ func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, 
 	}
 	if opts.process != nil {
 		cfg.process = *opts.process
+	}
+	if err := errors.Join(loadOperatorConfig(&cfg)...); err != nil {
+		return runConfig{}, err
 	}
 	if cfg.sealKey, err = loadSealKey(); err == nil && cfg.sealKey == nil {
 		cfg.sealKey, err = devSealKey(opts.dataDir)

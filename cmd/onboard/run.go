@@ -68,6 +68,12 @@ type runConfig struct {
 	// idempotencyPruneInterval is how often the command role deletes
 	// expired idempotency records; 0 means hourly.
 	idempotencyPruneInterval time.Duration
+	// bulkRate is the most commands a second of a bulk operation; 0 means
+	// defaultBulkRate.
+	bulkRate float64
+	// stuckDeadlines override the stuck detector's derived deadlines
+	// ("verifying=40m,provisioning/billing=10m").
+	stuckDeadlines string
 }
 
 // defaultInboxRetention outlasts any redelivery or re-publish of an event
@@ -149,16 +155,14 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if cfg.has("projector") {
 		roles.start("projector", proj.Run)
 	}
-	if cfg.has("command") {
-		// The role that writes the idempotency records deletes them once
-		// expired; lookups ignore them from then on anyway.
-		every := cfg.idempotencyPruneInterval
-		if every <= 0 {
-			every = time.Hour
+	var tools *operatorTools
+	if cfg.has("command") || cfg.has("query") {
+		if tools, err = newOperatorTools(ctx, cfg, store, cmds, proj, nc, log); err != nil {
+			return err
 		}
-		roles.start("idempotency-pruner", func(ctx context.Context) error {
-			return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
-		})
+	}
+	if cfg.has("command") {
+		startCommandChores(cfg, store, tools, m, log, roles.start)
 	}
 	if cfg.has("worker") {
 		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
@@ -166,7 +170,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		}
 	}
 
-	root, err := httpHandler(cfg, store, cmds, proj, nc, m, log, tracer, checks)
+	root, err := httpHandler(cfg, store, cmds, proj, tools, nc, m, log, tracer, checks)
 	if err != nil {
 		return err
 	}
@@ -208,6 +212,22 @@ func serveMetrics(cfg runConfig, m *metrics, log *slog.Logger, start func(string
 		return httpapi.Serve(ctx, httpapi.NewServer(cfg.metricsAddr, mux), ln, 10*time.Second)
 	})
 	return nil
+}
+
+// startCommandChores starts the command role's background work: deleting
+// expired idempotency records (the role that writes them deletes them;
+// lookups ignore them from then on anyway) and executing bulk operations,
+// which are commands.
+func startCommandChores(cfg runConfig, store *postgres.Store, tools *operatorTools, m *metrics, log *slog.Logger,
+	start func(string, func(context.Context) error)) {
+	every := cfg.idempotencyPruneInterval
+	if every <= 0 {
+		every = time.Hour
+	}
+	start("idempotency-pruner", func(ctx context.Context) error {
+		return pruneEvery(ctx, "idempotency", every, store.DeleteExpiredIdempotency, m.idempotencyDeleted, log)
+	})
+	start("bulk", tools.bulks.Run)
 }
 
 // relaySeal is the relay's sealing of the log, or nil without a seal key.
@@ -284,7 +304,7 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 // httpHandler is the process's HTTP surface: the OpenAPI document, the
 // metrics, the health checks and the APIs of its roles behind the API
 // keys, and the public routes beside them.
-func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, nc *nats.Conn,
+func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, tools *operatorTools, nc *nats.Conn,
 	m *metrics, log *slog.Logger, tracer trace.Tracer, checks []httpapi.ReadinessCheck) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
@@ -302,6 +322,8 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 	if cfg.has("query") {
 		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Logger: log}).Register(mux)
 		httpapi.RegisterConsole(mux)
+		tools.api(log).Register(mux)
+		m.reg.MustRegister(newStuckCollector(tools.stuck))
 	}
 	warnKeyExpiry(cfg.apiKeys, time.Now(), log)
 	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: cfg.apiKeys, RatePerSecond: cfg.apiRate, Burst: cfg.apiBurst})

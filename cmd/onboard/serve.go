@@ -70,6 +70,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.inboxRetention = d
 	}
+	errs = append(errs, loadOperatorConfig(&cfg)...)
 	if r := os.Getenv("ONBOARD_PROJECTOR_PACE"); r != "" {
 		d, err := time.ParseDuration(r)
 		if err != nil || d < 0 || d > time.Minute {

@@ -169,6 +169,9 @@
     route();
   });
 
+  // The operator's tools over many customers, and a customer's explanation.
+  const ops = window.onboardOperator({$, h, api, toast, fmtTime, fmtDuration, ageSeconds, stateBadge, customerLink, shortType, randomKey, refresh});
+
   // ---- views -------------------------------------------------------------
 
   const views = {};
@@ -263,16 +266,18 @@
   views.overview = () => ({
     name: "overview",
     async load() {
-      const [funnel, queue, providers] = await Promise.all([
+      const [funnel, queue, providers, panels] = await Promise.all([
         api("GET", withMin("/v1/stats/funnel")),
         api("GET", withMin("/v1/operator/queue")),
         // Provider statistics are a nicety: the overview works without them.
         api("GET", "/v1/stats/providers").catch(() => null),
+        ops.loadOverview(),
       ]);
       return () => {
         renderFunnel(funnel || {});
         renderQueue(listOf(queue));
         renderProviders(providers && Array.isArray(providers.providers) ? providers.providers : null);
+        panels();
       };
     },
   });
@@ -332,15 +337,21 @@
       const step = e.step || e.paused_step || "";
       const since = e.since || e.paused_at;
       const age = ageSeconds(since);
+      const reason = e.reason || e.pause_reason || "";
       return h("tr", {dataset: {id: e.id}},
         h("td", {}, customerLink(e)),
         h("td", {text: step}),
-        h("td", {text: e.reason || e.pause_reason || ""}),
-        h("td", {class: "muted", text: e.last_error || ""}),
+        h("td", {class: "wrap"}, reason, unlessWithin(e.last_error, reason, (t) => h("div", {class: "muted", text: "last error: " + t}))),
         h("td", {class: "num", text: e.attempts ?? ""}),
         h("td", {class: age > OLD_PAUSE_SECONDS ? "age-old" : "", title: fmtTime(since), text: fmtDuration(age)}),
         h("td", {}, actionButtons(e, step, true)));
     }));
+  }
+
+  // unlessWithin returns make(text) unless text is empty or already said
+  // within shown (a pause reason quotes the last error): said once is enough.
+  function unlessWithin(text, shown, make) {
+    return text && !String(shown || "").includes(text) ? make(text) : null;
   }
 
   function actionButtons(c, step, small) {
@@ -431,15 +442,18 @@
   // Customer: summary, actions and the audit timeline.
   views.customer = (id) => {
     $("state-at").hidden = true;
+    $("c-diagnosis").hidden = true;
     $("c-title").textContent = "Customer " + id;
     let drawn = -1;
     return {
       name: "customer",
       async load() {
         const path = "/v1/customers/" + encodeURIComponent(id);
-        const [c, events] = await Promise.all([api("GET", withMin(path)), api("GET", path + "/events")]);
+        const [c, events, explained] = await Promise.all([api("GET", withMin(path)), api("GET", path + "/events"),
+          api("GET", path + "/explain").catch(() => null)]);
         return () => {
           renderCustomer(c || {});
+          if (explained) ops.renderExplain(explained);
           const list = listOf(events);
           // Events are immutable: redraw only when the stream grew, so
           // that an opened detail stays open.
@@ -459,7 +473,7 @@
       ["id", h("span", {class: "mono", text: c.id})],
       ["email", c.email], ["contact", c.contact_name], ["country", c.country], ["plan", c.plan],
       ["state", c.state], ["step", TERMINAL.has(c.state) ? "" : c.step],
-      ["attempts", c.attempts], ["last error", c.last_error],
+      ["attempts", c.attempts], ["last error", unlessWithin(c.last_error, c.pause_reason, (t) => t)],
       ["paused at step", c.paused_step], ["pause reason", c.pause_reason],
       ["paused", c.paused_at ? fmtTime(c.paused_at) + " (" + fmtDuration(ageSeconds(c.paused_at)) + " ago)" : ""],
       ["signed up", fmtTime(c.created_at)], ["signed up by", c.created_by],
@@ -511,7 +525,7 @@
     try {
       const s = await api("GET", "/v1/customers/" + encodeURIComponent(id) + "/state?version=" + encodeURIComponent(version));
       $("state-at-title").textContent = "State after version " + version;
-      $("state-at-body").textContent = JSON.stringify(s, null, 2);
+      $("state-at-body").replaceChildren(ops.stateTable(s));
       $("state-at").hidden = false;
       $("state-at").scrollIntoView({behavior: "smooth", block: "nearest"});
     } catch (err) {
