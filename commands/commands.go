@@ -104,7 +104,7 @@ type Config struct {
 	Observe func(cmd domain.Command, outcome string, appendDuration time.Duration)
 	// Histories is how many customers' decoded events Load remembers, so
 	// that it reads and decodes only the events after them; default 4096,
-	// negative for none.
+	// negative for none. A customer in a terminal state is forgotten.
 	Histories int
 	// TrustHistories makes Execute and LoadSince decide on a remembered
 	// history without reading the stream first. Optimistic concurrency

@@ -2,7 +2,8 @@
 // stream, runs a command of the domain on it and appends what it raised
 // with the loaded version as expected version, retrying a concurrency
 // conflict on a fresh load. It remembers the histories of recently used
-// customers, so that a load reads only the events after them. Its commands
+// customers until they reach a terminal state, so that a load reads only
+// the events after them. Its commands
 // are the signup, the operators' and the process managers' commands
 // (Execute) and the identity provider's verdict (RecordVerdict). It also
 // carries the trace context that event metadata records.

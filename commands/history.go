@@ -10,8 +10,11 @@ import (
 )
 
 // histories remembers the decoded events of recently used customers, so
-// that the next load reads only what came after them.
-// Config.TrustHistories says why deciding on them is safe.
+// that the next load reads only what came after them, up to max of them
+// and none in a terminal state: no command moves those any more, and the
+// few that still record something on one (support told of a rejection)
+// read its stream. Config.TrustHistories says why deciding on them is
+// safe.
 type histories struct {
 	mu    sync.Mutex
 	max   int
@@ -81,7 +84,9 @@ func (hs *histories) get(id uuid.UUID) (history, bool) {
 	return h, true
 }
 
-// put remembers h unless a longer history of the customer is remembered.
+// put remembers h unless a longer history of the customer is remembered;
+// a history that ends in a terminal state is forgotten instead. Either way
+// it wakes the customer's watchers.
 func (hs *histories) put(h history) {
 	if hs == nil || len(h.events) == 0 {
 		return
@@ -92,6 +97,10 @@ func (hs *histories) put(h history) {
 		close(w)
 	}
 	delete(hs.waiters, h.id)
+	if h.state != nil && h.state.State().Terminal() {
+		hs.forgetLocked(h.id)
+		return
+	}
 	if el, ok := hs.items[h.id]; ok {
 		if len(el.Value.(history).events) <= len(h.events) {
 			el.Value = h
@@ -114,6 +123,10 @@ func (hs *histories) forget(id uuid.UUID) {
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	hs.forgetLocked(id)
+}
+
+func (hs *histories) forgetLocked(id uuid.UUID) {
 	if el, ok := hs.items[id]; ok {
 		delete(hs.items, id)
 		hs.lru.Remove(el)

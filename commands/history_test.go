@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
@@ -72,5 +73,50 @@ func TestRememberedHistoriesFollowOtherWriters(t *testing.T) {
 				t.Errorf("%s: remembered load at v%d %+v, the stream says v%d %+v", c.ID(), got.Version(), got.Snapshot(), want.Version(), want.Snapshot())
 			}
 		}
+	}
+}
+
+// TestTerminalCustomersAreForgotten: a process that remembers the
+// histories of its customers forgets each one that reaches a terminal
+// state (memory that would otherwise hold every finished customer up to
+// the limit), waking whoever waits for news of it; a later command reads
+// the stream.
+func TestTerminalCustomersAreForgotten(t *testing.T) {
+	ctx := context.Background()
+	trusting, counted, _ := newTrustingCounted(t)
+	res, err := trusting.SignUp(ctx, details, commands.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := trusting.LastTrace(res.CustomerID); !ok {
+		t.Fatal("the signed-up customer is not remembered")
+	}
+	waited := make(chan bool, 1)
+	go func() {
+		recorded := func(c *domain.Customer) bool { return c.CheckID() != "" }
+		waited <- trusting.AwaitRemembered(ctx, res.CustomerID, recorded, 10*time.Minute)
+	}()
+	cancelled, err := trusting.Execute(ctx, res.CustomerID, nil, commands.Meta{}, func(c *domain.Customer) error { return c.Cancel("op", "r") })
+	if err != nil || cancelled.State != domain.StateCancelled {
+		t.Fatalf("cancel: %+v, %v", cancelled, err)
+	}
+	if _, ok := trusting.LastTrace(res.CustomerID); ok {
+		t.Error("the cancelled customer is still remembered")
+	}
+	select {
+	case ok := <-waited:
+		if ok {
+			t.Error("the wait reports the check recorded")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the wait for news of the customer did not end when it was forgotten")
+	}
+	before := counted.count()
+	c, err := trusting.LoadSince(ctx, res.CustomerID, cancelled.Version)
+	if err != nil || c.State() != domain.StateCancelled || counted.count() != before+1 {
+		t.Fatalf("after the cancel: %v, %d reads, %v; want cancelled after one read", c, counted.count()-before, err)
+	}
+	if _, ok := trusting.LastTrace(res.CustomerID); ok {
+		t.Error("reading the cancelled customer remembered it again")
 	}
 }

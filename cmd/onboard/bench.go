@@ -43,7 +43,10 @@ ceiling on the same machine:
            pipeline over HTTP (embedded NATS, zero-latency simulated providers),
            per concurrency level, and the CPU time and context switches an
            onboarding costs this process and, when it runs on this host, the
-           Postgres server
+           Postgres server; then this process's live heap after a forced
+           collection, at the end and again after --idle. --workers N runs
+           N worker roles, each with its own pool and NATS connection, as N
+           worker processes would (all in this process)
   rebuild  projection rebuild events/s vs the raw SELECT scan
   verify   hash-chain and state-machine verification events/s vs the raw SELECT scan
 
@@ -64,6 +67,8 @@ The exit status is 0 even when a goal is missed; it is 1 when a figure fails.`,
 	f.IntVar(&opts.sizes.Customers, "customers", opts.sizes.Customers, "onboardings per end-to-end concurrency level")
 	f.IntSliceVar(&opts.sizes.AppendConcurrency, "append-concurrency", opts.sizes.AppendConcurrency, "concurrency levels of the append figure")
 	f.IntSliceVar(&opts.sizes.E2EConcurrency, "e2e-concurrency", opts.sizes.E2EConcurrency, "concurrency levels of the end-to-end figure")
+	f.IntVar(&opts.sizes.Workers, "workers", opts.sizes.Workers, "worker roles of the end-to-end figure, each with its own pool and NATS connection (0: every role together, as in onboard dev)")
+	f.DurationVar(&opts.sizes.Idle, "idle", opts.sizes.Idle, "how long the end-to-end figure idles before it measures the live heap again (0: not again)")
 	f.BoolVar(&opts.json, "json", false, "print the report as JSON instead of a table")
 	f.StringVar(&opts.profile, "cpuprofile", "", "write a CPU profile of the whole run (pipeline included) to this file")
 	return cmd

@@ -20,12 +20,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 
-	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
-	"github.com/onboard/onboard/messaging"
 	"github.com/onboard/onboard/process"
 	"github.com/onboard/onboard/providers"
 	"github.com/onboard/onboard/providers/sim"
@@ -39,8 +36,68 @@ import (
 // concurrency level through the API: each of c clients signs a customer up
 // and waits for its onboarding to complete before the next. The latency is
 // from sending the signup to seeing the customer's completion event
-// published by the relay.
+// published by the relay. Then it measures the live heap, at once and
+// after Sizes.Idle.
 func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+	srv, cleanup, err := startBenchNATS()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	rig, err := startE2E(ctx, env, srv.ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	defer rig.close()
+	// The first onboardings create the consumers' state and warm the
+	// pools (each new connection plans each statement afresh a few times
+	// before it settles on a generic plan); they are not measured: the
+	// figures are the steady state's.
+	top := slices.Max(env.Sizes().E2EConcurrency)
+	warmup := min(2*top, env.Sizes().Customers)
+	if _, _, err := rig.drive(ctx, min(warmup, top), warmup); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	var results []bench.Result
+	for _, c := range env.Sizes().E2EConcurrency {
+		level, err := measureEndToEnd(ctx, env, rig, c)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, level...)
+	}
+	onboarded := int64(warmup + len(env.Sizes().E2EConcurrency)*env.Sizes().Customers)
+	heap, err := heapRows(ctx, env, onboarded)
+	if err != nil {
+		return nil, err
+	}
+	return append(results, heap...), nil
+}
+
+// e2ePrefix begins the names of the end-to-end figure's rows: "e2e", or
+// "e2e w=N" with N worker roles.
+func e2ePrefix(env *bench.Env) string {
+	if n := env.Sizes().Workers; n > 0 {
+		return fmt.Sprintf("e2e w=%d", n)
+	}
+	return "e2e"
+}
+
+// e2eRig is the pipeline the end-to-end figure drives, in this process on
+// a fresh database, with the client and the completion watcher that drive
+// and time it.
+type e2eRig struct {
+	base    string   // of the API and the simulator
+	workers []string // the bases of the worker roles' health and metrics, with Sizes.Workers
+	client  *http.Client
+	w       *completionWatcher
+	stops   []func() // run in reverse order by close
+}
+
+// startE2E starts the roles of onboard dev (see startRoles) on NATS at
+// natsURL and a fresh database, with the simulator mounted under /sim/ of
+// the API's listener.
+func startE2E(ctx context.Context, env *bench.Env, natsURL string) (rig *e2eRig, err error) {
 	dbURL, err := env.NewDatabase(ctx, "e2e")
 	if err != nil {
 		return nil, err
@@ -48,59 +105,108 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 	if err := schema.Migrate(ctx, dbURL); err != nil {
 		return nil, err
 	}
-	srv, cleanup, err := startBenchNATS()
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	base := "http://" + ln.Addr().String()
-	s, err := sim.New(sim.Config{Seed: 1, KYC: sim.KYCConfig{CallbackURL: base + "/v1/webhooks/kyc", WebhookSecret: devWebhookSecret,
+	rig = &e2eRig{base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: slices.Max(env.Sizes().E2EConcurrency), IdleConnTimeout: time.Minute}}}
+	defer func() {
+		if err != nil {
+			rig.close()
+		}
+	}()
+	s, err := sim.New(sim.Config{Seed: 1, KYC: sim.KYCConfig{CallbackURL: rig.base + "/v1/webhooks/kyc", WebhookSecret: devWebhookSecret,
 		Delay: sim.Latency{Max: sim.Duration(time.Millisecond)}}})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	defer s.Close()
-	cfg, err := e2eRunConfig(env, ln, dbURL, srv.ClientURL(), s)
+	rig.stops = append(rig.stops, s.Close)
+	cfg, err := e2eRunConfig(env, ln, dbURL, natsURL, s)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	stop, err := startPipeline(ctx, env, cfg, base)
+	if err := rig.startRoles(ctx, env, cfg); err != nil {
+		return nil, err
+	}
+	w, err := watchCompletions(ctx, dbURL, natsURL)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	rig.stops = append(rig.stops, w.close)
+	rig.w = w
+	return rig, nil
+}
 
-	w, err := watchCompletions(ctx, dbURL, srv.ClientURL())
+// startRoles runs the roles of cfg in one runner, or, with Sizes.Workers,
+// all but the worker there and each of that many worker roles in a runner
+// of its own, with its own pool and NATS connection (run opens them, as
+// in a worker process) and a listener for its health checks.
+func (r *e2eRig) startRoles(ctx context.Context, env *bench.Env, cfg runConfig) error {
+	workers := env.Sizes().Workers
+	if workers > 0 {
+		cfg.roles = slices.DeleteFunc(slices.Clone(cfg.roles), func(role string) bool { return role == "worker" })
+	}
+	stop, err := startPipeline(ctx, env, cfg, r.base)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer w.close()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: slices.Max(env.Sizes().E2EConcurrency), IdleConnTimeout: time.Minute}}
-	// The first onboardings create the consumers' state and warm the
-	// pools (each new connection plans each statement afresh a few times
-	// before it settles on a generic plan); they are not measured: the
-	// figures are the steady state's.
-	top := slices.Max(env.Sizes().E2EConcurrency)
-	warmup := min(2*top, env.Sizes().Customers)
-	if _, _, err := driveOnboardings(ctx, client, base, w, min(warmup, top), warmup); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
-	}
-	var results []bench.Result
-	for _, c := range env.Sizes().E2EConcurrency {
-		level, err := measureEndToEnd(ctx, env, client, base, w, c)
+	r.stops = append(r.stops, stop)
+	for i := range workers {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return err
 		}
-		results = append(results, level...)
+		wc := cfg
+		wc.roles, wc.addr, wc.listener, wc.public = []string{"worker"}, ln.Addr().String(), ln, nil
+		base := "http://" + ln.Addr().String()
+		stop, err := startPipeline(ctx, env, wc, base)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", i+1, err)
+		}
+		r.stops, r.workers = append(r.stops, stop), append(r.workers, base)
 	}
-	return results, nil
+	return nil
+}
+
+// drive runs n onboardings from c clients (see driveOnboardings).
+func (r *e2eRig) drive(ctx context.Context, c, n int) ([]time.Duration, time.Duration, error) {
+	return driveOnboardings(ctx, r.client, r.base, r.w, c, n)
+}
+
+// close stops what startE2E started, the last first.
+func (r *e2eRig) close() {
+	for _, stop := range slices.Backward(r.stops) {
+		stop()
+	}
+	r.client.CloseIdleConnections()
+}
+
+// heapRows measures the live heap (bench.LiveHeap) of this process at the
+// end of the run and again after Sizes.Idle of the pipeline idling: the
+// pipeline's with the embedded NATS server, the simulator and the bench's
+// own client and watcher. onboarded is how many onboardings ran.
+func heapRows(ctx context.Context, env *bench.Env, onboarded int64) ([]bench.Result, error) {
+	measure := func(when string) bench.Result {
+		held := bench.HeapInUse()
+		live := bench.LiveHeap()
+		env.Progressf("e2e: heap %s: %.1f MB allocated, %.1f MB of it live", when, bench.MB(held), bench.MB(live))
+		return bench.NewValue(e2ePrefix(env)+" live heap "+when, "MB", bench.MB(live), onboarded, bench.Goal{})
+	}
+	rows := []bench.Result{measure("after the run")}
+	idle := env.Sizes().Idle
+	if idle <= 0 {
+		return rows, nil
+	}
+	env.Progressf("e2e: idle for %s", idle)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(idle):
+	}
+	return append(rows, measure(fmt.Sprintf("after %s idle", idle))), nil
 }
 
 // e2eRunConfig is the configuration of `onboard dev` for the bench: every
@@ -161,12 +267,12 @@ func startPipeline(ctx context.Context, env *bench.Env, cfg runConfig, base stri
 // measureEndToEnd drives Sizes.Customers onboardings from c clients and
 // returns the level's rows: the rate, the latencies, and what an
 // onboarding costs in CPU and context switches.
-func measureEndToEnd(ctx context.Context, env *bench.Env, client *http.Client, base string, w *completionWatcher, c int) ([]bench.Result, error) {
-	n := env.Sizes().Customers
+func measureEndToEnd(ctx context.Context, env *bench.Env, rig *e2eRig, c int) ([]bench.Result, error) {
+	n, w := env.Sizes().Customers, rig.w
 	env.Progressf("e2e: %d onboardings at concurrency %d", n, c)
 	since := time.Now()
 	cpu0, cpuErr := bench.SampleCPU(ctx, w.store.Pool())
-	latencies, elapsed, err := driveOnboardings(ctx, client, base, w, c, n)
+	latencies, elapsed, err := rig.drive(ctx, c, n)
 	if err != nil {
 		return nil, fmt.Errorf("concurrency %d: %w", c, err)
 	}
@@ -178,16 +284,17 @@ func measureEndToEnd(ctx context.Context, env *bench.Env, client *http.Client, b
 	p99 := bench.Percentile(latencies, 0.99).Seconds() * 1000
 	// No goal for the rate or the latencies: they move with the machine's
 	// pace. Compare code by the CPU and switch rows, in alternating runs.
+	level := fmt.Sprintf("%s c=%d", e2ePrefix(env), c)
 	results := []bench.Result{
-		bench.NewResult(fmt.Sprintf("e2e c=%d", c), "onboardings/s", int64(n), elapsed, 0, "", bench.Goal{}),
-		bench.NewValue(fmt.Sprintf("e2e c=%d p50 signup-to-active", c), "ms", p50, int64(n), bench.Goal{}),
-		bench.NewValue(fmt.Sprintf("e2e c=%d p99 signup-to-active", c), "ms", p99, int64(n), bench.Goal{}),
+		bench.NewResult(level, "onboardings/s", int64(n), elapsed, 0, "", bench.Goal{}),
+		bench.NewValue(level+" p50 signup-to-active", "ms", p50, int64(n), bench.Goal{}),
+		bench.NewValue(level+" p99 signup-to-active", "ms", p99, int64(n), bench.Goal{}),
 	}
 	if cpuErr != nil {
 		env.Progressf("e2e: CPU per onboarding not measured: %v", cpuErr)
 		return results, nil
 	}
-	return append(results, costRows(c, n, cpu0, cpu1)...), nil
+	return append(results, costRows(level, n, cpu0, cpu1)...), nil
 }
 
 // reportStoreLatencies writes to the progress the pipeline's latencies
@@ -202,9 +309,9 @@ func reportStoreLatencies(ctx context.Context, env *bench.Env, pool *pgxpool.Poo
 }
 
 // costRows are the CPU time and context switches per onboarding of n
-// onboardings at concurrency c, of this process and, when it runs on
-// this host, of Postgres.
-func costRows(c, n int, cpu0, cpu1 bench.CPU) []bench.Result {
+// onboardings of the level named level, of this process and, when it runs
+// on this host, of Postgres.
+func costRows(level string, n int, cpu0, cpu1 bench.CPU) []bench.Result {
 	// What an onboarding costs the machine: with every core busy, the
 	// rate cannot exceed the cores' time over this.
 	self, pg, local := cpu1.Since(cpu0)
@@ -215,13 +322,13 @@ func costRows(c, n int, cpu0, cpu1 bench.CPU) []bench.Result {
 	selfSw, pgSw, _ := cpu1.SwitchesSince(cpu0)
 	perSw := func(k int64) float64 { return float64(k) / float64(n) }
 	var results []bench.Result
-	results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, onboard", c), "ms", per(self), int64(n), bench.Goal{}))
+	results = append(results, bench.NewValue(level+" CPU/onboarding, onboard", "ms", per(self), int64(n), bench.Goal{}))
 	if local {
-		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d CPU/onboarding, Postgres", c), "ms", per(pg), int64(n), bench.Goal{}))
+		results = append(results, bench.NewValue(level+" CPU/onboarding, Postgres", "ms", per(pg), int64(n), bench.Goal{}))
 	}
-	results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, onboard", c), "switches", perSw(selfSw), int64(n), bench.Goal{}))
+	results = append(results, bench.NewValue(level+" switches/onboarding, onboard", "switches", perSw(selfSw), int64(n), bench.Goal{}))
 	if local {
-		results = append(results, bench.NewValue(fmt.Sprintf("e2e c=%d switches/onboarding, Postgres", c), "switches", perSw(pgSw), int64(n), bench.Goal{}))
+		results = append(results, bench.NewValue(level+" switches/onboarding, Postgres", "switches", perSw(pgSw), int64(n), bench.Goal{}))
 	}
 	return results
 }
@@ -349,145 +456,4 @@ func onboardOne(ctx context.Context, client *http.Client, base string, w *comple
 		return 0, err
 	}
 	return end.Sub(start), nil
-}
-
-// completionWatcher follows the published events and tells waiters when their
-// customer's onboarding completed, or that it ended otherwise (rejected,
-// paused, cancelled).
-type completionWatcher struct {
-	store *bench.Store
-	nc    *nats.Conn
-
-	mu      sync.Mutex
-	ended   map[uuid.UUID]completion
-	waiters map[uuid.UUID]chan completion
-}
-
-type completion struct {
-	at        time.Time
-	eventType string
-}
-
-// watchCompletions opens the store the figures are read from and follows
-// the customers' ending events as the relay publishes them, on plain NATS
-// subscriptions: the watcher, which is no part of the pipeline, then
-// costs the database nothing while it measures (a subscription to the
-// event store read every event again), and it sees a completion when the
-// pipeline's own consumers can, a few milliseconds after its commit.
-func watchCompletions(ctx context.Context, dbURL, natsURL string) (*completionWatcher, error) {
-	store, err := bench.OpenStore(ctx, dbURL, 4)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := nats.Connect(natsURL, nats.Name("onboard bench watcher"))
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	w := &completionWatcher{store: store, nc: nc, ended: map[uuid.UUID]completion{}, waiters: map[uuid.UUID]chan completion{}}
-	stream := messaging.StreamConfig{SubjectPrefix: messaging.DefaultSubjectPrefix} // run's subjects
-	for _, typ := range []string{domain.TypeOnboardingCompleted, domain.TypeVerificationRejected, domain.TypePaused, domain.TypeCancelled} {
-		if _, err := nc.Subscribe(stream.EventTypeFilter(typ), func(m *nats.Msg) {
-			id, err := uuid.Parse(strings.TrimPrefix(m.Header.Get(messaging.HeaderStreamID), "customer-"))
-			if err != nil {
-				return // not a customer stream
-			}
-			w.notify(id, completion{at: time.Now(), eventType: typ})
-		}); err != nil {
-			w.close()
-			return nil, err
-		}
-	}
-	if err := nc.Flush(); err != nil {
-		w.close()
-		return nil, err
-	}
-	return w, nil
-}
-
-func (w *completionWatcher) notify(id uuid.UUID, c completion) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if ch, ok := w.waiters[id]; ok {
-		delete(w.waiters, id)
-		ch <- c
-		return
-	}
-	w.ended[id] = c
-}
-
-// wait returns when the customer's onboarding completed, or an error when
-// it ended otherwise or took longer than timeout.
-func (w *completionWatcher) wait(ctx context.Context, id uuid.UUID, timeout time.Duration) (time.Time, error) {
-	w.mu.Lock()
-	c, ok := w.ended[id]
-	var ch chan completion
-	if ok {
-		delete(w.ended, id)
-	} else {
-		ch = make(chan completion, 1)
-		w.waiters[id] = ch
-	}
-	w.mu.Unlock()
-	if !ok {
-		select {
-		case c = <-ch:
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(timeout):
-			return time.Time{}, fmt.Errorf("customer %s: onboarding not complete after %s", id, timeout)
-		}
-	}
-	if c.eventType != domain.TypeOnboardingCompleted {
-		return time.Time{}, fmt.Errorf("customer %s ended with %s instead of completing", id, c.eventType)
-	}
-	return c.at, nil
-}
-
-func (w *completionWatcher) close() {
-	w.nc.Close()
-	w.store.Close()
-}
-
-// storeLatencies returns p50 and p99 in milliseconds of the time from the
-// signup (since since) to the completion of each customer as the event
-// store recorded them: the pipeline's own latency, without the API's and
-// the watcher's.
-func storeLatencies(ctx context.Context, pool *pgxpool.Pool, since time.Time) ([2]float64, error) {
-	var out [2]float64
-	err := pool.QueryRow(ctx, `SELECT
-			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0)
-		FROM (SELECT extract(epoch FROM c.recorded_at - s.recorded_at) * 1000 AS ms
-			FROM events s JOIN events c ON c.stream_id = s.stream_id AND c.type = $2
-			WHERE s.type = $1 AND s.recorded_at >= $3) l`, domain.TypeSignedUp, domain.TypeOnboardingCompleted, since).Scan(&out[0], &out[1])
-	return out, err
-}
-
-// storeHops returns the mean time from each customer event (since since)
-// to the next, per type of the next, as recorded by the event store: where
-// the latency of an onboarding goes.
-func storeHops(ctx context.Context, pool *pgxpool.Pool, since time.Time) (string, error) {
-	rows, err := pool.Query(ctx, `SELECT prev, type, avg(gap_ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY gap_ms), count(*) FROM (
-			SELECT type, lag(type) OVER w AS prev, extract(epoch FROM recorded_at - lag(recorded_at) OVER w) * 1000 AS gap_ms
-			FROM events WHERE stream_type = 'customer' AND recorded_at >= $1
-			WINDOW w AS (PARTITION BY stream_id ORDER BY version)) g
-		WHERE gap_ms IS NOT NULL GROUP BY prev, type HAVING avg(gap_ms) >= 0.5 ORDER BY avg(gap_ms) DESC`, since)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	var parts []string
-	short := func(t string) string { return strings.TrimSuffix(strings.TrimPrefix(t, "customer."), ".v1") }
-	for rows.Next() {
-		var (
-			prev, typ string
-			avg, p99  float64
-			n         int64
-		)
-		if err := rows.Scan(&prev, &typ, &avg, &p99, &n); err != nil {
-			return "", err
-		}
-		parts = append(parts, fmt.Sprintf("%s→%s %.0f/%.0f ms (%d)", short(prev), short(typ), avg, p99, n))
-	}
-	return strings.Join(parts, ", "), rows.Err()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func runBenchCmd(t *testing.T, args ...string) string {
 
 // tinySizes keep the whole run to seconds; the figures mean nothing.
 var tinySizes = []string{"--events", "300", "--replay-events", "500", "--customers", "4",
-	"--append-concurrency", "1,2", "--e2e-concurrency", "2,3"}
+	"--append-concurrency", "1,2", "--e2e-concurrency", "2,3", "--idle", "1s"}
 
 // TestBenchJSON runs every figure with tiny sizes and checks the report's
 // shape, never its figures.
@@ -56,6 +57,7 @@ func TestBenchJSON(t *testing.T) {
 		"e2e c=3", "e2e c=3 p50 signup-to-active", "e2e c=3 p99 signup-to-active",
 		"e2e c=3 CPU/onboarding, onboard", "e2e c=3 CPU/onboarding, Postgres",
 		"e2e c=3 switches/onboarding, onboard", "e2e c=3 switches/onboarding, Postgres",
+		"e2e live heap after the run", "e2e live heap after 1s idle",
 		"rebuild customers", "rebuild provider_stats", "verify"}
 	if !postgresOnThisHost(t) {
 		want = slices.DeleteFunc(want, func(f string) bool { return strings.HasSuffix(f, "/onboarding, Postgres") })
@@ -144,4 +146,61 @@ func TestBenchRejectsUnknownFigure(t *testing.T) {
 	if err := root.Execute(); !errors.Is(err, bench.ErrUnknownFigure) {
 		t.Errorf("err = %v, want ErrUnknownFigure", err)
 	}
+}
+
+// TestBenchWorkers runs the end-to-end rig with two worker roles: the
+// onboardings complete, each worker's consumers handle some of the
+// deliveries, and the runner of the other roles handles none.
+func TestBenchWorkers(t *testing.T) {
+	ctx := context.Background()
+	env, err := bench.NewEnv(ctx, pgtest.NewDatabase(t), bench.Sizes{Events: 1, ReplayEvents: 1, Customers: 1,
+		E2EConcurrency: []int{4}, Workers: 2}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	srv, cleanup, err := startBenchNATS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	rig, err := startE2E(ctx, env, srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rig.close()
+	if _, _, err := rig.drive(ctx, 4, 40); err != nil {
+		t.Fatal(err)
+	}
+	if len(rig.workers) != 2 {
+		t.Fatalf("%d worker roles, want 2", len(rig.workers))
+	}
+	for i, base := range append([]string{rig.base}, rig.workers...) {
+		handled := handledDeliveries(t, base)
+		if i == 0 && handled != 0 || i > 0 && handled == 0 {
+			t.Errorf("runner %d (%s) handled %d deliveries", i, base, handled)
+		}
+	}
+}
+
+// handledDeliveries sums the deliveries the process managers handled
+// without error, from the metrics of the runner at base.
+func handledDeliveries(t *testing.T, base string) int {
+	t.Helper()
+	_, body := call(t, "GET", base+"/metrics", "", "")
+	var sum int
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "onboard_consumer_messages_total{") && strings.Contains(line, `outcome="ok"`) {
+			n, err := strconv.ParseFloat(strings.TrimSpace(line[strings.LastIndexByte(line, ' '):]), 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			sum += int(n)
+		}
+	}
+	return sum
 }

@@ -202,7 +202,7 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Errorf("client funnel: %d, want 403", status)
 	}
 	_, metrics := call(t, "GET", base+"/metrics", "", "")
-	for _, want := range []string{`onboard_commands_total{command="sign_up",outcome="ok"} 30`, `onboard_customers{state="active"} 30`, "onboard_relay_events_total", "onboard_external_attempts_total"} {
+	for _, want := range []string{`onboard_commands_total{command="sign_up",outcome="ok"} 30`, `onboard_customers{state="active"} 30`, "onboard_relay_events_total", "onboard_external_attempts_total", "go_gc_heap_live_bytes"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}

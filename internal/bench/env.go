@@ -38,12 +38,21 @@ type Sizes struct {
 	// AppendConcurrency and E2EConcurrency are the concurrency levels.
 	AppendConcurrency []int `json:"append_concurrency"`
 	E2EConcurrency    []int `json:"e2e_concurrency"`
+	// Workers is how many worker roles the end-to-end figure runs, each
+	// with a pool and a NATS connection of its own as a worker process
+	// has, beside one runner of the other roles; 0 runs every role
+	// together, as onboard dev does.
+	Workers int `json:"workers"`
+	// Idle is how long the end-to-end figure leaves the pipeline idle
+	// after its last level before it measures the live heap again; 0
+	// measures it once, at the end of the run.
+	Idle time.Duration `json:"idle_ns"`
 }
 
 // DefaultSizes finish a whole run in a few minutes on two cores.
 func DefaultSizes() Sizes {
 	return Sizes{Events: 20000, ReplayEvents: 100000, Customers: 2000,
-		AppendConcurrency: []int{1, 4, 16}, E2EConcurrency: []int{50, 200}}
+		AppendConcurrency: []int{1, 4, 16}, E2EConcurrency: []int{50, 200}, Idle: time.Minute}
 }
 
 // Validate reports every invalid size.
@@ -57,12 +66,25 @@ func (s Sizes) Validate() error {
 			errs = append(errs, fmt.Errorf("concurrency %d must be positive", c))
 		}
 	}
+	if s.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers %d must not be negative", s.Workers))
+	}
+	if s.Idle < 0 {
+		errs = append(errs, fmt.Errorf("idle %s must not be negative", s.Idle))
+	}
 	return errors.Join(errs...)
 }
 
 func (s Sizes) String() string {
-	return fmt.Sprintf("%d events (append per level and side, read, relay), %d replay events, %d onboardings per level",
+	out := fmt.Sprintf("%d events (append per level and side, read, relay), %d replay events, %d onboardings per level",
 		s.Events, s.ReplayEvents, s.Customers)
+	if s.Workers > 0 {
+		out += fmt.Sprintf(" through %d worker roles", s.Workers)
+	}
+	if s.Idle > 0 {
+		out += fmt.Sprintf(", live heap again after %s idle", s.Idle)
+	}
+	return out
 }
 
 // Machine describes where a report was measured.
