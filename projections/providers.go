@@ -25,21 +25,7 @@ type ProviderCalls struct {
 }
 
 // ProviderOf names the provider that serves a step.
-func ProviderOf(step domain.Step) string {
-	switch step {
-	case domain.StepVerification:
-		return "kyc"
-	case domain.StepBilling:
-		return "payments"
-	case domain.StepTenant:
-		return "provisioning"
-	case domain.StepCRM:
-		return "crm"
-	case domain.StepWelcome:
-		return "email"
-	}
-	return "unknown"
-}
+func ProviderOf(step domain.Step) string { return step.Provider() }
 
 type providerStatsProjection struct{}
 
