@@ -48,6 +48,7 @@ var Routes = []Route{
 	{Method: http.MethodGet, Path: "/v1/stats/funnel", Roles: operatorOnly},
 	{Method: http.MethodGet, Path: "/v1/stats/providers", Roles: operatorOnly},
 	{Method: http.MethodGet, Path: "/v1/operator/queue", Roles: operatorOnly},
+	{Method: http.MethodGet, Path: "/v1/providers", Roles: operatorOnly},
 
 	{Method: http.MethodGet, Path: "/{$}", Public: "the console page; its API calls carry the operator's key"},
 	{Method: http.MethodGet, Path: "/console/{file...}", Public: "the console's scripts and styles"},
