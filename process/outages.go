@@ -35,6 +35,10 @@ type OutageConfig struct {
 	ProbeEvery time.Duration
 	// Tick is how often each provider's outage is looked at; default 500ms.
 	Tick time.Duration
+	// Settle is how long after an outage ended customers that start to
+	// wait are taken for stragglers of it (another process's breaker is
+	// still open) and resumed without a new alert; default 1m.
+	Settle time.Duration
 	// OnAlert is called once per outage (its metric); OnWaiting with the
 	// customers waiting on a provider at every tick (a gauge).
 	OnAlert   func(provider string, waiting int)
@@ -65,6 +69,9 @@ func (c *OutageConfig) setDefaults() {
 	}
 	if c.Tick <= 0 {
 		c.Tick = 500 * time.Millisecond
+	}
+	if c.Settle <= 0 {
+		c.Settle = time.Minute
 	}
 	if c.OnAlert == nil {
 		c.OnAlert = func(string, int) {}
@@ -210,6 +217,9 @@ func (o *Outages) step(ctx context.Context, provider string) (time.Duration, err
 		if waiting == 0 {
 			return o.cfg.Tick, nil
 		}
+		if p.Version() > 0 && o.cfg.Now().Sub(p.Since()) < o.cfg.Settle {
+			return o.resumeOne(ctx, provider, true) // stragglers of the outage just over
+		}
 		e, err := p.StartOutage(waiting)
 		if err != nil {
 			return 0, err
@@ -298,6 +308,13 @@ func (o *Outages) resumeNext(ctx context.Context, p *domain.Provider, provider s
 		o.cfg.Logger.Info("provider outage over: every waiting customer resumed", "provider", provider, "resumed", resumed)
 		return o.cfg.Tick, o.append(ctx, p, provider, e)
 	}
+	return o.resumeOne(ctx, provider, false)
+}
+
+// resumeOne resumes the customer waiting longest on provider and returns
+// the jittered wait before the next. Its row is marked resumed, to be
+// counted when the outage ends, or with forget deleted.
+func (o *Outages) resumeOne(ctx context.Context, provider string, forget bool) (time.Duration, error) {
 	id, ok, err := o.oldest(ctx, provider)
 	if err != nil || !ok {
 		return o.cfg.Tick, err
@@ -305,7 +322,11 @@ func (o *Outages) resumeNext(ctx context.Context, p *domain.Provider, provider s
 	if err := o.resume(ctx, id); err != nil {
 		return 0, err
 	}
-	if _, err := o.cfg.Pool.Exec(ctx, `UPDATE onboard_waits SET resumed_at = now() WHERE customer_id = $1`, id); err != nil {
+	sql := `UPDATE onboard_waits SET resumed_at = now() WHERE customer_id = $1`
+	if forget {
+		sql = `DELETE FROM onboard_waits WHERE customer_id = $1`
+	}
+	if _, err := o.cfg.Pool.Exec(ctx, sql, id); err != nil {
 		return 0, err
 	}
 	return o.jitter(), nil

@@ -50,6 +50,8 @@ type devOptions struct {
 	simConfig *sim.Config
 	// process tunes the process managers (tests); zero means dev defaults.
 	process *process.Config
+	// tune changes the run configuration last (tests).
+	tune func(*runConfig)
 }
 
 func newDevCmd() *cobra.Command {
@@ -203,6 +205,9 @@ func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, 
 	}
 	if opts.process != nil {
 		cfg.process = *opts.process
+	}
+	if opts.tune != nil {
+		opts.tune(&cfg)
 	}
 	if cfg.sealKey, err = loadSealKey(); err == nil && cfg.sealKey == nil {
 		cfg.sealKey, err = devSealKey(opts.dataDir)
