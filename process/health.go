@@ -155,8 +155,11 @@ func (h HealthReader) Health(ctx context.Context) ([]providers.Health, error) {
 // calls fills the breaker, the totals and the series of ph.
 func (h HealthReader) calls(ctx context.Context, ph *providers.Health, window time.Duration) error {
 	var worst string
+	// Each process's latest word on its breaker, from the processes that
+	// wrote in the last minute.
 	err := h.Pool.QueryRow(ctx, `SELECT coalesce(max(CASE breaker WHEN 'open' THEN 2 WHEN 'half-open' THEN 1 ELSE 0 END), 0)::text
-		FROM provider_samples WHERE provider = $1 AND updated_at > now() - interval '1 minute'`, ph.Provider).Scan(&worst)
+		FROM (SELECT DISTINCT ON (process) breaker FROM provider_samples
+		      WHERE provider = $1 AND updated_at > now() - interval '1 minute' ORDER BY process, bucket DESC) latest`, ph.Provider).Scan(&worst)
 	if err != nil {
 		return err
 	}
