@@ -350,11 +350,21 @@
     const now = Date.now(), from = now - windowSeconds * 1000;
     const x = (p) => (W * (Date.parse(p.at) - from) / (now - from)).toFixed(1);
     const maxLat = Math.max(1, ...points.map((p) => p.latency_avg_ms || 0));
+    const el = (tag, attrs) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      svg.append(e);
+    };
+    el("line", {class: "axis", x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5});
+    // A line through the points, and a dot on the latest: a single point
+    // draws no line.
     const line = (cls, y) => {
-      const path = document.createElementNS(NS, "polyline");
-      path.setAttribute("class", cls);
-      path.setAttribute("points", points.map((p) => x(p) + "," + (H - 1 - (H - 2) * y(p)).toFixed(1)).join(" "));
-      svg.append(path);
+      const at = (p) => [x(p), (H - 1 - (H - 2) * y(p)).toFixed(1)];
+      el("polyline", {class: cls, points: points.map((p) => at(p).join(",")).join(" ")});
+      if (points.length) {
+        const [cx, cy] = at(points[points.length - 1]);
+        el("circle", {class: cls, cx, cy, r: 2});
+      }
     };
     line("lat", (p) => (p.latency_avg_ms || 0) / maxLat);
     line("err", (p) => p.error_rate || 0);
