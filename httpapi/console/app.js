@@ -339,10 +339,14 @@
       h("td", {}, sparkline(Array.isArray(p.series) ? p.series : [], p.window_seconds || 300)))));
   }
 
+  // The SVG namespace, as the HTML parser assigns it to an <svg> tag (the
+  // console names no URL of another host, not even a namespace's).
+  const SVG_NS = new DOMParser().parseFromString("<svg></svg>", "text/html").body.firstChild.namespaceURI;
+
   // sparkline draws the error rate (0–100 %) and the average latency
   // (scaled to its own maximum) of a provider's points as an inline SVG.
   function sparkline(points, windowSeconds) {
-    const W = 160, H = 28, NS = "http://www.w3.org/2000/svg";
+    const W = 160, H = 28, NS = SVG_NS;
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "spark");
