@@ -143,16 +143,14 @@ func (o *Outages) Run(ctx context.Context) error {
 
 // lead holds the lock on a connection of its own while it watches.
 func (o *Outages) lead(ctx context.Context) error {
-	conn, err := o.cfg.Pool.Acquire(ctx)
+	pooled, err := o.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// The session's lock goes with the connection: never hand a
-		// locked session back to the pool.
-		_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		conn.Release()
-	}()
+	// The session's lock goes with the connection, which never returns to
+	// the pool.
+	conn := pooled.Hijack()
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	for {
 		var locked bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, outageLockKey).Scan(&locked); err != nil {
