@@ -95,7 +95,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // TestOutageCycle: two supervisors run on one database (two workers); one
 // alert is raised for the outage. The oldest waiting customer is resumed as
 // a probe; once its call is answered the provider has recovered, the others
-// resume oldest first, and the outage ends when nobody waits.
+// resume oldest first, and the outage ends when nobody waits. A customer
+// that starts to wait right after is a straggler, resumed without a new
+// alert.
 func TestOutageCycle(t *testing.T) {
 	cmds, store := newCommands(t)
 	var alerts atomic.Int32
@@ -169,6 +171,14 @@ func TestOutageCycle(t *testing.T) {
 		if c := load(id); c.BlockedOn() != "" || c.InFlight(domain.StepBilling) != 1 {
 			t.Errorf("customer %s: blocked on %q, billing in flight %d", id, c.BlockedOn(), c.InFlight(domain.StepBilling))
 		}
+	}
+	// A straggler (another worker's breaker still open) that starts to
+	// wait just after the outage resumes without a second alert.
+	late := atBilling(t, cmds, "late@example.com")
+	block(t, cmds, a, late)
+	eventually(t, "the straggler resumed", func() bool { return load(late).BlockedOn() == "" })
+	if got := providerEvents(t, store, "payments"); !slices.Equal(got, want) {
+		t.Errorf("payments stream %v after a straggler, want %v", got, want)
 	}
 	if n := alerts.Load(); n != 1 {
 		t.Errorf("%d alerts, want 1", n)
