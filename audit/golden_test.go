@@ -386,5 +386,16 @@ func recordScenarios() []scenario {
 				fail(domain.StepBilling, domain.ErrorPermanent, "card declined"),
 				func(c *domain.Customer) error { return c.RecordBillingClosed("", false) }),
 		)},
+		{name: "provider_outage_wait", description: "payments is down: the billing attempt is refused by the breaker, the customer waits without spending it, resumes after the outage and succeeds", id: id(12), steps: steps(
+			verified("chk-12"),
+			one(request(domain.StepBilling),
+				func(c *domain.Customer) error {
+					return c.Block(domain.StepBilling, c.InFlight(domain.StepBilling), "payments", "circuit breaker open")
+				},
+				func(c *domain.Customer) error { return c.Unblock() },
+				request(domain.StepBilling), succeed(domain.StepBilling, "account_id", "acct-12"),
+				request(domain.StepTenant), succeed(domain.StepTenant, "tenant_id", "tn-12"),
+				request(domain.StepCRM), succeed(domain.StepCRM), request(domain.StepWelcome), succeed(domain.StepWelcome)),
+		)},
 	}
 }

@@ -69,6 +69,13 @@ func (c *Customer) apply(e Event) {
 	case CancellationRequested:
 		c.cancelReason = e.Reason
 		c.pausedStep, c.pauseReason = "", ""
+		c.blockedOn = "" // a cancelled customer waits for nothing
+	case Blocked:
+		p := c.progress(e.Step)
+		p.inFlight, p.attempt = 0, max(e.Attempt-1, 0) // the attempt is given back
+		c.blockedOn = e.Provider
+	case Unblocked:
+		c.blockedOn = ""
 	case BillingClosed:
 		c.progress(StepBilling).compensated = true
 	case TenantDeprovisioned:

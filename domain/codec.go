@@ -34,6 +34,8 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeCancelled:                decodeAs[Cancelled],
 	TypeOnboardingCompleted:      decodeAs[OnboardingCompleted],
 	TypeResultIgnored:            decodeAs[ResultIgnored],
+	TypeBlocked:                  decodeAs[Blocked],
+	TypeUnblocked:                decodeAs[Unblocked],
 }
 
 // Upcaster turns the JSON of an old event version into the JSON and type

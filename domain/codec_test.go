@@ -28,6 +28,8 @@ func sampleEvents() []domain.Event {
 		domain.TenantDeprovisioned{TenantID: "t", Existed: false},
 		domain.Cancelled{Reason: "fraud"},
 		domain.OnboardingCompleted{SkippedSteps: []domain.Step{domain.StepCRM}},
+		domain.Blocked{Step: domain.StepBilling, Provider: "payments", Attempt: 2, Reason: "circuit breaker open"},
+		domain.Unblocked{Step: domain.StepBilling, Provider: "payments"},
 		domain.ResultIgnored{Step: domain.StepVerification, Source: "kyc-webhook", Reason: "duplicate"},
 	}
 }
@@ -61,11 +63,11 @@ func TestEventsRoundTrip(t *testing.T) {
 func TestEventTypeNamesAreStable(t *testing.T) {
 	// These strings are stored forever; a change here breaks old streams.
 	want := []string{
-		"customer.billing_closed.v1", "customer.cancellation_requested.v1", "customer.cancelled.v1",
+		"customer.billing_closed.v1", "customer.blocked.v1", "customer.cancellation_requested.v1", "customer.cancelled.v1",
 		"customer.onboarding_completed.v1", "customer.paused.v1", "customer.result_ignored.v1",
 		"customer.signed_up.v1", "customer.step_failed.v1", "customer.step_requested.v1",
 		"customer.step_retry_requested.v1", "customer.step_skipped.v1", "customer.step_succeeded.v1",
-		"customer.support_notified.v1", "customer.tenant_deprovisioned.v1",
+		"customer.support_notified.v1", "customer.tenant_deprovisioned.v1", "customer.unblocked.v1",
 		"customer.verification_check_started.v1", "customer.verification_rejected.v1",
 	}
 	got := domain.EventTypes()

@@ -32,6 +32,7 @@ type Customer struct {
 	lastError    string
 	cancelReason string
 	supportDone  bool
+	blockedOn    string // the provider the customer waits on, "" when none
 }
 
 type stepProgress struct {
@@ -126,6 +127,9 @@ func (c *Customer) Result(step Step) map[string]string {
 // CheckID returns the KYC check awaiting its verdict, if any.
 func (c *Customer) CheckID() string { return c.checkID }
 
+// BlockedOn names the provider the customer waits on, or "".
+func (c *Customer) BlockedOn() string { return c.blockedOn }
+
 // PausedStep returns the step a paused customer stopped at.
 func (c *Customer) PausedStep() Step { return c.pausedStep }
 
@@ -175,6 +179,9 @@ func (c *Customer) RequestStep(step Step) (StepRequested, error) {
 	}
 	if step != c.step {
 		return StepRequested{}, c.reject(CmdRequestStep, ErrInvalidTransition, "the current step is %s, not %s", c.step, step)
+	}
+	if c.blockedOn != "" {
+		return StepRequested{}, c.reject(CmdRequestStep, ErrInvalidTransition, "the customer waits for %s", c.blockedOn)
 	}
 	p := c.progress(step)
 	if p.inFlight != 0 {
@@ -306,6 +313,43 @@ func (c *Customer) Pause(step Step, class ErrorClass, reason string) error {
 		return &ValidationError{Fields: []FieldError{{Pointer: "/reason", Detail: "is required"}}}
 	}
 	c.take(CmdPause, facts{step: step}, Paused{Step: step, Reason: reason, Attempts: c.progress(step).attempt, Class: class})
+	return nil
+}
+
+// Block makes the customer wait for provider, which is down: the attempt
+// of step in flight was not carried out (the provider's breaker refused
+// it, or it failed while the provider was known to be down), so it is
+// given back. The customer neither retries nor pauses until Unblock.
+func (c *Customer) Block(step Step, attempt int, provider, reason string) error {
+	if err := c.allow(CmdBlock); err != nil {
+		return err
+	}
+	if provider == "" {
+		return &ValidationError{Fields: []FieldError{{Pointer: "/provider", Detail: "is required"}}}
+	}
+	if c.blockedOn != "" {
+		return c.reject(CmdBlock, ErrDuplicateCommand, "the customer already waits for %s", c.blockedOn)
+	}
+	if step != c.step {
+		return c.reject(CmdBlock, ErrInvalidTransition, "the current step is %s, not %s", c.step, step)
+	}
+	if err := c.matchInFlight(CmdBlock, step, attempt); err != nil {
+		return err
+	}
+	c.take(CmdBlock, facts{step: step}, Blocked{Step: step, Provider: provider, Attempt: attempt, Reason: reason})
+	return nil
+}
+
+// Unblock ends the customer's wait for its provider; the step is then
+// requested again (commands.RequestNext does it in the same append).
+func (c *Customer) Unblock() error {
+	if err := c.allow(CmdUnblock); err != nil {
+		return err
+	}
+	if c.blockedOn == "" {
+		return c.reject(CmdUnblock, ErrDuplicateCommand, "the customer waits for no provider")
+	}
+	c.take(CmdUnblock, facts{step: c.step}, Unblocked{Step: c.step, Provider: c.blockedOn})
 	return nil
 }
 

@@ -30,6 +30,8 @@ const (
 	TypeCancelled                = "customer.cancelled.v1"
 	TypeOnboardingCompleted      = "customer.onboarding_completed.v1"
 	TypeResultIgnored            = "customer.result_ignored.v1"
+	TypeBlocked                  = "customer.blocked.v1"
+	TypeUnblocked                = "customer.unblocked.v1"
 )
 
 // SignedUp starts a customer's stream.
@@ -158,6 +160,24 @@ type ResultIgnored struct {
 	Reason string `json:"reason"`
 }
 
+// Blocked records that a step's provider is down (its circuit breaker is
+// open), so the customer waits for it instead of trying: the attempt in
+// flight was not carried out and is given back, and no retry is scheduled.
+// Provider names whom the customer waits on.
+type Blocked struct {
+	Step     Step   `json:"step"`
+	Provider string `json:"provider"`
+	Attempt  int    `json:"attempt"`
+	Reason   string `json:"reason"`
+}
+
+// Unblocked records that the customer stops waiting for its provider: the
+// outage is over and its turn to resume came, or a probe of the provider.
+type Unblocked struct {
+	Step     Step   `json:"step"`
+	Provider string `json:"provider"`
+}
+
 func (SignedUp) EventType() string                 { return TypeSignedUp }
 func (StepRequested) EventType() string            { return TypeStepRequested }
 func (VerificationCheckStarted) EventType() string { return TypeVerificationCheckStarted }
@@ -174,6 +194,8 @@ func (TenantDeprovisioned) EventType() string      { return TypeTenantDeprovisio
 func (Cancelled) EventType() string                { return TypeCancelled }
 func (OnboardingCompleted) EventType() string      { return TypeOnboardingCompleted }
 func (ResultIgnored) EventType() string            { return TypeResultIgnored }
+func (Blocked) EventType() string                  { return TypeBlocked }
+func (Unblocked) EventType() string                { return TypeUnblocked }
 
 func (SignedUp) isEvent()                 {}
 func (StepRequested) isEvent()            {}
@@ -191,3 +213,5 @@ func (TenantDeprovisioned) isEvent()      {}
 func (Cancelled) isEvent()                {}
 func (OnboardingCompleted) isEvent()      {}
 func (ResultIgnored) isEvent()            {}
+func (Blocked) isEvent()                  {}
+func (Unblocked) isEvent()                {}

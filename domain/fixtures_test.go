@@ -42,7 +42,9 @@ var (
 	hPaused       = append(clone(hProvisioning), domain.StepFailed{Step: domain.StepTenant, Attempt: 1, Class: domain.ErrorPermanent, Message: "quota"}, domain.Paused{Step: domain.StepTenant, Reason: "quota", Attempts: 1, Class: domain.ErrorPermanent})
 	// Cancelled while the tenant was in flight: billing and tenant to undo.
 	hCancelling = append(clone(hProvisioning), domain.CancellationRequested{Operator: "op", Reason: "fraud", Compensate: []domain.Step{domain.StepBilling, domain.StepTenant}})
-	hCancelled  = append(clone(hPending), domain.CancellationRequested{Operator: "op", Reason: "dup"}, domain.Cancelled{Reason: "dup"})
+	// Provisioning, waiting for the tenant provider.
+	hBlocked   = append(clone(hProvisioning), domain.Blocked{Step: domain.StepTenant, Provider: "provisioning", Attempt: 1, Reason: "breaker open"})
+	hCancelled = append(clone(hPending), domain.CancellationRequested{Operator: "op", Reason: "dup"}, domain.Cancelled{Reason: "dup"})
 )
 
 // stateHistories gives one history per state.
@@ -105,6 +107,10 @@ func invoke(c *domain.Customer, cmd domain.Command) error {
 		return c.RecordBillingClosed("acct-1", true)
 	case domain.CmdIgnoreResult:
 		return c.IgnoreResult(domain.StepVerification, "kyc-webhook", "late verdict")
+	case domain.CmdBlock:
+		return c.Block(inFlight, attempt, "payments", "breaker open")
+	case domain.CmdUnblock:
+		return c.Unblock()
 	}
 	panic("invoke: unknown command " + string(cmd))
 }

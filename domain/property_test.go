@@ -81,6 +81,10 @@ func TestRandomCommandSequences(t *testing.T) {
 				}
 			case domain.CmdIgnoreResult:
 				err = c.IgnoreResult(step, "test", "late")
+			case domain.CmdBlock:
+				err = c.Block(step, attempt, "payments", "breaker open")
+			case domain.CmdUnblock:
+				err = c.Unblock()
 			}
 			// A clone is the customer as it was, whatever the command did
 			// to the original.

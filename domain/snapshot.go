@@ -24,6 +24,7 @@ type Snapshot struct {
 	LastError       string         `json:"last_error,omitempty"`
 	CancelReason    string         `json:"cancel_reason,omitempty"`
 	SupportNotified bool           `json:"support_notified,omitempty"`
+	BlockedOn       string         `json:"blocked_on,omitempty"`
 	Steps           []StepSnapshot `json:"steps"`
 }
 
@@ -50,7 +51,7 @@ func (c *Customer) Snapshot() Snapshot {
 		Email: c.profile.Email, Company: c.profile.Company, ContactName: c.profile.ContactName,
 		Country: c.profile.Country, Plan: c.profile.Plan, CheckID: c.checkID,
 		PausedStep: c.pausedStep, PauseReason: c.pauseReason, LastError: c.lastError,
-		CancelReason: c.cancelReason, SupportNotified: c.supportDone,
+		CancelReason: c.cancelReason, SupportNotified: c.supportDone, BlockedOn: c.blockedOn,
 	}
 	for i, step := range Steps() {
 		p := c.steps[i]

@@ -91,6 +91,24 @@ func (s Step) Next() (Step, bool) {
 	return steps[i+1], true
 }
 
+// Provider names the external service that serves the step (the names
+// package providers uses), or "unknown".
+func (s Step) Provider() string {
+	switch s {
+	case StepVerification:
+		return "kyc"
+	case StepBilling:
+		return "payments"
+	case StepTenant:
+		return "provisioning"
+	case StepCRM:
+		return "crm"
+	case StepWelcome:
+		return "email"
+	}
+	return "unknown"
+}
+
 // Skippable reports whether an operator may skip the step: only steps whose
 // absence leaves a working, billed account (the CRM record and the welcome
 // email) can be skipped.

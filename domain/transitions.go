@@ -19,6 +19,8 @@ const (
 	CmdCancel              Command = "cancel"
 	CmdRecordCompensation  Command = "record_compensation"
 	CmdIgnoreResult        Command = "record_ignored_result"
+	CmdBlock               Command = "block"
+	CmdUnblock             Command = "unblock"
 )
 
 // Commands lists every command.
@@ -26,7 +28,7 @@ func Commands() []Command {
 	return []Command{
 		CmdSignUp, CmdRequestStep, CmdStartCheck, CmdRecordStepSucceeded, CmdRecordStepFailed,
 		CmdRejectVerification, CmdNotifySupport, CmdPause, CmdRetryStep, CmdSkipStep, CmdCancel,
-		CmdRecordCompensation, CmdIgnoreResult,
+		CmdRecordCompensation, CmdIgnoreResult, CmdBlock, CmdUnblock,
 	}
 }
 
@@ -113,6 +115,12 @@ var transitions = []Transition{
 	{StateProvisioning, CmdRecordStepFailed, StateProvisioning, always},
 	{StateCancelling, CmdRecordStepFailed, StateCancelling, EffectsToUndo},
 	{StateCancelling, CmdRecordStepFailed, StateCancelled, NothingToUndo},
+
+	// A customer whose step's provider is down waits where it is.
+	{StateVerifying, CmdBlock, StateVerifying, always},
+	{StateProvisioning, CmdBlock, StateProvisioning, always},
+	{StateVerifying, CmdUnblock, StateVerifying, always},
+	{StateProvisioning, CmdUnblock, StateProvisioning, always},
 
 	{StateVerifying, CmdRejectVerification, StateRejected, always},
 	{StateRejected, CmdNotifySupport, StateRejected, always},
@@ -245,6 +253,10 @@ func factsOf(e Event) facts {
 		return facts{step: e.Step}
 	case ResultIgnored:
 		return facts{step: e.Step}
+	case Blocked:
+		return facts{step: e.Step}
+	case Unblocked:
+		return facts{step: e.Step}
 	case CancellationRequested:
 		return facts{undo: len(e.Compensate) > 0}
 	}
@@ -269,6 +281,8 @@ var leaderCommands = map[string]Command{
 	TypeBillingClosed:            CmdRecordCompensation,
 	TypeTenantDeprovisioned:      CmdRecordCompensation,
 	TypeResultIgnored:            CmdIgnoreResult,
+	TypeBlocked:                  CmdBlock,
+	TypeUnblocked:                CmdUnblock,
 }
 
 // CommandOf names the command whose first event is e. Events that only

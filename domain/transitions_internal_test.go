@@ -64,6 +64,10 @@ func leaderOf(t *testing.T, cmd Command, f facts) Event {
 		return BillingClosed{Existed: true}
 	case CmdIgnoreResult:
 		return ResultIgnored{Step: f.step, Source: "test"}
+	case CmdBlock:
+		return Blocked{Step: f.step, Provider: "payments", Attempt: 1}
+	case CmdUnblock:
+		return Unblocked{Step: f.step, Provider: "payments"}
 	}
 	t.Fatalf("no leader event for command %s", cmd)
 	return nil

@@ -57,9 +57,9 @@ func TestConsoleServesPageAndAssets(t *testing.T) {
 		contentType string
 		contains    []string
 	}{
-		{"/", 200, "text/html; charset=utf-8", []string{`<script src="console/app.js"`, `href="console/app.css"`, `id="queue"`, `id="timeline"`}},
+		{"/", 200, "text/html; charset=utf-8", []string{`<script src="console/app.js"`, `href="console/app.css"`, `id="queue"`, `id="timeline"`, `id="health"`}},
 		{"/console/index.html", 200, "text/html; charset=utf-8", []string{"<!doctype html>"}},
-		{"/console/app.js", 200, "text/javascript; charset=utf-8", []string{"sessionStorage", "Authorization", "/v1/operator/queue"}},
+		{"/console/app.js", 200, "text/javascript; charset=utf-8", []string{"sessionStorage", "Authorization", "/v1/operator/queue", "/v1/providers"}},
 		{"/console/app.css", 200, "text/css; charset=utf-8", []string{":root"}},
 		{"/console/missing.js", 404, "application/problem+json", nil},
 		{"/console/../console.go", 404, "", nil},

@@ -42,6 +42,8 @@ type QueryConfig struct {
 	// FunnelWindow is the default window of the funnel's time to active;
 	// default 7 days.
 	FunnelWindow time.Duration
+	// Health serves GET /v1/providers; without it the list is empty.
+	Health ProviderHealth
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -88,6 +90,7 @@ func (a *QueryAPI) Register(mux Mux) {
 	handle(mux, "GET /v1/stats/funnel", a.funnel)
 	handle(mux, "GET /v1/stats/providers", a.providers)
 	handle(mux, "GET /v1/operator/queue", a.queue)
+	handle(mux, "GET /v1/providers", a.providerHealth)
 }
 
 // queryScope returns whose customers the caller may read: "" for all. The

@@ -56,6 +56,7 @@ var Routes = []Route{
 	{Method: http.MethodGet, Path: "/v1/customers/{id}/explain", Roles: operatorOnly},
 	{Method: http.MethodGet, Path: "/v1/operator/dead-letters", Roles: operatorOnly},
 	{Method: http.MethodPost, Path: "/v1/operator/dead-letters/{id}/redrive", Roles: operatorOnly},
+	{Method: http.MethodGet, Path: "/v1/providers", Roles: operatorOnly},
 
 	{Method: http.MethodGet, Path: "/{$}", Public: "the console page; its API calls carry the operator's key"},
 	{Method: http.MethodGet, Path: "/console/{file...}", Public: "the console's scripts and styles"},

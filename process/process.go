@@ -45,8 +45,14 @@ type Config struct {
 	OnPause func(step domain.Step, class domain.ErrorClass)
 	// OnRetry is called for every durable retry scheduled.
 	OnRetry func(step domain.Step)
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Outages, when set, makes a customer whose provider is down wait
+	// (Blocked) instead of spending its attempt; Breakers reports this
+	// process's breaker of a provider. Without Outages every failure
+	// counts as an attempt.
+	Outages  OutageBoard
+	Breakers func(provider string) providers.BreakerState
+	Now      func() time.Time
+	Logger   *slog.Logger
 	// Tracer records a span per reaction and per provider call, continuing
 	// the trace carried in the event's metadata; default: no tracing.
 	Tracer trace.Tracer
@@ -195,6 +201,8 @@ func (pm *Manager) react(ctx context.Context, id uuid.UUID, env eventstore.Envel
 		return pm.request(ctx, id, e.Step, meta(e.Step))
 	case domain.StepSkipped:
 		return pm.advance(ctx, id, int(env.Version), meta(e.Step))
+	case domain.Blocked:
+		return pm.blocked(ctx, id, env, e)
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
 		return pm.compensate(ctx, id, 0, meta("compensation"))
 	}
@@ -317,6 +325,12 @@ func (pm *Manager) attempt(ctx context.Context, c *domain.Customer, req domain.S
 	if err != nil {
 		trace.SpanFromContext(ctx).RecordError(err)
 		trace.SpanFromContext(ctx).SetStatus(codes.Error, "provider call failed")
+		if pm.waitsOut(ctx, req.Step, err) {
+			pm.cfg.Logger.InfoContext(ctx, "provider down: the customer waits for it", "step", req.Step, "provider", req.Step.Provider(), "attempt", req.Attempt, "err", err)
+			return pm.exec(ctx, id, meta, func(c *domain.Customer) error {
+				return c.Block(req.Step, req.Attempt, req.Step.Provider(), truncateMessage(err.Error()))
+			})
+		}
 		class, wait := classify(err)
 		pm.cfg.Logger.WarnContext(ctx, "step attempt failed", "step", req.Step, "attempt", req.Attempt, "error_class", class, "retry_after", wait, "err", err)
 		// The failure carries the provider's Retry-After as a time: its

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/providers"
 )
 
@@ -82,4 +85,53 @@ func classify(err error) (domain.ErrorClass, time.Duration) {
 		return domain.ErrorPermanent, 0
 	}
 	return domain.ErrorTransient, max(pe.RetryAfter, 0)
+}
+
+// OutageBoard is where customers wait out a provider's outage: Wait records
+// a customer waiting, Status reads the provider's outage status. Outages
+// is the implementation.
+type OutageBoard interface {
+	Wait(ctx context.Context, id uuid.UUID, provider string, step domain.Step, since time.Time) error
+	Status(ctx context.Context, provider string) (domain.ProviderStatus, error)
+}
+
+var _ OutageBoard = (*Outages)(nil)
+
+// waitsOut is the rule of who waits: a transient failure of a call to a
+// provider that is down. It is down when its breaker refused the call, when
+// this process's breaker is open, or while its outage lasts (another
+// process's breakers found it down). A permanent failure, such as a
+// declined card, says the provider answered: it never waits.
+func (pm *Manager) waitsOut(ctx context.Context, step domain.Step, err error) bool {
+	if pm.cfg.Outages == nil {
+		return false
+	}
+	if class, _ := classify(err); class != domain.ErrorTransient {
+		return false
+	}
+	provider := step.Provider()
+	if errors.Is(err, providers.ErrCircuitOpen) {
+		return true
+	}
+	if pm.cfg.Breakers != nil && pm.cfg.Breakers(provider) == providers.BreakerOpen {
+		return true
+	}
+	status, serr := pm.cfg.Outages.Status(ctx, provider)
+	return serr == nil && status == domain.ProviderDown
+}
+
+// blocked records where a customer that started to wait waits, for
+// Outages to resume it: unless it stopped waiting meanwhile.
+func (pm *Manager) blocked(ctx context.Context, id uuid.UUID, env eventstore.Envelope, e domain.Blocked) error {
+	if pm.cfg.Outages == nil {
+		return nil
+	}
+	c, err := pm.cfg.Commands.LoadSince(ctx, id, int(env.Version))
+	if err != nil {
+		return err
+	}
+	if c.BlockedOn() != e.Provider {
+		return nil
+	}
+	return pm.cfg.Outages.Wait(ctx, id, e.Provider, e.Step, env.RecordedAt)
 }

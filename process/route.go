@@ -90,6 +90,8 @@ func manager(e domain.Event) string {
 		return string(e.Step)
 	case domain.StepRetryRequested:
 		return string(e.Step)
+	case domain.Blocked:
+		return string(e.Step)
 	case domain.StepSkipped:
 		return next(e.Step)
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:

@@ -47,6 +47,9 @@ type Customer struct {
 	// CreatedBy is the actor recorded on the signed_up event: the client
 	// that signed the customer up.
 	CreatedBy string `json:"created_by"`
+	// BlockedOn names the provider the customer waits on while it is
+	// down, "" when it waits on none.
+	BlockedOn string `json:"blocked_on,omitempty"`
 }
 
 // customerStreamType is the stream type of customer streams; events of
@@ -126,6 +129,12 @@ func applyCustomer(c *Customer, env eventstore.Envelope, ev domain.Event) bool {
 		c.clearPause()
 	case domain.CancellationRequested:
 		c.clearPause()
+		c.BlockedOn = ""
+	case domain.Blocked:
+		c.BlockedOn = e.Provider
+		c.Attempts = max(e.Attempt-1, 0)
+	case domain.Unblocked:
+		c.BlockedOn = ""
 	case domain.OnboardingCompleted:
 		c.ActivatedAt = &at
 	}
@@ -174,7 +183,8 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	activated_at  timestamptz,
 	version       bigint      NOT NULL,
 	position      bigint      NOT NULL,
-	created_by    text        NOT NULL
+	created_by    text        NOT NULL,
+	blocked_on    text        NOT NULL DEFAULT ''
 );
 `, t))
 	return err
@@ -190,7 +200,8 @@ CREATE INDEX IF NOT EXISTS %[1]s_state_idx ON %[1]s (state, id);
 CREATE INDEX IF NOT EXISTS %[1]s_step_idx ON %[1]s (step, id);
 CREATE INDEX IF NOT EXISTS %[1]s_created_by_idx ON %[1]s (created_by, id);
 CREATE INDEX IF NOT EXISTS %[1]s_paused_idx ON %[1]s (paused_at, id) WHERE state = 'paused';
-CREATE INDEX IF NOT EXISTS %[1]s_activated_idx ON %[1]s (activated_at) WHERE activated_at IS NOT NULL;`, p.table(version)))
+CREATE INDEX IF NOT EXISTS %[1]s_activated_idx ON %[1]s (activated_at) WHERE activated_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS %[1]s_blocked_idx ON %[1]s (blocked_on) WHERE blocked_on <> '';`, p.table(version)))
 	if err != nil {
 		return err
 	}
@@ -232,13 +243,13 @@ func (p customersProjection) drop(ctx context.Context, tx pgx.Tx, version int) e
 }
 
 const customerColumns = `id, email, company, contact_name, country, plan, state, step, attempts, last_error,
-	paused_step, pause_reason, paused_at, created_at, updated_at, activated_at, version, position, created_by`
+	paused_step, pause_reason, paused_at, created_at, updated_at, activated_at, version, position, created_by, blocked_on`
 
 func scanCustomer(row pgx.Row) (Customer, error) {
 	var c Customer
 	err := row.Scan(&c.ID, &c.Email, &c.Company, &c.ContactName, &c.Country, &c.Plan, &c.State, &c.Step,
 		&c.Attempts, &c.LastError, &c.PausedStep, &c.PauseReason, &c.PausedAt, &c.CreatedAt, &c.UpdatedAt,
-		&c.ActivatedAt, &c.Version, &c.Position, &c.CreatedBy)
+		&c.ActivatedAt, &c.Version, &c.Position, &c.CreatedBy, &c.BlockedOn)
 	return c, err
 }
 
@@ -317,6 +328,7 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, table string, cs []*Custome
 		email, company, contact, country, plan, state, step = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		attempts                                            = make([]int32, n)
 		lastErr, pausedStep, pauseReason, createdBy         = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		blockedOn                                           = make([]string, n)
 		pausedAt, activatedAt                               = make([]*time.Time, n), make([]*time.Time, n)
 		createdAt, updatedAt                                = make([]time.Time, n), make([]time.Time, n)
 		version, position                                   = make([]int64, n), make([]int64, n)
@@ -330,20 +342,21 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, table string, cs []*Custome
 		pausedStep[i], pauseReason[i], pausedAt[i] = c.PausedStep, c.PauseReason, c.PausedAt
 		createdAt[i], updatedAt[i], activatedAt[i] = c.CreatedAt, c.UpdatedAt, c.ActivatedAt
 		version[i], position[i], createdBy[i] = c.Version, c.Position, c.CreatedBy
+		blockedOn[i] = c.BlockedOn
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO `+table+` (`+customerColumns+`)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 			$8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
-			$15::timestamptz[], $16::timestamptz[], $17::int8[], $18::int8[], $19::text[])
+			$15::timestamptz[], $16::timestamptz[], $17::int8[], $18::int8[], $19::text[], $20::text[])
 		ON CONFLICT (id) DO UPDATE SET
 			email = EXCLUDED.email, company = EXCLUDED.company, contact_name = EXCLUDED.contact_name,
 			country = EXCLUDED.country, plan = EXCLUDED.plan, state = EXCLUDED.state, step = EXCLUDED.step,
 			attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, paused_step = EXCLUDED.paused_step,
 			pause_reason = EXCLUDED.pause_reason, paused_at = EXCLUDED.paused_at, created_at = EXCLUDED.created_at,
 			updated_at = EXCLUDED.updated_at, activated_at = EXCLUDED.activated_at, version = EXCLUDED.version,
-			position = EXCLUDED.position, created_by = EXCLUDED.created_by`,
+			position = EXCLUDED.position, created_by = EXCLUDED.created_by, blocked_on = EXCLUDED.blocked_on`,
 		ids, email, company, contact, country, plan, state, step, attempts, lastErr, pausedStep, pauseReason,
-		pausedAt, createdAt, updatedAt, activatedAt, version, position, createdBy)
+		pausedAt, createdAt, updatedAt, activatedAt, version, position, createdBy, blockedOn)
 	if err != nil {
 		return fmt.Errorf("store customers: %w", err)
 	}

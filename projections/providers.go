@@ -25,21 +25,7 @@ type ProviderCalls struct {
 }
 
 // ProviderOf names the provider that serves a step.
-func ProviderOf(step domain.Step) string {
-	switch step {
-	case domain.StepVerification:
-		return "kyc"
-	case domain.StepBilling:
-		return "payments"
-	case domain.StepTenant:
-		return "provisioning"
-	case domain.StepCRM:
-		return "crm"
-	case domain.StepWelcome:
-		return "email"
-	}
-	return "unknown"
-}
+func ProviderOf(step domain.Step) string { return step.Provider() }
 
 type providerStatsProjection struct{}
 
@@ -71,7 +57,7 @@ func (p providerStatsProjection) drop(ctx context.Context, tx pgx.Tx, version in
 // CountsCall reports whether events of type typ can record a provider
 // call, so that a reader can skip decoding the others.
 func CountsCall(typ string) bool {
-	return typ == domain.TypeStepRequested || typ == domain.TypeStepSucceeded || typ == domain.TypeStepFailed
+	return typ == domain.TypeStepRequested || typ == domain.TypeStepSucceeded || typ == domain.TypeStepFailed || typ == domain.TypeBlocked
 }
 
 // CallOf is the one rule of what provider_stats counts: the step of the
@@ -90,6 +76,10 @@ func CallOf(e domain.Event) (step domain.Step, add ProviderCalls, ok bool) {
 			add.PermanentFailures = 1
 		}
 		return e.Step, add, true
+	case domain.Blocked:
+		// The attempt the provider's outage refused: it failed, though the
+		// customer does not count it against its attempts.
+		return e.Step, ProviderCalls{Failed: 1}, true
 	}
 	return "", ProviderCalls{}, false
 }

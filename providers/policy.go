@@ -195,3 +195,33 @@ func (p Policy) Validate() error {
 func (p Policy) backOff() *backoff.ExponentialBackOff {
 	return &backoff.ExponentialBackOff{InitialInterval: p.BaseDelay / 2, RandomizationFactor: 1, Multiplier: 2, MaxInterval: p.MaxDelay / 2}
 }
+
+// Health is a provider's health as the operator sees it: its breaker (the
+// worst of the processes that call it), its outage status, the customers
+// waiting on it, and its calls over the last minutes, whole and as a
+// series of points for a chart.
+type Health struct {
+	Provider string `json:"provider"`
+	// Breaker is "closed", "half-open" or "open": the worst state reported
+	// by a process in the last minute.
+	Breaker string `json:"breaker"`
+	// Outage is "up", "down" or "recovering".
+	Outage  string `json:"outage"`
+	Waiting int    `json:"waiting"`
+	// Window is the span the figures below cover, in seconds.
+	Window       int           `json:"window_seconds"`
+	Attempts     int64         `json:"attempts"`
+	Errors       int64         `json:"errors"`
+	ErrorRate    float64       `json:"error_rate"`
+	LatencyAvgMS float64       `json:"latency_avg_ms"`
+	LatencyMaxMS float64       `json:"latency_max_ms"`
+	Series       []HealthPoint `json:"series"`
+}
+
+// HealthPoint is one bucket of a provider's calls.
+type HealthPoint struct {
+	At           time.Time `json:"at"`
+	Attempts     int64     `json:"attempts"`
+	ErrorRate    float64   `json:"error_rate"`
+	LatencyAvgMS float64   `json:"latency_avg_ms"`
+}

@@ -51,6 +51,8 @@ type devOptions struct {
 	simConfig *sim.Config
 	// process tunes the process managers (tests); zero means dev defaults.
 	process *process.Config
+	// tune changes the run configuration last (tests).
+	tune func(*runConfig)
 }
 
 func newDevCmd() *cobra.Command {
@@ -210,6 +212,9 @@ func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, 
 	}
 	if err := errors.Join(loadOperatorConfig(&cfg)...); err != nil {
 		return runConfig{}, err
+	}
+	if opts.tune != nil {
+		opts.tune(&cfg)
 	}
 	if cfg.sealKey, err = loadSealKey(); err == nil && cfg.sealKey == nil {
 		cfg.sealKey, err = devSealKey(opts.dataDir)

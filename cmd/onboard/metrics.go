@@ -30,6 +30,8 @@ type metrics struct {
 	handleTime  *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec
 	idemExpired prometheus.Counter
+	outages     *prometheus.CounterVec
+	waiting     *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -64,9 +66,13 @@ func newMetrics() *metrics {
 			Help: "Messages recorded as dead letters, by handler and event type."}, []string{"handler", "event_type"}),
 		idemExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "onboard_idempotency_records_deleted_total",
 			Help: "Expired idempotency records the command role deleted."}),
+		outages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_provider_outage_alerts_total",
+			Help: "Provider outages alerted: one per outage, by provider."}, []string{"provider"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "onboard_provider_waiting_customers",
+			Help: "Customers waiting on a provider that is down (reported by the process that resumes them)."}, []string{"provider"}),
 	}
 	reg.MustRegister(m.commands, m.appendTime, m.retries, m.pauses, m.relayed, m.relayLag, m.rewinds, m.handled, m.handleTime, m.deadLetters,
-		m.idemExpired)
+		m.idemExpired, m.outages, m.waiting)
 	return m
 }
 
@@ -82,6 +88,12 @@ func (m *metrics) observeCommand(cmd domain.Command, outcome string, d time.Dura
 }
 
 func (m *metrics) idempotencyDeleted(n int64) { m.idemExpired.Add(float64(n)) }
+
+func (m *metrics) outageAlert(provider string, _ int) { m.outages.WithLabelValues(provider).Inc() }
+
+func (m *metrics) waitingOn(provider string, n int) {
+	m.waiting.WithLabelValues(provider).Set(float64(n))
+}
 
 func (m *metrics) onRetry(step domain.Step) { m.retries.WithLabelValues(string(step)).Inc() }
 

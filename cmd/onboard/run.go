@@ -43,6 +43,9 @@ type runConfig struct {
 	webhookSecret string
 	providers     [5]providers.Config // kyc, payments, provisioning, crm, email
 	process       process.Config
+	// outages tunes the resuming of customers after a provider's outage
+	// (ONBOARD_RESUME_RATE, ONBOARD_OUTAGE_PROBE_EVERY).
+	outages process.OutageConfig
 	// public routes mounted beside the authenticated API (the simulator in
 	// dev); nil for none.
 	public func(mux *http.ServeMux)
@@ -320,7 +323,8 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 		api.Register(mux)
 	}
 	if cfg.has("query") {
-		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Logger: log}).Register(mux)
+		health := process.HealthReader{Pool: store.Pool(), Store: store}
+		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Health: health, Logger: log}).Register(mux)
 		httpapi.RegisterConsole(mux)
 		tools.api(log).Register(mux)
 		m.reg.MustRegister(newStuckCollector(tools.stuck))
@@ -410,11 +414,21 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	if err != nil {
 		return err
 	}
+	var clients providers.Clients
+	breakers := func(provider string) providers.BreakerState { return breakerOf(clients, provider) }
+	health := process.NewHealthRecorder(store.Pool(), breakers)
 	p := cfg.providers
 	for i := range p {
-		p[i].Policy.Hooks = em.Hooks()
+		p[i].Policy.Hooks = health.Hooks(em.Hooks())
 	}
-	clients, err := providers.NewClients(p[0], p[1], p[2], p[3], p[4])
+	clients, err = providers.NewClients(p[0], p[1], p[2], p[3], p[4])
+	if err != nil {
+		return err
+	}
+	oc := cfg.outages
+	oc.Pool, oc.Store, oc.Commands, oc.Logger = store.Pool(), store, cmds, log
+	oc.OnAlert, oc.OnWaiting = m.outageAlert, m.waitingOn
+	outages, err := process.NewOutages(oc)
 	if err != nil {
 		return err
 	}
@@ -422,11 +436,14 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	pc := cfg.process
 	pc.Commands, pc.Providers, pc.Timers, pc.Logger = cmds, process.ProvidersOf(clients), timers, log
 	pc.OnPause, pc.OnRetry, pc.Tracer = m.onPause, m.onRetry, tracer
+	pc.Outages, pc.Breakers = outages, breakers
 	pm, err := process.New(pc)
 	if err != nil {
 		return err
 	}
 	start("timers", func(ctx context.Context) error { return pm.RunTimers(ctx, 100*time.Millisecond) })
+	start("outages", outages.Run)
+	start("provider-health", func(ctx context.Context) error { return health.Run(ctx, 5*time.Second, log) })
 	if nc == nil {
 		start("worker", func(ctx context.Context) error {
 			return pm.Run(ctx, process.RunConfig{Name: "process-managers", Pool: store.Pool(), Source: store, Workers: 16})
@@ -491,7 +508,8 @@ const workingConns = 8
 
 // heldConns are the connections the roles hold while they run: the
 // relay's advisory-lock session and its LISTEN, a LISTEN per projection,
-// and the worker's LISTEN when it reads the event store itself (no NATS).
+// the worker's outage lock, and its LISTEN when it reads the event store
+// itself (no NATS).
 func heldConns(roles []string, nats bool) int32 {
 	var n int32
 	for _, r := range roles {
@@ -501,7 +519,9 @@ func heldConns(roles []string, nats bool) int32 {
 		case r == "projector":
 			n += int32(len(projections.Names()))
 		case r == "worker" && !nats:
-			n++
+			n += 2 // the LISTEN and the outage lock
+		case r == "worker":
+			n++ // the outage lock
 		}
 	}
 	return n
@@ -530,4 +550,21 @@ func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, e
 		return nil, fmt.Errorf("connect to Postgres: %w", err)
 	}
 	return pool, nil
+}
+
+// breakerOf is this process's breaker of provider.
+func breakerOf(c providers.Clients, provider string) providers.BreakerState {
+	switch {
+	case provider == providers.ProviderKYC && c.KYC != nil:
+		return c.KYC.BreakerState()
+	case provider == providers.ProviderPayments && c.Payments != nil:
+		return c.Payments.BreakerState()
+	case provider == providers.ProviderProvisioning && c.Provisioning != nil:
+		return c.Provisioning.BreakerState()
+	case provider == providers.ProviderCRM && c.CRM != nil:
+		return c.CRM.BreakerState()
+	case provider == providers.ProviderEmail && c.Email != nil:
+		return c.Email.BreakerState()
+	}
+	return providers.BreakerClosed
 }

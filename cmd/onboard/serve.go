@@ -63,6 +63,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		cfg.natsReplicas = n
 	}
 	errs = append(errs, loadProcessConfig(&cfg.process)...)
+	errs = append(errs, loadOutageConfig(&cfg.outages)...)
 	if r := os.Getenv("ONBOARD_INBOX_RETENTION"); r != "" {
 		d, err := time.ParseDuration(r)
 		if err != nil || d < time.Hour {
@@ -255,6 +256,28 @@ func loadProcessConfig(pc *process.Config) []error {
 			errs = append(errs, fmt.Errorf("ONBOARD_SUPPORT_EMAIL: want an email address, got %q", v))
 		} else {
 			pc.SupportEmail = v
+		}
+	}
+	return errs
+}
+
+// loadOutageConfig reads how customers resume after a provider's outage.
+func loadOutageConfig(oc *process.OutageConfig) []error {
+	var errs []error
+	if v := os.Getenv("ONBOARD_RESUME_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 || r > 10000 {
+			errs = append(errs, fmt.Errorf("ONBOARD_RESUME_RATE: want customers per second, above 0 and up to 10000, got %q", v))
+		} else {
+			oc.ResumeRate = r
+		}
+	}
+	if v := os.Getenv("ONBOARD_OUTAGE_PROBE_EVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("ONBOARD_OUTAGE_PROBE_EVERY: want a duration of at least 100ms (e.g. 5s), got %q", v))
+		} else {
+			oc.ProbeEvery = d
 		}
 	}
 	return errs

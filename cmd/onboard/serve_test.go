@@ -76,6 +76,28 @@ func TestServeConfigWorkerTuning(t *testing.T) {
 	}
 }
 
+func TestServeConfigOutages(t *testing.T) {
+	t.Setenv("ONBOARD_RESUME_RATE", "2.5")
+	t.Setenv("ONBOARD_OUTAGE_PROBE_EVERY", "3s")
+	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.outages.ResumeRate != 2.5 || cfg.outages.ProbeEvery != 3*time.Second {
+		t.Errorf("outage config %+v", cfg.outages)
+	}
+	for _, bad := range [][2]string{{"0", "10ms"}, {"fast", "soon"}} {
+		t.Setenv("ONBOARD_RESUME_RATE", bad[0])
+		t.Setenv("ONBOARD_OUTAGE_PROBE_EVERY", bad[1])
+		_, err := loadServeConfig("127.0.0.1:0", "projector")
+		for _, want := range []string{"ONBOARD_RESUME_RATE", "ONBOARD_OUTAGE_PROBE_EVERY"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: error %v does not name %s", bad, err, want)
+			}
+		}
+	}
+}
+
 func TestServeConfigBreakerOpenTimeout(t *testing.T) {
 	t.Setenv("SIM_URL", "http://127.0.0.1:1/sim")
 	t.Setenv("ONBOARD_BREAKER_OPEN_TIMEOUT", "200ms")

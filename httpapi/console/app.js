@@ -266,18 +266,20 @@
   views.overview = () => ({
     name: "overview",
     async load() {
-      const [funnel, queue, providers, panels] = await Promise.all([
+      const [funnel, queue, providers, panels, health] = await Promise.all([
         api("GET", withMin("/v1/stats/funnel")),
         api("GET", withMin("/v1/operator/queue")),
         // Provider statistics are a nicety: the overview works without them.
         api("GET", "/v1/stats/providers").catch(() => null),
         ops.loadOverview(),
+        api("GET", "/v1/providers").catch(() => null),
       ]);
       return () => {
         renderFunnel(funnel || {});
         renderQueue(listOf(queue));
         renderProviders(providers && Array.isArray(providers.providers) ? providers.providers : null);
         panels();
+        renderHealth(health && Array.isArray(health.providers) ? health.providers : []);
       };
     },
   });
@@ -326,6 +328,58 @@
       h("thead", {}, h("tr", {}, h("th", {text: "step"}), h("th", {text: "provider"}), cols.map((c) => h("th", {text: c.replace("_", " ")})))),
       h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {text: r.step}), h("td", {text: r.provider}),
         cols.map((c) => h("td", {class: "num", text: String(r[c] ?? 0)}))))));
+  }
+
+  // renderHealth shows each provider's breaker, outage, waiting customers
+  // and recent calls, with a small chart of its error rate and latency.
+  function renderHealth(rows) {
+    $("health").tBodies[0].replaceChildren(...rows.map((p) => h("tr", {dataset: {provider: p.provider}},
+      h("td", {text: p.provider}),
+      h("td", {}, h("span", {class: "pill b-" + p.breaker, text: p.breaker})),
+      h("td", {}, h("span", {class: "pill o-" + p.outage, text: p.outage})),
+      h("td", {class: "num" + (p.waiting > 0 ? " age-old" : ""), text: String(p.waiting ?? 0)}),
+      h("td", {class: "num", text: String(p.attempts ?? 0)}),
+      h("td", {class: "num", text: p.attempts ? (100 * p.error_rate).toFixed(1) + "%" : "·"}),
+      h("td", {class: "num", text: p.attempts ? Math.round(p.latency_avg_ms) + " ms" : "·"}),
+      h("td", {}, sparkline(Array.isArray(p.series) ? p.series : [], p.window_seconds || 300)))));
+  }
+
+  // The SVG namespace, as the HTML parser assigns it to an <svg> tag (the
+  // console names no URL of another host, not even a namespace's).
+  const SVG_NS = new DOMParser().parseFromString("<svg></svg>", "text/html").body.firstChild.namespaceURI;
+
+  // sparkline draws the error rate (0–100 %) and the average latency
+  // (scaled to its own maximum) of a provider's points as an inline SVG.
+  function sparkline(points, windowSeconds) {
+    const W = 160, H = 28, NS = SVG_NS;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("role", "img");
+    const now = Date.now(), from = now - windowSeconds * 1000;
+    const x = (p) => (W * (Date.parse(p.at) - from) / (now - from)).toFixed(1);
+    const maxLat = Math.max(1, ...points.map((p) => p.latency_avg_ms || 0));
+    const el = (tag, attrs) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      svg.append(e);
+    };
+    el("line", {class: "axis", x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5});
+    // A line through the points, and a dot on the latest: a single point
+    // draws no line.
+    const line = (cls, y) => {
+      const at = (p) => [x(p), (H - 1 - (H - 2) * y(p)).toFixed(1)];
+      el("polyline", {class: cls, points: points.map((p) => at(p).join(",")).join(" ")});
+      if (points.length) {
+        const [cx, cy] = at(points[points.length - 1]);
+        el("circle", {class: cls, cx, cy, r: 2});
+      }
+    };
+    line("lat", (p) => (p.latency_avg_ms || 0) / maxLat);
+    line("err", (p) => p.error_rate || 0);
+    const last = points[points.length - 1];
+    svg.setAttribute("aria-label", last ? "last 10 s: " + Math.round(100 * last.error_rate) + "% errors, " + Math.round(last.latency_avg_ms) + " ms" : "no calls");
+    return svg;
   }
 
   function renderQueue(entries) {
