@@ -64,7 +64,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := connect(t, srv.ClientURL())
+	nc := connect(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +86,10 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func connect(t testing.TB, url string) *nats.Conn {
+// connect connects to srv as admin.
+func connect(t testing.TB, srv *Server) *nats.Conn {
 	t.Helper()
-	nc, err := Connect(url, t.Name(), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectJitter(0, 0))
+	nc, err := srv.Connect(t.Name(), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
