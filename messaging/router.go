@@ -194,7 +194,15 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
-	if err := whileAway(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, js, cfg.Stream) }); err != nil {
+	tries := 0
+	if err := whileAway(ctx, func(ctx context.Context) error {
+		if tries++; tries == 2 {
+			// A worker's NATS user may not create the streams: it waits
+			// for the relay to.
+			cfg.Logger.Warn("messaging: waiting for the streams (the relay creates them)")
+		}
+		return EnsureStreams(ctx, js, cfg.Stream)
+	}); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
 	logger := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{

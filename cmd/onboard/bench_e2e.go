@@ -70,13 +70,14 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		ln.Close()
 		return nil, err
 	}
+	cfg.natsAuth = srv.Credentials(messaging.DevUser)
 	stop, err := startPipeline(ctx, env, cfg, base)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
 
-	w, err := watchCompletions(ctx, dbURL, srv.ClientURL())
+	w, err := watchCompletions(ctx, dbURL, srv)
 	if err != nil {
 		return nil, err
 	}
@@ -374,12 +375,14 @@ type completion struct {
 // costs the database nothing while it measures (a subscription to the
 // event store read every event again), and it sees a completion when the
 // pipeline's own consumers can, a few milliseconds after its commit.
-func watchCompletions(ctx context.Context, dbURL, natsURL string) (*completionWatcher, error) {
+//
+// It subscribes to event subjects, which no role may: it connects as admin.
+func watchCompletions(ctx context.Context, dbURL string, srv *messaging.Server) (*completionWatcher, error) {
 	store, err := bench.OpenStore(ctx, dbURL, 4)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("onboard bench watcher"))
+	nc, err := srv.Connect("onboard bench watcher")
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -35,6 +35,7 @@ type runConfig struct {
 	databaseURL   string
 	natsURL       string // empty: the worker reads the event store directly and no relay runs
 	natsReplicas  int
+	natsAuth      messaging.ClientAuth // the credentials the relay and the worker connect with
 	apiKeys       []httpapi.APIKey
 	webhookSecret string
 	providers     [5]providers.Config // kyc, payments, provisioning, crm, email
@@ -235,7 +236,11 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 	if cfg.natsURL == "" || (!cfg.has("relay") && !cfg.has("worker")) {
 		return nil, nil
 	}
-	nc, err := messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles))
+	auth, err := cfg.natsAuth.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles), auth...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.natsURL, err)
 	}

@@ -67,6 +67,11 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 	if cfg.has("relay") && cfg.natsURL == "" {
 		errs = append(errs, errors.New("NATS_URL: the relay role publishes to NATS JetStream; set NATS_URL (e.g. nats://127.0.0.1:4222)"))
 	}
+	if cfg.natsURL != "" && (cfg.has("relay") || cfg.has("worker")) {
+		auth, err := natsAuthFromEnv()
+		errs = append(errs, err)
+		cfg.natsAuth = auth
+	}
 	if r := os.Getenv("NATS_REPLICAS"); r != "" {
 		n, err := strconv.Atoi(r)
 		if err != nil || n < 1 || n > 5 {
