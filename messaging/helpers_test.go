@@ -144,6 +144,9 @@ func (env *testEnv) startRelay(cfg RelayConfig) (*Relay, func() error) {
 func (env *testEnv) startRouter(cfg RouterConfig, add func(r *Router)) (*Router, func()) {
 	env.t.Helper()
 	cfg.Pool = env.pool
+	if cfg.Events == nil {
+		cfg.Events = env.store
+	}
 	if cfg.Conn == nil {
 		cfg.Conn = env.nc
 	}

@@ -91,7 +91,7 @@ func newDeadLetterEnv(t *testing.T) *deadLetterEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: pool, Conn: nc, Logger: log,
+	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: pool, Events: store, Conn: nc, Logger: log,
 		MaxDeliver: 2, BackOff: []time.Duration{10 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ type metrics struct {
 	handled     *prometheus.CounterVec
 	handleTime  *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec
+	forged      *prometheus.CounterVec
 	idemExpired prometheus.Counter
 }
 
@@ -56,11 +57,13 @@ func newMetrics() *metrics {
 			Help: "Time a durable consumer's handler took.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"handler"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_dead_letters_total",
 			Help: "Messages recorded as dead letters, by handler and event type."}, []string{"handler", "event_type"}),
+		forged: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_forged_messages_total",
+			Help: "Messages on NATS that do not match the event store (an alert), by the handler that dead-lettered them or relay."}, []string{"where"}),
 		idemExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "onboard_idempotency_records_deleted_total",
 			Help: "Expired idempotency records the command role deleted."}),
 	}
 	reg.MustRegister(m.commands, m.appendTime, m.retries, m.pauses, m.relayed, m.relayLag, m.rewinds, m.handled, m.handleTime, m.deadLetters,
-		m.idemExpired)
+		m.forged, m.idemExpired)
 	return m
 }
 
@@ -100,6 +103,8 @@ func (m *metrics) MessageHandled(handler string, d time.Duration, err error) {
 	m.handled.WithLabelValues(handler, outcome).Inc()
 	m.handleTime.WithLabelValues(handler).Observe(d.Seconds())
 }
+
+func (m *metrics) MessageForged(where string) { m.forged.WithLabelValues(where).Inc() }
 
 func (m *metrics) DeadLettered(handler, eventType string) {
 	m.deadLetters.WithLabelValues(handler, eventType).Inc()

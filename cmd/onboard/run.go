@@ -373,7 +373,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	// (an undecodable event is skipped), and every restart of the worker
 	// or of NATS hands back held messages as one more delivery. Giving up
 	// would lose an effect, so deliveries go on, a few seconds apart.
-	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Conn: nc, Stream: stream, Logger: log, Metrics: m,
+	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Events: store, Conn: nc, Stream: stream, Logger: log, Metrics: m,
 		MaxAckPending: routerMaxAckPending, MaxDeliver: pmMaxDeliver,
 		BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}})
 	if err != nil {
