@@ -159,9 +159,11 @@ func newServeCmd() *cobra.Command {
 		Short: "Run production roles: " + strings.Join(knownRoles, ", "),
 		Long: `Runs the roles named by --roles in this process; each role can run in its own
 process and scale out (workers share durable consumers; one relay is active
-at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS,
-ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider
-URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
+at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS, the NATS
+credentials (NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_NKEY_SEED;
+NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY), ONBOARD_API_KEYS
+(role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider URLs (KYC_URL,
+PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
 Every role serves /healthz, /readyz and /metrics on --addr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
