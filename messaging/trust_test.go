@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,5 +140,62 @@ func (env *testEnv) publishForged(nc *nats.Conn, e eventstore.Envelope) {
 	}
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		env.t.Fatal(err)
+	}
+}
+
+// TestTrustedCursor: the relay takes a stream position only from a
+// message whose headers agree with its envelope and whose envelope is the
+// store's event, field for field.
+func TestTrustedCursor(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	env.appendEvents(1, 2, 1)
+	events, err := env.store.ReadAll(ctx, eventstore.Start, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRelay(RelayConfig{Store: env.store, Pool: env.pool, Conn: env.nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := events[1]
+	lowPosition, otherData, newID, otherStream := e, e, e, e
+	lowPosition.Position, lowPosition.TransactionID = 1, 1
+	otherData.Data = json.RawMessage(`{"writer":0,"n":7}`)
+	newID.ID = uuid.Must(uuid.NewV7())
+	otherStream.StreamID = "customer-nobody"
+	tests := []struct {
+		name   string
+		e      eventstore.Envelope
+		header func(nats.Header)
+		forged bool
+	}{
+		{"the stored event", e, nil, false},
+		{"a low position in the envelope and the headers", lowPosition, nil, true},
+		{"a changed payload", otherData, nil, true},
+		{"a new id", newID, nil, true},
+		{"a stream the store lacks", otherStream, nil, true},
+		{"a low cursor header only", e, func(h nats.Header) { h.Set(HeaderCursor, "1/1") }, true},
+		{"another message id", e, func(h nats.Header) { h.Set(HeaderMsgID, uuid.NewString()) }, true},
+	}
+	cfg := env.stream
+	cfg.setDefaults()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := eventMsg(cfg, tt.e, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.header != nil {
+				tt.header(m.Header)
+			}
+			c, err := r.trustedCursor(ctx, &jetstream.RawStreamMsg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+			switch {
+			case tt.forged && !errors.Is(err, ErrForged):
+				t.Fatalf("trusted at %v (err %v), want ErrForged", c, err)
+			case !tt.forged && (err != nil || c != e.Cursor()):
+				t.Fatalf("cursor %v, err %v; want %v", c, err, e.Cursor())
+			}
+		})
 	}
 }
