@@ -174,6 +174,9 @@ type Relay struct {
 	published atomic.Int64
 	rewinds   atomic.Int64
 	leads     atomic.Int64
+	// forgedSeq is the highest stream sequence of a forged message the
+	// stream check reported; only the active relay's goroutine uses it.
+	forgedSeq uint64
 }
 
 // RelayStats are counters of one Relay since it was created.

@@ -39,9 +39,13 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 	if created == s.storedIncarnation {
 		// Only a position that matches the store counts: a forged message
 		// at the stream's end must not make the relay publish again.
+		reported := r.forgedSeq
 		c, found, err := r.lastTrusted(ctx, stream, func(seq uint64, err error) {
-			log.Error("relay: forged message on the stream, ignored", "seq", seq, "err", err)
-			r.cfg.Metrics.MessageForged("relay")
+			if seq > reported { // each once, not at every check
+				r.forgedSeq = max(r.forgedSeq, seq)
+				log.Error("relay: forged message on the stream, ignored", "seq", seq, "err", err)
+				r.cfg.Metrics.MessageForged("relay")
+			}
 		})
 		switch {
 		case errors.Is(err, errNoTrusted):

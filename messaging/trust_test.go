@@ -149,8 +149,15 @@ func (env *testEnv) publishForged(nc *nats.Conn, e eventstore.Envelope) {
 func TestTrustedCursor(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	env.appendEvents(1, 2, 1)
-	events, err := env.store.ReadAll(ctx, eventstore.Start, 10)
+	stream := "customer-" + uuid.NewString()
+	for n := range 2 {
+		_, err := env.store.Append(ctx, stream, eventstore.Any, []eventstore.NewEvent{{ID: uuid.Must(uuid.NewV7()),
+			Type: "customer.test_happened", SchemaVersion: 1, Data: json.RawMessage(`{"writer":0,"n":` + strconv.Itoa(n) + `}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := env.store.ReadStream(ctx, stream, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
