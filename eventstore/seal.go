@@ -226,6 +226,16 @@ func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.E
 type StoreIdentity struct {
 	SystemID string
 	Epoch    int64
+	// ClusterID is the system identifier of the cluster serving the store
+	// now ("0" when it cannot be read). It differs from SystemID once the
+	// database was moved to another cluster, as a restore from a dump does.
+	ClusterID string
+}
+
+// Moved reports whether the store's recorded cluster and the one serving
+// it now are known and differ.
+func (id StoreIdentity) Moved() bool {
+	return id.SystemID != "0" && id.ClusterID != "0" && id.ClusterID != "" && id.SystemID != id.ClusterID
 }
 
 // ErrSealExists means a seal with that sequence number is already stored:

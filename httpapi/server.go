@@ -13,6 +13,10 @@ import (
 type ReadinessCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Advisory checks are reported in the detail, but their failure does
+	// not make the process unready: it can serve, and an operator is to
+	// look (a restored store the relay found, say).
+	Advisory bool
 }
 
 // Health serves /healthz (the process is alive) and /readyz (every
@@ -32,7 +36,10 @@ func (h Health) Register(mux Mux) {
 		status, code := map[string]string{}, http.StatusOK
 		for _, c := range h.Checks {
 			if err := c.Check(ctx); err != nil {
-				status[c.Name], code = err.Error(), http.StatusServiceUnavailable
+				status[c.Name] = err.Error()
+				if !c.Advisory {
+					code = http.StatusServiceUnavailable
+				}
 			} else {
 				status[c.Name] = "ok"
 			}

@@ -21,16 +21,19 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	for {
-		if err := ctx.Err(); err != nil {
-			l.sealOnStop(ctx)
-			return err
-		}
-		if err := l.round(ctx); err != nil {
-			if ctx.Err() != nil {
-				l.sealOnStop(ctx)
+		err := ctx.Err()
+		if err == nil {
+			if err = l.round(ctx); err == nil {
+				continue
 			}
-			return err
 		}
+		if ctx.Err() != nil {
+			l.sealOnStop(ctx)
+		} else if l.seal != nil {
+			// The lock goes with the lead: the seal being written ends first.
+			_ = l.collectSeal(true)
+		}
+		return err
 	}
 }
 
@@ -85,8 +88,14 @@ func (r *Relay) startLead(ctx context.Context, conn *pgx.Conn) (*leader, error) 
 // round checks the stream when that is due, then publishes the next batch
 // or, when there is none, waits for one. An error ends the lead.
 func (l *leader) round(ctx context.Context) error {
+	if err := l.collectSeal(false); err != nil {
+		return err
+	}
 	if l.checkDue() {
 		if l.seal != nil {
+			if err := l.collectSeal(true); err != nil {
+				return err
+			}
 			if err := l.checkSeals(ctx); err != nil {
 				return l.retry(ctx, "relay: seal check failed, retrying", err)
 			}
@@ -153,9 +162,7 @@ func (l *leader) wait(ctx context.Context) error {
 		return err
 	}
 	if l.seal != nil && l.seal.due() {
-		if err := l.sealNow(ctx); err != nil {
-			return err
-		}
+		l.sealNow(ctx)
 	}
 	woken, err := l.r.idle(ctx, l.conn, l.poll.NextBackOff())
 	if err != nil {
@@ -188,9 +195,7 @@ func (l *leader) send(ctx context.Context, batch []eventstore.Envelope) error {
 	l.r.published.Add(int64(len(batch)))
 	l.r.cfg.Metrics.EventsRelayed(len(batch), time.Since(last.RecordedAt))
 	if l.seal != nil && l.seal.due() {
-		if err := l.sealNow(ctx); err != nil {
-			return err
-		}
+		l.sealNow(ctx)
 	}
 	if time.Since(l.s.storedAt) >= l.r.cfg.CursorInterval {
 		return l.r.storeCursor(ctx, l.conn, &l.s)

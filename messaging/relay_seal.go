@@ -51,8 +51,9 @@ type SealMetrics interface {
 	// SealWritten is called after a seal covering events events was stored.
 	SealWritten(events int64)
 	// RestoreDetected is called when the relay found the store behind the
-	// seals on NATS ("store_behind") or NATS behind the store
-	// ("nats_behind"): an alert.
+	// seals on NATS ("store_behind"), NATS behind the store ("nats_behind")
+	// or the store on another cluster than recorded ("store_moved"): an
+	// alert.
 	RestoreDetected(direction string)
 }
 
@@ -95,6 +96,9 @@ type sealer struct {
 	heads  map[string]eventstore.Head
 	// since is when the first event not sealed yet was folded.
 	since time.Time
+	// writing delivers the outcome of the seal being written, nil when
+	// none is.
+	writing chan sealWrite
 }
 
 // startSealer loads the last seal and continues from it: the events after
@@ -112,6 +116,16 @@ func (r *Relay) startSealer(ctx context.Context, log *slog.Logger) (*sealer, err
 	cur, err := last.At()
 	if err != nil {
 		return nil, fmt.Errorf("last seal %d: %w", last.Seq, err)
+	}
+	if id.Moved() {
+		msg := fmt.Sprintf("the store moved to another cluster: it was recorded on system %s, it is served by %s: "+
+			"restored from a dump?", id.SystemID, id.ClusterID)
+		log.Error("relay: "+msg, "alert", "store_moved")
+		if id, err = cfg.Store.NewEpoch(ctx, msg); err != nil {
+			return nil, err
+		}
+		r.setAlert("store_moved", msg)
+		cfg.Metrics.RestoreDetected("store_moved")
 	}
 	log.Debug("relay: sealing from the last seal", "seal", last.Seq, "cursor", cur.String(), "epoch", id.Epoch)
 	return &sealer{cfg: cfg, id: id, last: last, cursor: cur, events: last.Events, digest: last.Digest,
@@ -157,52 +171,118 @@ func (s *sealer) add(e eventstore.Envelope) {
 	s.heads[e.StreamID] = eventstore.Head{StreamID: e.StreamID, Version: e.Version, Hash: e.Hash}
 }
 
-// due reports whether a seal is to be written now.
+// due reports whether a seal is to be written now: events were folded
+// since the last one, the interval passed or the heads grew large, and no
+// seal is being written.
 func (s *sealer) due() bool {
-	return len(s.heads) > 0 && (time.Since(s.since) >= s.cfg.Interval || len(s.heads) >= s.cfg.MaxStreams)
+	return s.writing == nil && len(s.heads) > 0 &&
+		(time.Since(s.since) >= s.cfg.Interval || len(s.heads) >= s.cfg.MaxStreams)
 }
 
-// sealNow writes a seal of everything folded so far, when anything is, and
-// publishes it. A seal another relay stored first means this one lost the
-// lock: the error ends the lead.
-func (l *leader) sealNow(ctx context.Context) error {
+// sealWrite is the outcome of writing one seal.
+type sealWrite struct {
+	seal  eventstore.Seal
+	heads map[string]eventstore.Head
+	since time.Time
+	// stored is nil once the seal is in the seals table; published once it
+	// is on NATS too.
+	stored, published error
+}
+
+// sealNow starts writing a seal of everything folded so far, when anything
+// is and no seal is being written. The writing (signing, the seals table's
+// synchronous commit, JetStream's ack) runs beside the relay's rounds, off
+// the events' publish path; collectSeal takes its outcome.
+func (l *leader) sealNow(ctx context.Context) {
 	s := l.seal
-	if len(s.heads) == 0 {
-		return nil
+	if s.writing != nil || len(s.heads) == 0 {
+		return
 	}
-	heads := make([]eventstore.Head, 0, len(s.heads))
-	for _, h := range s.heads {
-		heads = append(heads, h)
-	}
-	seal := eventstore.Seal{Seq: s.last.Seq + 1, Epoch: s.id.Epoch, SystemID: s.id.SystemID, Cursor: s.cursor.String(),
-		Events: s.events, Digest: s.digest, Heads: heads, SealedAt: time.Now()}
-	seal.Sign(s.cfg.Key)
-	if err := s.cfg.Store.AppendSeal(ctx, seal); err != nil {
-		if errors.Is(err, eventstore.ErrSealExists) {
-			return err
+	w := sealWrite{heads: s.heads, since: s.since, seal: eventstore.Seal{Seq: s.last.Seq + 1, Epoch: s.id.Epoch, SystemID: s.id.SystemID,
+		Cursor: s.cursor.String(), Events: s.events, Digest: s.digest, SealedAt: time.Now()}}
+	s.heads = make(map[string]eventstore.Head, len(w.heads))
+	done := make(chan sealWrite, 1)
+	s.writing = done
+	go func() {
+		w.seal.Heads = make([]eventstore.Head, 0, len(w.heads))
+		for _, h := range w.heads {
+			w.seal.Heads = append(w.seal.Heads, h)
 		}
-		l.log.Warn("relay: storing a seal failed, sealing later", "seal", seal.Seq, "err", err)
+		w.seal.Sign(s.cfg.Key)
+		if w.stored = s.cfg.Store.AppendSeal(ctx, w.seal); w.stored == nil {
+			w.published = l.r.publishSeal(ctx, w.seal)
+		}
+		done <- w
+	}()
+}
+
+// collectSeal takes the outcome of the seal being written, waiting for it
+// when wait is set. A seal another relay stored first means this one lost
+// the lock: the error ends the lead. A seal that could not be stored gives
+// its heads back, to be sealed with the next.
+func (l *leader) collectSeal(wait bool) error {
+	s := l.seal
+	if s == nil || s.writing == nil {
 		return nil
 	}
-	s.last = seal
-	clear(s.heads)
-	s.cfg.Metrics.SealWritten(seal.Events)
-	if err := l.r.publishSeal(ctx, seal); err != nil {
-		l.log.Warn("relay: publishing a seal failed, the seal check republishes it", "seal", seal.Seq, "err", err)
+	var w sealWrite
+	if wait {
+		w = <-s.writing
+	} else {
+		select {
+		case w = <-s.writing:
+		default:
+			return nil
+		}
+	}
+	s.writing = nil
+	switch {
+	case errors.Is(w.stored, eventstore.ErrSealExists):
+		return w.stored
+	case w.stored != nil:
+		l.log.Warn("relay: storing a seal failed, sealing later", "seal", w.seal.Seq, "err", w.stored)
+		for id, h := range w.heads {
+			if _, moved := s.heads[id]; !moved {
+				s.heads[id] = h
+			}
+		}
+		s.since = w.since
+		return nil
+	}
+	s.last = w.seal
+	s.cfg.Metrics.SealWritten(w.seal.Events)
+	if w.published != nil {
+		l.log.Warn("relay: publishing a seal failed, the seal check republishes it", "seal", w.seal.Seq, "err", w.published)
 		l.s.check = true
 	}
 	return nil
 }
 
-// sealOnStop writes the last seal when the relay stops cleanly.
+// sealOnStop waits for the seal being written, then writes the last one,
+// when the relay stops cleanly, trying again for a few seconds if the
+// store fails.
 func (l *leader) sealOnStop(ctx context.Context) {
 	if l.seal == nil {
 		return
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := l.sealNow(sctx); err != nil {
-		l.log.Warn("relay: the last seal failed", "err", err)
+	for try := 0; ; try++ {
+		if err := l.collectSeal(true); err != nil {
+			l.log.Warn("relay: the last seal failed", "err", err)
+			return
+		}
+		if len(l.seal.heads) == 0 {
+			return
+		}
+		if try > 0 {
+			_ = sleep(sctx, 100*time.Millisecond)
+		}
+		if sctx.Err() != nil {
+			l.log.Warn("relay: the last seal failed", "err", sctx.Err(), "unsealed_streams", len(l.seal.heads))
+			return
+		}
+		l.sealNow(sctx)
 	}
 }
 
@@ -240,10 +320,13 @@ func EnsureSealStream(ctx context.Context, js jetstream.JetStream, cfg SealConfi
 // when it has none.
 func (r *Relay) lastNATSSeal(ctx context.Context) (eventstore.Seal, bool, error) {
 	var seal eventstore.Seal
-	if err := EnsureSealStream(ctx, r.js, *r.cfg.Seal, r.cfg.Stream.Replicas); err != nil {
-		return seal, false, err
-	}
 	stream, err := r.js.Stream(ctx, r.cfg.Seal.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := EnsureSealStream(ctx, r.js, *r.cfg.Seal, r.cfg.Stream.Replicas); err != nil {
+			return seal, false, err
+		}
+		stream, err = r.js.Stream(ctx, r.cfg.Seal.StreamName)
+	}
 	if err != nil {
 		return seal, false, err
 	}
@@ -360,7 +443,7 @@ func (r *Relay) Alert() string {
 	r.alertMu.Lock()
 	defer r.alertMu.Unlock()
 	var msg string
-	for _, k := range []string{"store_behind", "nats_behind"} {
+	for _, k := range []string{"store_moved", "store_behind", "nats_behind"} {
 		if a := r.alerts[k]; a != "" {
 			if msg != "" {
 				msg += "; "

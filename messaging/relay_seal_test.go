@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +237,101 @@ func restore(t *testing.T, env *testEnv, keep eventstore.Seal) {
 		if _, err := conn.Exec(ctx, q.sql, q.args...); err != nil {
 			t.Fatalf("%s: %v", q.sql, err)
 		}
+	}
+}
+
+// flakySeals fails every other AppendSeal, as a store that times out would.
+type flakySeals struct {
+	eventstore.SealStore
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakySeals) AppendSeal(ctx context.Context, s eventstore.Seal) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls%2 == 1
+	f.mu.Unlock()
+	if fail {
+		return errors.New("injected: seal not stored")
+	}
+	return f.SealStore.AppendSeal(ctx, s)
+}
+
+// TestRelaySealFailureKeepsHeads makes half the seal writes fail while the
+// relay publishes: the seals written still match the log, and every
+// stream's newest event is a head of some seal, so a failed write's heads
+// went into the next seal.
+func TestRelaySealFailureKeepsHeads(t *testing.T) {
+	env := newTestEnv(t)
+	key := newSealKey(t)
+	cfg := env.sealCfg(key, &sealCounts{})
+	cfg.Store = &flakySeals{SealStore: env.store}
+	r, stop := env.startRelay(RelayConfig{Seal: cfg})
+	for range 5 {
+		env.appendEvents(4, 20, 3)
+		time.Sleep(2 * cfg.Interval)
+	}
+	waitFor(t, "relay to reach the head", env.relayedAll(r))
+	if err := stop(); err != nil && err != context.Canceled {
+		t.Fatal(err)
+	}
+	seals := env.checkSealsMatchLog(t, key)
+	sealed := map[string]int64{}
+	for _, s := range seals {
+		for _, h := range s.Heads {
+			sealed[h.StreamID] = max(sealed[h.StreamID], h.Version)
+		}
+	}
+	events, err := env.store.ReadAll(context.Background(), eventstore.Cursor{}, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := seals[len(seals)-1]; last.Events != int64(len(events)) {
+		t.Fatalf("the last seal covers %d events, want %d", last.Events, len(events))
+	}
+	newest := map[string]int64{}
+	for _, e := range events {
+		newest[e.StreamID] = max(newest[e.StreamID], e.Version)
+	}
+	for id, v := range newest {
+		if sealed[id] != v {
+			t.Errorf("stream %s: newest version %d, sealed head %d", id, v, sealed[id])
+		}
+	}
+}
+
+// TestRestoreDetectedStoreMoved records the store on another cluster than
+// the one serving it, as a logical restore into a new cluster leaves it:
+// the relay alerts and starts an epoch on the serving cluster.
+func TestRestoreDetectedStoreMoved(t *testing.T) {
+	env := newTestEnv(t)
+	m := &sealCounts{}
+	ctx := context.Background()
+	before, err := env.store.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.ClusterID == "0" {
+		t.Skip("this role cannot read pg_control_system()")
+	}
+	if _, err := env.pool.Exec(ctx, `INSERT INTO store_epochs (epoch, system_identifier, reason) VALUES (2, 42, 'elsewhere')`); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := env.store.Identity(ctx); err != nil || !id.Moved() {
+		t.Fatalf("identity %+v (%v): want moved", id, err)
+	}
+	r, stop := env.startRelay(RelayConfig{Seal: env.sealCfg(newSealKey(t), m)})
+	defer stop()
+	waitFor(t, "the moved-store alert", func() (bool, error) { return m.restored("store_moved") > 0, nil })
+	if a := r.Alert(); !strings.Contains(a, "the store moved to another cluster") {
+		t.Fatalf("alert %q", a)
+	}
+	id, err := env.store.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Epoch != 3 || id.Moved() || id.SystemID != before.ClusterID {
+		t.Fatalf("identity after the alert %+v, want epoch 3 on system %s", id, before.ClusterID)
 	}
 }

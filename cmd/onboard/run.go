@@ -127,8 +127,11 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 			return err
 		}
 		roles.start("relay", relay.Run)
-		// A restored store (or seals NATS lost) is told in /readyz.
-		checks = append(checks, httpapi.ReadinessCheck{Name: "seals", Check: func(context.Context) error {
+		// A restored or moved store (or seals NATS lost) is told in
+		// /readyz's detail. The relay goes on in a new epoch, so the
+		// process stays ready: taking it out of service would turn an
+		// audit alert into an outage.
+		checks = append(checks, httpapi.ReadinessCheck{Name: "seals", Advisory: true, Check: func(context.Context) error {
 			if a := relay.Alert(); a != "" {
 				return errors.New(a)
 			}

@@ -75,7 +75,7 @@ func newSealMetrics(reg prometheus.Registerer) *sealMetrics {
 		sealed: prometheus.NewCounter(prometheus.CounterOpts{Name: "onboard_relay_seals_total",
 			Help: "Seals of the event log written by the active relay."}),
 		restores: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_relay_restore_alerts_total",
-			Help: "Times the relay found the store behind the seals on NATS (store_behind: a restored backup) or NATS behind the store (nats_behind)."},
+			Help: "Times the relay found the store behind the seals on NATS (store_behind: a restored backup), NATS behind the store (nats_behind) or the store on another cluster than recorded (store_moved)."},
 			[]string{"direction"}),
 	}
 	reg.MustRegister(m.sealed, m.restores)

@@ -107,16 +107,24 @@ func (s *Store) Identity(ctx context.Context) (eventstore.StoreIdentity, error) 
 		return id, fmt.Errorf("read the store's identity: %w", err)
 	}
 	id.SystemID = strconv.FormatUint(uint64(sys), 10)
+	id.ClusterID = strconv.FormatUint(uint64(s.clusterID(ctx)), 10)
 	return id, nil
+}
+
+// clusterID returns the cluster's system identifier, 0 when the role may
+// not read it.
+func (s *Store) clusterID(ctx context.Context) int64 {
+	var sys int64
+	if err := s.pool.QueryRow(ctx, `SELECT system_identifier FROM pg_control_system()`).Scan(&sys); err != nil {
+		return 0
+	}
+	return sys
 }
 
 // NewEpoch records the next epoch with the cluster's current system
 // identifier (0 when the role may not read it).
 func (s *Store) NewEpoch(ctx context.Context, reason string) (eventstore.StoreIdentity, error) {
-	var sys int64
-	if err := s.pool.QueryRow(ctx, `SELECT system_identifier FROM pg_control_system()`).Scan(&sys); err != nil {
-		sys = 0
-	}
+	sys := s.clusterID(ctx)
 	var id eventstore.StoreIdentity
 	err := s.pool.QueryRow(ctx, `INSERT INTO store_epochs (epoch, system_identifier, reason)
 		SELECT coalesce(max(epoch), 0) + 1, $1, $2 FROM store_epochs RETURNING epoch`, sys, reason).Scan(&id.Epoch)
@@ -124,5 +132,6 @@ func (s *Store) NewEpoch(ctx context.Context, reason string) (eventstore.StoreId
 		return id, fmt.Errorf("start a new epoch: %w", err)
 	}
 	id.SystemID = strconv.FormatUint(uint64(sys), 10)
+	id.ClusterID = id.SystemID
 	return id, nil
 }
