@@ -53,6 +53,21 @@
 // the dead-letter subject; DeadLetters lists and re-drives them. The Metrics
 // interface reports relayed batches, rewinds, deliveries and dead letters.
 //
+// # Access and trust
+//
+// NATS users have roles (permissions.go): RolePermissions says what each
+// may publish and subscribe to (only the relay publishes events), and
+// ServerConfig renders that as the nats-server configuration of
+// docker-compose and of the embedded server, which refuses clients
+// without credentials. ClientAuth carries a client's credentials (creds
+// file, nkey seed, user and password, TLS).
+//
+// No consumer acts on a message that does not match the event store
+// (trust.go): the router checks every delivery against the store before
+// its handler and dead-letters a mismatch (ErrForged) with an error log and
+// Metrics.MessageForged; the relay's stream check resumes only from a
+// position it matched to the store.
+//
 // Its tables are created by the database's migrations (package schema).
 //
 // It imports eventstore and no other package of this module: the routing

@@ -1,6 +1,8 @@
 package messaging
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -9,7 +11,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
+
+// DevUser is the embedded server's user for a process that runs the
+// relay and the worker on one connection, as `onboard dev` does: it has
+// the permissions of both roles and no more.
+const DevUser = "onboard"
 
 // EmbeddedConfig configures an in-process NATS server with JetStream, as
 // started by `onboard dev` and by tests when NATS_URL is not set.
@@ -35,6 +43,9 @@ type EmbeddedConfig struct {
 	// StartTimeout bounds how long StartEmbedded waits for the server to
 	// accept connections; the default is 10s.
 	StartTimeout time.Duration
+	// Stream is the stream layout the users' permissions are about (see
+	// RolePermissions); the zero value is the default layout.
+	Stream StreamConfig
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -62,10 +73,17 @@ func (c EmbeddedConfig) Validate() error {
 }
 
 // Server is an embedded NATS server. It is safe for concurrent use.
+//
+// It refuses clients without credentials: it has the users of
+// ServerConfig, one per role with that role's permissions (the same
+// configuration as docker-compose's NATS), and DevUser, each with a
+// password generated when it starts. Credentials returns them; Connect
+// connects as admin, for tests.
 type Server struct {
-	mu  sync.Mutex
-	cfg EmbeddedConfig
-	ns  *server.Server
+	mu        sync.Mutex
+	cfg       EmbeddedConfig
+	ns        *server.Server
+	passwords map[string]string
 }
 
 // StartEmbedded starts an embedded NATS server with JetStream enabled and
@@ -75,11 +93,72 @@ func StartEmbedded(cfg EmbeddedConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("start embedded nats: %w", err)
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, passwords: map[string]string{}}
+	for _, u := range s.users() {
+		s.passwords[u.Name] = newPassword()
+	}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// users are the server's users, without their passwords.
+func (s *Server) users() []ServerUser {
+	users := RoleUsers()
+	return append(users, ServerUser{Name: DevUser, Roles: []Role{RoleRelay, RoleWorker}})
+}
+
+func newPassword() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// options are the server's options: the accounts and users of
+// ServerConfig with the generated passwords, and the listener and
+// JetStream settings of the configuration.
+func (s *Server) options(port int) (*server.Options, error) {
+	users := s.users()
+	for i := range users {
+		users[i].Password = s.passwords[users[i].Name]
+	}
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(ServerConfig(s.cfg.Stream, users)); err != nil {
+		return nil, fmt.Errorf("start embedded nats: accounts: %w", err)
+	}
+	opts.ServerName = s.cfg.ServerName
+	opts.Host = s.cfg.Host
+	opts.Port = port
+	opts.JetStream = true
+	opts.StoreDir = s.cfg.DataDir
+	opts.SyncAlways = s.cfg.SyncAlways
+	opts.JetStreamMaxStore = s.cfg.MaxStore
+	opts.NoSigs = true
+	opts.NoLog = true
+	return opts, nil
+}
+
+// Credentials returns the credentials of user: a role's name (see Roles)
+// or DevUser. An unknown user gets credentials the server refuses.
+func (s *Server) Credentials(user string) ClientAuth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw := s.passwords[user]
+	if pw == "" {
+		pw = "unknown-user"
+	}
+	return ClientAuth{User: user, Password: pw}
+}
+
+// Connect connects to the server as admin (see Connect for the other
+// settings): for tests, which break streams and consumers on purpose.
+func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	auth, err := s.Credentials(string(RoleAdmin)).Options()
+	if err != nil {
+		return nil, err
+	}
+	return Connect(s.ClientURL(), name, append(auth, opts...)...)
 }
 
 func (s *Server) start() error {
@@ -87,16 +166,9 @@ func (s *Server) start() error {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	opts := &server.Options{
-		ServerName:        s.cfg.ServerName,
-		Host:              s.cfg.Host,
-		Port:              port,
-		JetStream:         true,
-		StoreDir:          s.cfg.DataDir,
-		SyncAlways:        s.cfg.SyncAlways,
-		JetStreamMaxStore: s.cfg.MaxStore,
-		NoSigs:            true,
-		NoLog:             true,
+	opts, err := s.options(port)
+	if err != nil {
+		return err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

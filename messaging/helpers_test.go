@@ -64,7 +64,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := connect(t, srv.ClientURL())
+	nc := connect(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +86,10 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func connect(t testing.TB, url string) *nats.Conn {
+// connect connects to srv as admin.
+func connect(t testing.TB, srv *Server) *nats.Conn {
 	t.Helper()
-	nc, err := Connect(url, t.Name(), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectJitter(0, 0))
+	nc, err := srv.Connect(t.Name(), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,9 @@ func (env *testEnv) startRelay(cfg RelayConfig) (*Relay, func() error) {
 func (env *testEnv) startRouter(cfg RouterConfig, add func(r *Router)) (*Router, func()) {
 	env.t.Helper()
 	cfg.Pool = env.pool
+	if cfg.Events == nil {
+		cfg.Events = env.store
+	}
 	if cfg.Conn == nil {
 		cfg.Conn = env.nc
 	}

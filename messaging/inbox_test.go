@@ -98,7 +98,7 @@ func TestPruneInboxInChunks(t *testing.T) {
 func TestAddHandlerWaitsForNATS(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	r, err := NewRouter(ctx, RouterConfig{Pool: env.pool, Conn: env.nc, Stream: env.stream, Logger: env.log})
+	r, err := NewRouter(ctx, RouterConfig{Pool: env.pool, Events: env.store, Conn: env.nc, Stream: env.stream, Logger: env.log})
 	if err != nil {
 		t.Fatal(err)
 	}

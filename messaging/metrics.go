@@ -19,6 +19,10 @@ type Metrics interface {
 	MessageHandled(handler string, d time.Duration, err error)
 	// DeadLettered is called when a message was recorded as a dead letter.
 	DeadLettered(handler, eventType string)
+	// MessageForged is called when a message does not match the event
+	// store (ErrForged): by the handler it was delivered to, which
+	// dead-letters it, or by "relay", which ignores it. An alert.
+	MessageForged(where string)
 }
 
 // NopMetrics discards everything.
@@ -35,3 +39,6 @@ func (NopMetrics) MessageHandled(string, time.Duration, error) {}
 
 // DeadLettered does nothing.
 func (NopMetrics) DeadLettered(string, string) {}
+
+// MessageForged does nothing.
+func (NopMetrics) MessageForged(string) {}

@@ -24,14 +24,21 @@ import (
 // the relay publishes the batch again.
 var ErrAckTimeout = errors.New("messaging: timed out waiting for jetstream acks")
 
+// RelayStore is what the relay reads of the event store.
+type RelayStore interface {
+	eventstore.AllReader
+	eventstore.StreamReader
+}
+
 // RelayConfig configures a Relay.
 type RelayConfig struct {
 	// Name identifies the relay: its cursor row and its advisory lock.
 	// Relays with the same name share one cursor and only one of them is
 	// active at a time. Default "onboarding".
 	Name string
-	// Store is read in global order from the relay's cursor.
-	Store eventstore.AllReader
+	// Store is read in global order from the relay's cursor; the stream
+	// check reads events of a stream to match messages against it.
+	Store RelayStore
 	// Pool connects to the event store's database, where the relay keeps
 	// its cursor and takes its advisory lock (on a dedicated connection
 	// made from the pool's config).
@@ -167,6 +174,9 @@ type Relay struct {
 	published atomic.Int64
 	rewinds   atomic.Int64
 	leads     atomic.Int64
+	// forgedSeq is the highest stream sequence of a forged message the
+	// stream check reported; only the active relay's goroutine uses it.
+	forgedSeq uint64
 }
 
 // RelayStats are counters of one Relay since it was created.

@@ -37,15 +37,24 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 	created := info.Created.UnixNano()
 	stored := eventstore.Start
 	if created == s.storedIncarnation {
-		msg, err := stream.GetLastMsgForSubject(ctx, r.cfg.Stream.AllEventsFilter())
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return fmt.Errorf("last stored event: %w", err)
-		default:
-			if stored, err = cursorOf(msg.Header); err != nil {
-				return fmt.Errorf("last stored event (seq %d): %w", msg.Sequence, err)
+		// Only a position that matches the store counts: a forged message
+		// at the stream's end must not make the relay publish again.
+		reported := r.forgedSeq
+		c, found, err := r.lastTrusted(ctx, stream, func(seq uint64, err error) {
+			if seq > reported { // each once, not at every check
+				r.forgedSeq = max(r.forgedSeq, seq)
+				log.Error("relay: forged message on the stream, ignored", "seq", seq, "err", err)
+				r.cfg.Metrics.MessageForged("relay")
 			}
+		})
+		switch {
+		case errors.Is(err, errNoTrusted):
+			log.Error("relay: no message at the stream's end matches the store; not publishing again", "err", err)
+			stored = s.from
+		case err != nil:
+			return err
+		case found:
+			stored = c
 		}
 	}
 	if stored.Compare(s.from) < 0 {

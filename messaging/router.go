@@ -44,6 +44,10 @@ type RouterConfig struct {
 	Pool *pgxpool.Pool
 	// Conn is the NATS connection; it should reconnect forever.
 	Conn *nats.Conn
+	// Events is the event store the relay publishes from. Every delivery
+	// is checked against it before its handler runs (see ErrForged): a
+	// message that does not match becomes a dead letter at once.
+	Events eventstore.StreamReader
 	// Stream is the stream layout; it must match the relay's.
 	Stream StreamConfig
 	// AckWait is how long JetStream waits for an ack before it delivers a
@@ -110,6 +114,9 @@ func (c RouterConfig) Validate() error {
 	if c.Conn == nil {
 		errs = append(errs, errors.New("nats connection is required"))
 	}
+	if c.Events == nil {
+		errs = append(errs, errors.New("event store is required (deliveries are checked against it)"))
+	}
 	if c.HandlerTimeout >= c.AckWait {
 		errs = append(errs, fmt.Errorf("handler timeout %v must be below ack wait %v", c.HandlerTimeout, c.AckWait))
 	}
@@ -168,9 +175,12 @@ var handlerNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 //     BackOff.
 //  2. Timeout: the handler's context is cancelled after HandlerTimeout.
 //
-// Inside the chain each delivery runs in a Postgres transaction with the
-// handler's inbox row (see Handler); a panic in the handler itself is an
-// error of that delivery.
+// Inside the chain each delivery is first checked against the event store
+// (RouterConfig.Events): a message that does not match it is logged,
+// counted (Metrics.MessageForged) and dead-lettered without reaching the
+// handler. Then it runs in a Postgres transaction with the handler's inbox
+// row (see Handler); a panic in the handler itself is an error of that
+// delivery.
 type Router struct {
 	cfg  RouterConfig
 	js   jetstream.JetStream
@@ -194,7 +204,15 @@ func NewRouter(ctx context.Context, cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
-	if err := whileAway(ctx, func(ctx context.Context) error { return EnsureStreams(ctx, js, cfg.Stream) }); err != nil {
+	tries := 0
+	if err := whileAway(ctx, func(ctx context.Context) error {
+		if tries++; tries == 2 {
+			// A worker's NATS user may not create the streams: it waits
+			// for the relay to.
+			cfg.Logger.Warn("messaging: waiting for the streams (the relay creates them)")
+		}
+		return EnsureStreams(ctx, js, cfg.Stream)
+	}); err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
 	logger := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{
@@ -310,6 +328,15 @@ func (r *Router) handle(msg *message.Message, name string, h Handler, o handlerO
 	}
 	redrive := strings.HasPrefix(msg.Metadata.Get(MetadataSubject), r.cfg.Stream.RedrivePrefix+".")
 	ctx := msg.Context()
+	if err := matchStore(ctx, r.cfg.Events, e); err != nil {
+		if errors.Is(err, ErrForged) {
+			r.cfg.Logger.Error("messaging: forged message, dead-lettered", "handler", name, "event_id", e.ID,
+				"stream_id", e.StreamID, "subject", msg.Metadata.Get(MetadataSubject), "err", err)
+			r.cfg.Metrics.MessageForged(name)
+			return &ExhaustedError{Handler: name, EventID: e.ID, Deliveries: delivered, Err: Permanent(err)}
+		}
+		return fmt.Errorf("handler %s, event %s, delivery %d: %w", name, e.ID, delivered, err)
+	}
 	if o.noTx {
 		err = r.withoutTx(ctx, name, e, h, redrive, delivered)
 	} else {

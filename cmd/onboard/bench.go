@@ -159,7 +159,7 @@ func benchRelay(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		return nil, err
 	}
 	defer cleanup()
-	nc, err := messaging.Connect(srv.ClientURL(), "onboard-bench")
+	nc, err := srv.Connect("onboard-bench")
 	if err != nil {
 		return nil, err
 	}

@@ -20,9 +20,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
+	"github.com/onboard/onboard/messaging"
 	"github.com/onboard/onboard/process"
 	"github.com/onboard/onboard/providers"
 	"github.com/onboard/onboard/providers/sim"
@@ -44,7 +46,7 @@ func benchEndToEnd(ctx context.Context, env *bench.Env) ([]bench.Result, error) 
 		return nil, err
 	}
 	defer cleanup()
-	rig, err := startE2E(ctx, env, srv.ClientURL())
+	rig, err := startE2E(ctx, env, embeddedNATS(srv))
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ type e2eRig struct {
 // startE2E starts the roles of onboard dev (see startRoles) on NATS at
 // natsURL and a fresh database, with the simulator mounted under /sim/ of
 // the API's listener.
-func startE2E(ctx context.Context, env *bench.Env, natsURL string) (rig *e2eRig, err error) {
+func startE2E(ctx context.Context, env *bench.Env, n e2eNATS) (rig *e2eRig, err error) {
 	dbURL, err := env.NewDatabase(ctx, "e2e")
 	if err != nil {
 		return nil, err
@@ -123,21 +125,37 @@ func startE2E(ctx context.Context, env *bench.Env, natsURL string) (rig *e2eRig,
 		return nil, err
 	}
 	rig.stops = append(rig.stops, s.Close)
-	cfg, err := e2eRunConfig(env, ln, dbURL, natsURL, s)
+	cfg, err := e2eRunConfig(env, ln, dbURL, n.url, s)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
+	cfg.natsAuth = n.auth
 	if err := rig.startRoles(ctx, env, cfg); err != nil {
 		return nil, err
 	}
-	w, err := watchCompletions(ctx, dbURL, natsURL)
+	w, err := watchCompletions(ctx, dbURL, n.admin)
 	if err != nil {
 		return nil, err
 	}
 	rig.stops = append(rig.stops, w.close)
 	rig.w = w
 	return rig, nil
+}
+
+// e2eNATS is the NATS server the bench's pipeline uses: its URL, the
+// credentials onboard dev's roles connect with, and an admin connection
+// for the completion watcher (no role may subscribe to event subjects).
+type e2eNATS struct {
+	url   string
+	auth  messaging.ClientAuth
+	admin func(name string) (*nats.Conn, error)
+}
+
+// embeddedNATS is srv as the bench's NATS server.
+func embeddedNATS(srv *messaging.Server) e2eNATS {
+	return e2eNATS{url: srv.ClientURL(), auth: srv.Credentials(messaging.DevUser),
+		admin: func(name string) (*nats.Conn, error) { return srv.Connect(name) }}
 }
 
 // startRoles runs the roles of cfg in one runner, or, with Sizes.Workers,

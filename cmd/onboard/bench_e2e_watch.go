@@ -39,12 +39,14 @@ type completion struct {
 // costs the database nothing while it measures (a subscription to the
 // event store read every event again), and it sees a completion when the
 // pipeline's own consumers can, a few milliseconds after its commit.
-func watchCompletions(ctx context.Context, dbURL, natsURL string) (*completionWatcher, error) {
+//
+// It subscribes to event subjects, which no role may: it connects as admin.
+func watchCompletions(ctx context.Context, dbURL string, admin func(name string) (*nats.Conn, error)) (*completionWatcher, error) {
 	store, err := bench.OpenStore(ctx, dbURL, 4)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("onboard bench watcher"))
+	nc, err := admin("onboard bench watcher")
 	if err != nil {
 		store.Close()
 		return nil, err

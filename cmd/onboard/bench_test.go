@@ -168,7 +168,7 @@ func TestBenchWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	rig, err := startE2E(ctx, env, srv.ClientURL())
+	rig, err := startE2E(ctx, env, embeddedNATS(srv))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,6 +244,10 @@ func TestChaosSoak(t *testing.T) {
 	newRole := func(name string, roles ...string) *role {
 		cfg := common
 		cfg.roles = roles
+		cfg.natsAuth = ns.Credentials(messaging.DevUser)
+		if len(roles) == 1 && (roles[0] == "worker" || roles[0] == "relay") {
+			cfg.natsAuth = ns.Credentials(roles[0]) // each role's own permissions
+		}
 		r := &role{t: t, name: name, cfg: cfg, log: log}
 		r.start()
 		t.Cleanup(r.stop)
@@ -261,7 +265,8 @@ func TestChaosSoak(t *testing.T) {
 	// tuning is the in-process worker's, through the environment.
 	proc := &child{t: t, name: "child " + soakChildRoles, bin: bin,
 		args: []string{"serve", "--roles", soakChildRoles, "--addr", "127.0.0.1:0"},
-		env: append(os.Environ(), "DATABASE_URL="+dbURL, "NATS_URL="+ns.ClientURL(), "SIM_URL="+simSrv.URL+"/sim",
+		env: append(os.Environ(), "DATABASE_URL="+dbURL, "NATS_URL="+ns.ClientURL(), "NATS_USER="+messaging.DevUser,
+			"NATS_PASSWORD="+ns.Credentials(messaging.DevUser).Password, "SIM_URL="+simSrv.URL+"/sim",
 			"ONBOARD_RETRY_BASE_DELAY=20ms", "ONBOARD_RETRY_MAX_DELAY=500ms", "ONBOARD_KYC_DEADLINE=2s", "ONBOARD_KYC_POLLS=2",
 			// As the in-process worker's: a breaker left open for the default
 			// 30 s after the outages would fail the operators' retries at once

@@ -370,9 +370,7 @@ func newDeadLettersRedriveCmd() *cobra.Command {
 			if url == "" {
 				return errors.New("redrive publishes over NATS: set NATS_URL (list and show need only DATABASE_URL)")
 			}
-			// No retrying a first connect that fails: a wrong NATS_URL
-			// should end the command, not hang it.
-			nc, err := messaging.Connect(url, "onboard-deadletters", nats.RetryOnFailedConnect(false))
+			nc, err := toolConnect(url, "onboard-deadletters")
 			if err != nil {
 				return err
 			}

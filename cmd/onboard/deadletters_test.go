@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
@@ -26,6 +28,7 @@ import (
 // fixed, with DATABASE_URL pointing at the database and NATS_URL unset.
 type deadLetterEnv struct {
 	natsURL string
+	nats    messaging.ClientAuth // the operator's credentials
 	dl      *messaging.DeadLetters
 	fixed   atomic.Bool
 	// events are the appended events' ids in order; each died once per
@@ -34,6 +37,13 @@ type deadLetterEnv struct {
 }
 
 const deadLetterEvents = 3
+
+// setNATSUser gives `onboard deadletters redrive` the operator's
+// credentials.
+func (env *deadLetterEnv) setNATSUser(t *testing.T) {
+	t.Setenv("NATS_USER", env.nats.User)
+	t.Setenv("NATS_PASSWORD", env.nats.Password)
+}
 
 func newDeadLetterEnv(t *testing.T) *deadLetterEnv {
 	t.Helper()
@@ -52,23 +62,41 @@ func newDeadLetterEnv(t *testing.T) *deadLetterEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	nc, err := messaging.Connect(srv.ClientURL(), t.Name())
+	// The relay and the router connect as their roles: their permissions
+	// are enough for relaying, dead letters and (as operator) re-drives.
+	connectAs := func(role messaging.Role) *nats.Conn {
+		auth, err := srv.Credentials(string(role)).Options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := messaging.Connect(srv.ClientURL(), t.Name()+"-"+string(role), auth...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	nc, relayConn := connectAs(messaging.RoleWorker), connectAs(messaging.RoleRelay)
+	// The relay creates the streams; the worker's user may not.
+	relayJS, err := jetstream.New(relayConn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	if err := messaging.EnsureStreams(ctx, relayJS, messaging.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.DiscardHandler)
-	relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: nc,
+	relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: relayConn,
 		NotifyChannel: "onboard_events", LockRetryInterval: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: pool, Conn: nc, Logger: log,
+	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: pool, Events: store, Conn: nc, Logger: log,
 		MaxDeliver: 2, BackOff: []time.Duration{10 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &deadLetterEnv{natsURL: srv.ClientURL(), dl: router.DeadLetters()}
+	env := &deadLetterEnv{natsURL: srv.ClientURL(), nats: srv.Credentials(string(messaging.RoleOperator)), dl: router.DeadLetters()}
 	for _, name := range []string{"billing", "crm"} {
 		err := router.AddHandler(ctx, name, func(context.Context, pgx.Tx, eventstore.Envelope) error {
 			if env.fixed.Load() {
@@ -240,6 +268,7 @@ func TestDeadLettersCommands(t *testing.T) {
 
 	t.Run("redrive one", func(t *testing.T) {
 		t.Setenv("NATS_URL", env.natsURL)
+		env.setNATSUser(t)
 		env.fixed.Store(true)
 		defer env.fixed.Store(false)
 		d := billing[0]
@@ -258,6 +287,7 @@ func TestDeadLettersCommands(t *testing.T) {
 
 	t.Run("redrive all of a handler", func(t *testing.T) {
 		t.Setenv("NATS_URL", env.natsURL)
+		env.setNATSUser(t)
 		// Still failing: the re-driven ones die again, so each shows both
 		// a redrive and a second death.
 		stdout, stderr, failed := runOnboard(t, "deadletters", "redrive", "--all", "--handler", "crm")
@@ -289,29 +319,31 @@ func TestDeadLettersBadInput(t *testing.T) {
 	first := env.list(t)[0]
 	id := strconv.FormatInt(first.ID, 10)
 	tests := []struct {
-		args    []string
-		natsURL string
-		want    string
+		args     []string
+		natsURL  string
+		want     string
+		password string // instead of the operator's
 	}{
-		{[]string{"deadletters", "bogus"}, "", `unknown deadletters command "bogus"`},
-		{[]string{"deadletters", "list", "--status", "gone"}, "", `--status "gone": want dead, redriven or resolved`},
-		{[]string{"deadletters", "list", "--limit", "0"}, "", "--limit 0: list at least 1"},
-		{[]string{"deadletters", "list", "extra"}, "", `unknown command "extra"`},
-		{[]string{"deadletters", "show"}, "", "want one dead letter id, got 0 arguments"},
-		{[]string{"deadletters", "show", "abc"}, "", `dead letter id "abc" is not a positive number`},
-		{[]string{"deadletters", "show", "999999"}, "", "dead letter 999999: messaging: dead letter not found"},
-		{[]string{"deadletters", "redrive"}, env.natsURL, "name dead letter ids or give --all"},
-		{[]string{"deadletters", "redrive", id, "--all"}, env.natsURL, "not both"},
-		{[]string{"deadletters", "redrive", id, "--handler", "crm"}, env.natsURL, "--handler selects with --all only"},
-		{[]string{"deadletters", "redrive", "-3"}, env.natsURL, "unknown shorthand flag"},
-		{[]string{"deadletters", "redrive", "0"}, env.natsURL, `dead letter id "0" is not a positive number`},
-		{[]string{"deadletters", "redrive", id}, "", "set NATS_URL"},
-		{[]string{"deadletters", "redrive", "--all"}, "", "set NATS_URL"},
-		{[]string{"deadletters", "redrive", "nats://127.0.0.1:1"}, "", `dead letter id "nats://127.0.0.1:1" is not a positive number`},
-		{[]string{"deadletters", "redrive", id}, "nats://127.0.0.1:1", "connect to nats at nats://127.0.0.1:1"},
+		{[]string{"deadletters", "bogus"}, "", `unknown deadletters command "bogus"`, ""},
+		{[]string{"deadletters", "list", "--status", "gone"}, "", `--status "gone": want dead, redriven or resolved`, ""},
+		{[]string{"deadletters", "list", "--limit", "0"}, "", "--limit 0: list at least 1", ""},
+		{[]string{"deadletters", "list", "extra"}, "", `unknown command "extra"`, ""},
+		{[]string{"deadletters", "show"}, "", "want one dead letter id, got 0 arguments", ""},
+		{[]string{"deadletters", "show", "abc"}, "", `dead letter id "abc" is not a positive number`, ""},
+		{[]string{"deadletters", "show", "999999"}, "", "dead letter 999999: messaging: dead letter not found", ""},
+		{[]string{"deadletters", "redrive"}, env.natsURL, "name dead letter ids or give --all", ""},
+		{[]string{"deadletters", "redrive", id, "--all"}, env.natsURL, "not both", ""},
+		{[]string{"deadletters", "redrive", id, "--handler", "crm"}, env.natsURL, "--handler selects with --all only", ""},
+		{[]string{"deadletters", "redrive", "-3"}, env.natsURL, "unknown shorthand flag", ""},
+		{[]string{"deadletters", "redrive", "0"}, env.natsURL, `dead letter id "0" is not a positive number`, ""},
+		{[]string{"deadletters", "redrive", id}, "", "set NATS_URL", ""},
+		{[]string{"deadletters", "redrive", "--all"}, "", "set NATS_URL", ""},
+		{[]string{"deadletters", "redrive", "nats://127.0.0.1:1"}, "", `dead letter id "nats://127.0.0.1:1" is not a positive number`, ""},
+		{[]string{"deadletters", "redrive", id}, "nats://127.0.0.1:1", "connect to nats at nats://127.0.0.1:1", ""},
+		{[]string{"deadletters", "redrive", id}, env.natsURL, "Authorization Violation", "not-the-password"},
 		// The known id comes first: it must not be sent when a later one
 		// is unknown.
-		{[]string{"deadletters", "redrive", id, "999999"}, env.natsURL, "dead letter 999999: messaging: dead letter not found"},
+		{[]string{"deadletters", "redrive", id, "999999"}, env.natsURL, "dead letter 999999: messaging: dead letter not found", ""},
 	}
 	for _, tt := range tests {
 		name := strings.Join(tt.args[1:], " ")
@@ -320,6 +352,10 @@ func TestDeadLettersBadInput(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("NATS_URL", tt.natsURL)
+			env.setNATSUser(t)
+			if tt.password != "" {
+				t.Setenv("NATS_PASSWORD", tt.password)
+			}
 			stdout, stderr, failed := runOnboard(t, tt.args...)
 			if !failed {
 				t.Fatalf("succeeded; stdout %q", stdout)

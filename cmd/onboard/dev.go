@@ -136,7 +136,7 @@ func runDev(ctx context.Context, opts devOptions) error {
 	}
 	base := "http://" + ln.Addr().String()
 
-	natsURL := os.Getenv("NATS_URL")
+	natsURL, natsAuth, tools := os.Getenv("NATS_URL"), messaging.ClientAuth{}, ""
 	if natsURL == "" {
 		srv, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: filepath.Join(opts.dataDir, "nats")})
 		if err != nil {
@@ -144,7 +144,14 @@ func runDev(ctx context.Context, opts devOptions) error {
 			return fmt.Errorf("start the embedded NATS server in %s: %w", opts.dataDir, err)
 		}
 		defer srv.Shutdown()
-		natsURL = srv.ClientURL()
+		natsURL, natsAuth = srv.ClientURL(), srv.Credentials(messaging.DevUser)
+		if tools, err = writeDevCredentials(srv, filepath.Join(opts.dataDir, "nats-credentials")); err != nil {
+			ln.Close()
+			return fmt.Errorf("write the NATS tools' credentials: %w", err)
+		}
+	} else if natsAuth, err = natsAuthFromEnv(); err != nil {
+		ln.Close()
+		return err
 	}
 
 	simCfg := devSimConfig(opts.demo > 0)
@@ -165,6 +172,7 @@ func runDev(ctx context.Context, opts devOptions) error {
 	if err != nil {
 		return err
 	}
+	cfg.natsAuth = natsAuth
 	cfg.tracer = opts.tracer
 	if cfg.tracer == nil {
 		tp, stop, err := newTracerProvider(ctx)
@@ -175,6 +183,12 @@ func runDev(ctx context.Context, opts devOptions) error {
 		cfg.tracer = tp
 	}
 	printDevBanner(opts.stdout, base, natsURL, db, cfg.sealKey)
+	if tools != "" {
+		fmt.Fprintf(opts.stdout, "NATS refuses clients without credentials; the tools' users:\n"+
+			"  NATS_URL=%s NATS_USER=operator NATS_PASSWORD_FILE=%s onboard deadletters redrive ...\n"+
+			"  NATS_USER=auditor NATS_PASSWORD_FILE=%s for onboard replay verify --nats\n",
+			natsURL, filepath.Join(tools, "operator.password"), filepath.Join(tools, "auditor.password"))
+	}
 	if opts.demo > 0 {
 		rate := opts.demoRate
 		if rate <= 0 {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/onboard/onboard/internal/bench"
 	"github.com/onboard/onboard/internal/pgtest"
 	"github.com/onboard/onboard/messaging"
@@ -38,7 +40,7 @@ const (
 // loaded for ten seconds after each read) would come and go in this heap.
 func TestLiveHeapFlatWhenIdle(t *testing.T) {
 	ctx := context.Background()
-	natsURL := startNATSProcess(t)
+	n := startNATSProcess(t)
 	env, err := bench.NewEnv(ctx, pgtest.NewDatabase(t), bench.Sizes{Events: 1, ReplayEvents: 1, Customers: 1,
 		E2EConcurrency: []int{memoryConcurrency}}, io.Discard)
 	if err != nil {
@@ -50,7 +52,7 @@ func TestLiveHeapFlatWhenIdle(t *testing.T) {
 		}
 	})
 	fresh := bench.LiveHeap()
-	rig, err := startE2E(ctx, env, natsURL)
+	rig, err := startE2E(ctx, env, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +106,8 @@ func waitReadModels(ctx context.Context, t *testing.T, store *bench.Store) {
 
 // startNATSProcess runs an embedded NATS server with JetStream in a child
 // process (this test binary, running TestNATSHelperProcess) and returns
-// its URL; the server stops with the test.
-func startNATSProcess(t *testing.T) string {
+// its URL and credentials; the server stops with the test.
+func startNATSProcess(t *testing.T) e2eNATS {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestNATSHelperProcess$")
 	cmd.Env = append(os.Environ(), "ONBOARD_TEST_NATS_DIR="+t.TempDir())
@@ -127,15 +129,32 @@ func startNATSProcess(t *testing.T) string {
 			t.Errorf("NATS helper process: %v", err)
 		}
 	})
+	var url, devPassword, adminPassword string
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() {
-		if url, ok := strings.CutPrefix(lines.Text(), "nats-url "); ok {
+		line := lines.Text()
+		if v, ok := strings.CutPrefix(line, "nats-url "); ok {
+			url = v
+		} else if v, ok := strings.CutPrefix(line, "nats-dev-password "); ok {
+			devPassword = v
+		} else if v, ok := strings.CutPrefix(line, "nats-admin-password "); ok {
+			adminPassword = v
+		}
+		if url != "" && devPassword != "" && adminPassword != "" {
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return url
+			admin := messaging.ClientAuth{User: string(messaging.RoleAdmin), Password: adminPassword}
+			return e2eNATS{url: url, auth: messaging.ClientAuth{User: messaging.DevUser, Password: devPassword},
+				admin: func(name string) (*nats.Conn, error) {
+					opts, err := admin.Options()
+					if err != nil {
+						return nil, err
+					}
+					return messaging.Connect(url, name, opts...)
+				}}
 		}
 	}
-	t.Fatalf("the NATS helper process printed no URL: %v", lines.Err())
-	return ""
+	t.Fatalf("the NATS helper process printed no URL and credentials: %v", lines.Err())
+	return e2eNATS{}
 }
 
 // TestNATSHelperProcess is no test of its own: it is the child process of
@@ -151,5 +170,7 @@ func TestNATSHelperProcess(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	fmt.Println("nats-url " + srv.ClientURL())
+	fmt.Println("nats-dev-password " + srv.Credentials(messaging.DevUser).Password)
+	fmt.Println("nats-admin-password " + srv.Credentials(string(messaging.RoleAdmin)).Password)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }

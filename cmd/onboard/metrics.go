@@ -29,6 +29,7 @@ type metrics struct {
 	handled     *prometheus.CounterVec
 	handleTime  *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec
+	forged      *prometheus.CounterVec
 	idemExpired prometheus.Counter
 	outages     *prometheus.CounterVec
 	waiting     *prometheus.GaugeVec
@@ -64,6 +65,8 @@ func newMetrics() *metrics {
 			Help: "Time a durable consumer's handler took.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"handler"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_dead_letters_total",
 			Help: "Messages recorded as dead letters, by handler and event type."}, []string{"handler", "event_type"}),
+		forged: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_forged_messages_total",
+			Help: "Messages on NATS that do not match the event store (an alert), by the handler that dead-lettered them or relay."}, []string{"where"}),
 		idemExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "onboard_idempotency_records_deleted_total",
 			Help: "Expired idempotency records the command role deleted."}),
 		outages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "onboard_provider_outage_alerts_total",
@@ -72,7 +75,7 @@ func newMetrics() *metrics {
 			Help: "Customers waiting on a provider that is down (reported by the process that resumes them)."}, []string{"provider"}),
 	}
 	reg.MustRegister(m.commands, m.appendTime, m.retries, m.pauses, m.relayed, m.relayLag, m.rewinds, m.handled, m.handleTime, m.deadLetters,
-		m.idemExpired, m.outages, m.waiting)
+		m.forged, m.idemExpired, m.outages, m.waiting)
 	return m
 }
 
@@ -118,6 +121,8 @@ func (m *metrics) MessageHandled(handler string, d time.Duration, err error) {
 	m.handled.WithLabelValues(handler, outcome).Inc()
 	m.handleTime.WithLabelValues(handler).Observe(d.Seconds())
 }
+
+func (m *metrics) MessageForged(where string) { m.forged.WithLabelValues(where).Inc() }
 
 func (m *metrics) DeadLettered(handler, eventType string) {
 	m.deadLetters.WithLabelValues(handler, eventType).Inc()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/onboard/onboard/audit"
@@ -62,7 +61,7 @@ func (f sealFlags) load(ctx context.Context, store *postgres.Store) (*audit.Seal
 		src.Kept = append(src.Kept, a.Seals...)
 	}
 	if f.natsURL != "" {
-		nc, err := nats.Connect(f.natsURL, nats.Name("onboard replay verify"))
+		nc, err := toolConnect(f.natsURL, "onboard replay verify")
 		if err != nil {
 			return nil, fmt.Errorf("--nats %s: %w", f.natsURL, err)
 		}

@@ -32,10 +32,17 @@ func TestReplaySealAnchorAndNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	nc, err := messaging.Connect(srv.ClientURL(), t.Name())
+	relayAuth, err := srv.Credentials(string(messaging.RoleRelay)).Options()
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc, err := messaging.Connect(srv.ClientURL(), t.Name(), relayAuth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify --nats reads the seals as the auditor.
+	t.Setenv("NATS_USER", string(messaging.RoleAuditor))
+	t.Setenv("NATS_PASSWORD", srv.Credentials(string(messaging.RoleAuditor)).Password)
 	defer nc.Close()
 	relay, err := messaging.NewRelay(messaging.RelayConfig{Store: e.store, Pool: e.store.Pool(), Conn: nc,
 		Seal: &messaging.SealConfig{Store: e.store, Key: key, Interval: 20 * time.Millisecond}})

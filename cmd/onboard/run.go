@@ -35,6 +35,7 @@ type runConfig struct {
 	databaseURL  string
 	natsURL      string // empty: the worker reads the event store directly and no relay runs
 	natsReplicas int
+	natsAuth     messaging.ClientAuth // the credentials the relay and the worker connect with
 	apiKeys      []httpapi.APIKey
 	// apiRate and apiBurst limit each API key's requests; 0 means
 	// httpapi's defaults.
@@ -297,7 +298,11 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 	if cfg.natsURL == "" || (!cfg.has("relay") && !cfg.has("worker")) {
 		return nil, nil
 	}
-	nc, err := messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles))
+	auth, err := cfg.natsAuth.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := messaging.Connect(cfg.natsURL, "onboard-"+fmt.Sprint(cfg.roles), auth...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.natsURL, err)
 	}
@@ -463,7 +468,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	// (an undecodable event is skipped), and every restart of the worker
 	// or of NATS hands back held messages as one more delivery. Giving up
 	// would lose an effect, so deliveries go on, a few seconds apart.
-	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Conn: nc, Stream: stream, Logger: log, Metrics: m,
+	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Events: store, Conn: nc, Stream: stream, Logger: log, Metrics: m,
 		MaxAckPending: routerMaxAckPending, MaxDeliver: pmMaxDeliver,
 		BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}})
 	if err != nil {

@@ -55,6 +55,11 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 	if cfg.has("relay") && cfg.natsURL == "" {
 		errs = append(errs, errors.New("NATS_URL: the relay role publishes to NATS JetStream; set NATS_URL (e.g. nats://127.0.0.1:4222)"))
 	}
+	if cfg.natsURL != "" && (cfg.has("relay") || cfg.has("worker")) {
+		auth, err := natsAuthFromEnv()
+		errs = append(errs, err)
+		cfg.natsAuth = auth
+	}
 	if r := os.Getenv("NATS_REPLICAS"); r != "" {
 		n, err := strconv.Atoi(r)
 		if err != nil || n < 1 || n > 5 {
@@ -194,9 +199,11 @@ func newServeCmd() *cobra.Command {
 		Short: "Run production roles: " + strings.Join(knownRoles, ", "),
 		Long: `Runs the roles named by --roles in this process; each role can run in its own
 process and scale out (workers share durable consumers; one relay is active
-at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS,
-ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider
-URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
+at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS, the NATS
+credentials (NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_NKEY_SEED;
+NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY), ONBOARD_API_KEYS
+(role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider URLs (KYC_URL,
+PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
 Every secret may be given as a file instead (<VAR>_FILE). Every role serves
 /healthz, /readyz and /metrics on --addr (/metrics on ONBOARD_METRICS_ADDR
 when set). Each process connects as a login role in the database group roles
