@@ -34,6 +34,8 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeCancelled:                decodeAs[Cancelled],
 	TypeOnboardingCompleted:      decodeAs[OnboardingCompleted],
 	TypeResultIgnored:            decodeAs[ResultIgnored],
+	TypePersonalDataErased:       decodeAs[PersonalDataErased],
+	TypeProviderDataDeleted:      decodeAs[ProviderDataDeleted],
 }
 
 // Upcaster turns the JSON of an old event version into the JSON and type

@@ -105,6 +105,10 @@ func invoke(c *domain.Customer, cmd domain.Command) error {
 		return c.RecordBillingClosed("acct-1", true)
 	case domain.CmdIgnoreResult:
 		return c.IgnoreResult(domain.StepVerification, "kyc-webhook", "late verdict")
+	case domain.CmdErasePersonalData:
+		return c.ErasePersonalData("op@example.com", "data subject request")
+	case domain.CmdRecordProviderErase:
+		return c.RecordProviderDataDeleted("crm", true)
 	}
 	panic("invoke: unknown command " + string(cmd))
 }

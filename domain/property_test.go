@@ -81,6 +81,10 @@ func TestRandomCommandSequences(t *testing.T) {
 				}
 			case domain.CmdIgnoreResult:
 				err = c.IgnoreResult(step, "test", "late")
+			case domain.CmdErasePersonalData:
+				err = c.ErasePersonalData("op", "r")
+			case domain.CmdRecordProviderErase:
+				err = c.RecordProviderDataDeleted("crm", true)
 			}
 			// A clone is the customer as it was, whatever the command did
 			// to the original.

@@ -19,6 +19,8 @@ const (
 	CmdCancel              Command = "cancel"
 	CmdRecordCompensation  Command = "record_compensation"
 	CmdIgnoreResult        Command = "record_ignored_result"
+	CmdErasePersonalData   Command = "erase_personal_data"
+	CmdRecordProviderErase Command = "record_provider_erasure"
 )
 
 // Commands lists every command.
@@ -26,7 +28,7 @@ func Commands() []Command {
 	return []Command{
 		CmdSignUp, CmdRequestStep, CmdStartCheck, CmdRecordStepSucceeded, CmdRecordStepFailed,
 		CmdRejectVerification, CmdNotifySupport, CmdPause, CmdRetryStep, CmdSkipStep, CmdCancel,
-		CmdRecordCompensation, CmdIgnoreResult,
+		CmdRecordCompensation, CmdIgnoreResult, CmdErasePersonalData, CmdRecordProviderErase,
 	}
 }
 
@@ -149,6 +151,18 @@ var transitions = []Transition{
 	{StatePaused, CmdIgnoreResult, StatePaused, always},
 	{StateCancelling, CmdIgnoreResult, StateCancelling, always},
 	{StateCancelled, CmdIgnoreResult, StateCancelled, always},
+
+	// Erasure changes no state. A customer still onboarding is cancelled
+	// first (commands.Erase), so it is erased only once its journey ends or
+	// is being undone; the providers' deletions are recorded after it.
+	{StateActive, CmdErasePersonalData, StateActive, always},
+	{StateRejected, CmdErasePersonalData, StateRejected, always},
+	{StateCancelling, CmdErasePersonalData, StateCancelling, always},
+	{StateCancelled, CmdErasePersonalData, StateCancelled, always},
+	{StateActive, CmdRecordProviderErase, StateActive, always},
+	{StateRejected, CmdRecordProviderErase, StateRejected, always},
+	{StateCancelling, CmdRecordProviderErase, StateCancelling, always},
+	{StateCancelled, CmdRecordProviderErase, StateCancelled, always},
 }
 
 // Transitions returns a copy of the transition table.
@@ -269,6 +283,8 @@ var leaderCommands = map[string]Command{
 	TypeBillingClosed:            CmdRecordCompensation,
 	TypeTenantDeprovisioned:      CmdRecordCompensation,
 	TypeResultIgnored:            CmdIgnoreResult,
+	TypePersonalDataErased:       CmdErasePersonalData,
+	TypeProviderDataDeleted:      CmdRecordProviderErase,
 }
 
 // CommandOf names the command whose first event is e. Events that only

@@ -64,6 +64,10 @@ func leaderOf(t *testing.T, cmd Command, f facts) Event {
 		return BillingClosed{Existed: true}
 	case CmdIgnoreResult:
 		return ResultIgnored{Step: f.step, Source: "test"}
+	case CmdErasePersonalData:
+		return PersonalDataErased{Operator: "op", Reason: "r"}
+	case CmdRecordProviderErase:
+		return ProviderDataDeleted{Provider: "crm"}
 	}
 	t.Fatalf("no leader event for command %s", cmd)
 	return nil

@@ -45,8 +45,11 @@ type Config struct {
 	OnPause func(step domain.Step, class domain.ErrorClass)
 	// OnRetry is called for every durable retry scheduled.
 	OnRetry func(step domain.Step)
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Keys opens the customers' sealed personal data for the providers
+	// that need it; without it sealed fields read as erased.
+	Keys   eventstore.KeyReader
+	Now    func() time.Time
+	Logger *slog.Logger
 	// Tracer records a span per reaction and per provider call, continuing
 	// the trace carried in the event's metadata; default: no tracing.
 	Tracer trace.Tracer
@@ -201,6 +204,28 @@ func (pm *Manager) react(ctx context.Context, id uuid.UUID, env eventstore.Envel
 	return nil
 }
 
+// details returns c's signup details opened for a provider call.
+func (pm *Manager) details(ctx context.Context, c *domain.Customer) (domain.SignupDetails, error) {
+	d := c.Details()
+	if !domain.IsSealed(d.Email) {
+		return d, nil // remembered from this process's own signup, or stored before sealing
+	}
+	key, err := pm.key(ctx, c.ID())
+	if err != nil {
+		return d, err
+	}
+	return d.Open(c.ID(), key)
+}
+
+// key returns the customer's data key, nil when there is none or no key
+// store: sealed fields then read as erased.
+func (pm *Manager) key(ctx context.Context, id uuid.UUID) ([]byte, error) {
+	if pm.cfg.Keys == nil {
+		return nil, nil
+	}
+	return pm.cfg.Keys.DataKey(ctx, commands.StreamID(id))
+}
+
 // benign reports whether a command's rejection only means that the event
 // it reacted to is no longer news (redelivery, a race already settled).
 func benign(err error) bool {
@@ -282,9 +307,12 @@ func cancelledBefore(c *domain.Customer, step domain.Step) bool {
 
 // attempt calls the step's provider once and records the outcome.
 func (pm *Manager) attempt(ctx context.Context, c *domain.Customer, req domain.StepRequested, meta commands.Meta) error {
-	id, d, key := c.ID(), c.Details(), req.IdempotencyKey
+	id, key := c.ID(), req.IdempotencyKey
 	cid := id.String()
-	var err error
+	d, err := pm.details(ctx, c)
+	if err != nil {
+		return err
+	}
 	var result map[string]string
 	switch req.Step {
 	case domain.StepVerification:
@@ -487,9 +515,22 @@ func (pm *Manager) notifySupport(ctx context.Context, id uuid.UUID, reason strin
 	if c.State() != domain.StateRejected || c.Snapshot().SupportNotified {
 		return nil
 	}
-	d := c.Details()
+	d, err := pm.details(ctx, c)
+	if err != nil {
+		return err
+	}
+	// reason stays sealed in the events and timers; only the email gets it
+	// opened.
+	key, err := pm.key(ctx, id)
+	if err != nil {
+		return err
+	}
+	opened, err := domain.OpenPersonal(domain.SupportNotified{Reason: reason}, id, key)
+	if err != nil {
+		return err
+	}
 	_, err = pm.cfg.Providers.Mailer.Send(ctx, providers.Message{CustomerID: id.String(), To: pm.cfg.SupportEmail, Template: "support_rejected",
-		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": reason},
+		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": opened.(domain.SupportNotified).Reason},
 		IdempotencyKey: domain.IdempotencyKey(id, domain.StepVerification, 0) + ":support"})
 	if ctx.Err() != nil {
 		return ctx.Err()

@@ -83,6 +83,23 @@ func decodeCustomerEvent(e eventstore.Envelope) (id uuid.UUID, ev domain.Event, 
 	return id, ev, true, nil
 }
 
+// openPersonal opens ev's sealed personal fields with the customer's data
+// key; without a key (destroyed, none, or no key store) they read as
+// domain.Erased.
+func openPersonal(ctx context.Context, keys eventstore.KeyReader, id uuid.UUID, ev domain.Event) (domain.Event, error) {
+	if !domain.HasPersonalData(ev) {
+		return ev, nil
+	}
+	var key []byte
+	if keys != nil {
+		var err error
+		if key, err = keys.DataKey(ctx, CustomerStreamID(id)); err != nil {
+			return nil, err
+		}
+	}
+	return domain.OpenPersonal(ev, id, key)
+}
+
 // applyCustomer folds one event into a summary row. The state comes from
 // the domain's transition table (domain.NextState); the other fields
 // mirror the domain's appliers, and the projection tests compare the row
@@ -126,6 +143,11 @@ func applyCustomer(c *Customer, env eventstore.Envelope, ev domain.Event) bool {
 		c.clearPause()
 	case domain.CancellationRequested:
 		c.clearPause()
+	case domain.PersonalDataErased:
+		c.Email, c.Company, c.ContactName, c.Country = domain.Erased, domain.Erased, domain.Erased, domain.Erased
+		if domain.State(c.State) == domain.StateRejected {
+			c.LastError = domain.Erased // the verdict's reason
+		}
 	case domain.OnboardingCompleted:
 		c.ActivatedAt = &at
 	}
@@ -146,7 +168,12 @@ func (c *Customer) clearPause() {
 	c.PausedStep, c.PauseReason, c.PausedAt = "", "", nil
 }
 
-type customersProjection struct{}
+// customersProjection keeps the customer summary. It holds personal data
+// opened (the console searches it) until the customer's erasure, which
+// scrubs it to domain.Erased.
+type customersProjection struct {
+	keys eventstore.KeyReader
+}
 
 func (customersProjection) name() string             { return Customers }
 func (customersProjection) view() string             { return "customer_summary" }
@@ -263,6 +290,9 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 		}
 		if !ok {
 			continue
+		}
+		if ev, err = openPersonal(ctx, p.keys, id, ev); err != nil {
+			return fmt.Errorf("event %s at %s: %w", env.ID, env.Cursor(), err)
 		}
 		items = append(items, item{id, env, ev})
 		if !seen[id] {
