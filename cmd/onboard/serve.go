@@ -74,6 +74,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.natsReplicas = n
 	}
+	errs = append(errs, loadMasterKeyConfig(&cfg))
 	errs = append(errs, loadProcessConfig(&cfg.process)...)
 	if r := os.Getenv("ONBOARD_INBOX_RETENTION"); r != "" {
 		d, err := time.ParseDuration(r)
@@ -155,8 +156,10 @@ func newServeCmd() *cobra.Command {
 		Long: `Runs the roles named by --roles in this process; each role can run in its own
 process and scale out (workers share durable consumers; one relay is active
 at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS,
-ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider
-URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
+ONBOARD_API_KEYS (role:name:secret,...), KYC_WEBHOOK_SECRET, ONBOARD_MASTER_KEY
+or ONBOARD_MASTER_KEY_FILE (the personal data's master key; every role but the
+relay), and the provider URLs (KYC_URL, PAYMENTS_URL, PROVISIONING_URL,
+CRM_URL, EMAIL_URL, or SIM_URL).
 Every role serves /healthz, /readyz and /metrics on --addr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -216,4 +219,18 @@ func loadProcessConfig(pc *process.Config) []error {
 		}
 	}
 	return errs
+}
+
+// loadMasterKeyConfig reads the master key of the personal data, which
+// every role that seals or opens it needs.
+func loadMasterKeyConfig(cfg *runConfig) error {
+	k, err := loadMasterKey()
+	if err != nil {
+		return err
+	}
+	if k == nil && slices.ContainsFunc(cfg.roles, func(r string) bool { return slices.Contains(rolesWithPersonalData, r) }) {
+		return errors.New("ONBOARD_MASTER_KEY: set the master key of the personal data (the base64 of 32 random bytes: openssl rand -base64 32), or ONBOARD_MASTER_KEY_FILE")
+	}
+	cfg.masterKey = k
+	return nil
 }
