@@ -217,3 +217,18 @@ func ErasePersonal(e Event) Event {
 	})
 	return out
 }
+
+// Sealed is what a sealed field shows as to a reader without the key
+// store (an audit run without the master key).
+const Sealed = "[sealed]"
+
+// MaskSealed returns e with its sealed fields shown as Sealed.
+func MaskSealed(e Event) Event {
+	out, _ := rewritePersonal(e, func(_, v string) (string, error) {
+		if IsSealed(v) {
+			return Sealed, nil
+		}
+		return v, nil
+	})
+	return out
+}

@@ -46,8 +46,10 @@ type Config struct {
 	// OnRetry is called for every durable retry scheduled.
 	OnRetry func(step domain.Step)
 	// Keys opens the customers' sealed personal data for the providers
-	// that need it; without it sealed fields read as erased.
-	Keys   eventstore.KeyReader
+	// that need it, and destroys an erased customer's key should its
+	// erasure have stopped short of it; without it sealed fields read as
+	// erased.
+	Keys   Keys
 	Now    func() time.Time
 	Logger *slog.Logger
 	// Tracer records a span per reaction and per provider call, continuing
@@ -200,6 +202,8 @@ func (pm *Manager) react(ctx context.Context, id uuid.UUID, env eventstore.Envel
 		return pm.advance(ctx, id, int(env.Version), meta(e.Step))
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
 		return pm.compensate(ctx, id, 0, meta("compensation"))
+	case domain.PersonalDataErased:
+		return pm.eraseAtProviders(ctx, id, meta(ManagerErasure))
 	}
 	return nil
 }

@@ -160,7 +160,11 @@ func newReplayCustomerCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			rep, err := audit.ReplayCustomer(cmd.Context(), store, id, point)
+			opts, err := auditKeys(store.Store)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.ReplayCustomer(cmd.Context(), store, id, point, opts...)
 			if err != nil {
 				return err
 			}
@@ -535,7 +539,11 @@ func newReplayDiffCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			rep, err := audit.Diff(ctx, store, p, args[0])
+			opts, err := auditKeys(store.Store)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.Diff(ctx, store, p, args[0], opts...)
 			if err != nil {
 				return err
 			}
