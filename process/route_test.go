@@ -10,7 +10,7 @@ import (
 )
 
 func TestRouteGivesEachEventOneKnownManager(t *testing.T) {
-	none := []string{domain.TypeCancelled, domain.TypeOnboardingCompleted, domain.TypeSupportNotified, domain.TypeResultIgnored}
+	none := []string{domain.TypeCancelled, domain.TypeOnboardingCompleted, domain.TypeSupportNotified, domain.TypeResultIgnored, domain.TypeProviderDataDeleted}
 	samples := map[string]domain.Event{
 		domain.TypeSignedUp:                 domain.SignedUp{},
 		domain.TypeStepRequested:            domain.StepRequested{Step: domain.StepCRM},
@@ -28,6 +28,8 @@ func TestRouteGivesEachEventOneKnownManager(t *testing.T) {
 		domain.TypeCancelled:                domain.Cancelled{},
 		domain.TypeOnboardingCompleted:      domain.OnboardingCompleted{},
 		domain.TypeResultIgnored:            domain.ResultIgnored{},
+		domain.TypePersonalDataErased:       domain.PersonalDataErased{},
+		domain.TypeProviderDataDeleted:      domain.ProviderDataDeleted{},
 	}
 	stored := func(e domain.Event) eventstore.Envelope {
 		typ, schema, data, err := domain.EncodeEvent(e)
