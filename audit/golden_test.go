@@ -390,7 +390,9 @@ func recordScenarios() []scenario {
 			verified("chk-12"), provisioned,
 			one(request(domain.StepCRM), succeed(domain.StepCRM, "record_id", "crm-12"),
 				request(domain.StepWelcome), succeed(domain.StepWelcome, "message_id", "msg-12"),
-				func(c *domain.Customer) error { return c.ErasePersonalData("op@example.com", "data subject request DSR-12") },
+				func(c *domain.Customer) error {
+					return c.ErasePersonalData("op@example.com", "data subject request DSR-12")
+				},
 				func(c *domain.Customer) error { return c.RecordProviderDataDeleted("crm", true) },
 				func(c *domain.Customer) error { return c.RecordProviderDataDeleted("email", true) }),
 		)},
