@@ -16,7 +16,7 @@ import (
 	"github.com/onboard/onboard/internal/pgtest"
 )
 
-func newSealingCommands(t *testing.T) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
+func newSealingCommands(t testing.TB) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, pgtest.NewMigratedDatabase(t), postgres.Config{})
@@ -147,4 +147,18 @@ func TestEraseCancelsDestroysTheKeyAndReleasesTheEmail(t *testing.T) {
 	if _, err := keys.CreateDataKey(ctx, commands.StreamID(res.CustomerID)); !errors.Is(err, eventstore.ErrKeyDestroyed) {
 		t.Fatalf("a key again for the erased customer: %v", err)
 	}
+}
+
+// newBenchCommands is a command handler that seals personal data, or
+// stores it in plain text.
+func newBenchCommands(b *testing.B, sealed bool) *commands.Handler {
+	cmds, store, _ := newSealingCommands(b)
+	if sealed {
+		return cmds
+	}
+	plain, err := commands.New(commands.Config{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return plain
 }

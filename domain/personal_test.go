@@ -153,3 +153,25 @@ func TestEmailIndexIsKeyedAndNormalized(t *testing.T) {
 		t.Fatalf("index %q is not 64 hex digits", a)
 	}
 }
+
+func BenchmarkSealPersonal(b *testing.B) {
+	key, e := dataKey(nil, 1), signedUp()
+	for b.Loop() {
+		if _, err := domain.SealPersonal(e, custID, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenPersonal(b *testing.B) {
+	key := dataKey(nil, 1)
+	sealed, err := domain.SealPersonal(signedUp(), custID, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := domain.OpenPersonal(sealed, custID, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

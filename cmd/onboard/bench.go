@@ -64,6 +64,7 @@ The exit status is 0 even when a goal is missed; it is 1 when a figure fails.`,
 	f.IntVar(&opts.sizes.Customers, "customers", opts.sizes.Customers, "onboardings per end-to-end concurrency level")
 	f.IntSliceVar(&opts.sizes.AppendConcurrency, "append-concurrency", opts.sizes.AppendConcurrency, "concurrency levels of the append figure")
 	f.IntSliceVar(&opts.sizes.E2EConcurrency, "e2e-concurrency", opts.sizes.E2EConcurrency, "concurrency levels of the end-to-end figure")
+	f.BoolVar(&opts.sizes.Plaintext, "plaintext", false, "run e2e without sealing personal data, to compare with a run that seals it")
 	f.BoolVar(&opts.json, "json", false, "print the report as JSON instead of a table")
 	f.StringVar(&opts.profile, "cpuprofile", "", "write a CPU profile of the whole run (pipeline included) to this file")
 	return cmd

@@ -107,13 +107,10 @@ func (k *KeyStore) CreateDataKey(ctx context.Context, streamID string) ([]byte, 
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, err
 	}
-	// Insert, or read the row another caller made (a second statement, so
-	// that it sees a row committed while the insert waited on it): the
-	// key returned is the one stored.
-	var wrapped []byte
-	err := k.pool.QueryRow(ctx, `INSERT INTO data_keys (stream_id, wrapped) VALUES ($1, $2)
-ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped`, streamID, k.wrap.Seal(nil, nil, fresh, []byte(streamID))).Scan(&wrapped)
+	wrapped, err := k.insertKey(ctx, streamID, k.wrap.Seal(nil, nil, fresh, []byte(streamID)))
 	if errors.Is(err, pgx.ErrNoRows) {
+		// Another caller made the stream's row: read it in a statement of
+		// its own, which sees a row committed while the insert waited.
 		err = k.pool.QueryRow(ctx, `SELECT wrapped FROM data_keys WHERE stream_id = $1`, streamID).Scan(&wrapped)
 	}
 	if err != nil {
@@ -124,6 +121,29 @@ ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped`, streamID, k.wrap.Seal(nil
 		return nil, fmt.Errorf("create the data key of %s: %w", streamID, eventstore.ErrKeyDestroyed)
 	}
 	return k.unwrapAndRemember(streamID, wrapped)
+}
+
+// insertKey stores a new wrapped key unless the stream has a row; it
+// returns pgx.ErrNoRows when it has.
+//
+// The insert commits without waiting for its WAL flush: the key is made
+// for the stream's first sealed append, which commits after it with a
+// synchronous commit, and flushing the WAL up to that append's commit
+// record flushes this earlier one too. So the key is durable whenever an
+// event sealed under it is, and a key lost in a crash sealed nothing that
+// survived. It saves the signup a second flush.
+func (k *KeyStore) insertKey(ctx context.Context, streamID string, wrapped []byte) ([]byte, error) {
+	var out []byte
+	err := pgx.BeginFunc(ctx, k.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(`INSERT INTO data_keys (stream_id, wrapped) VALUES ($1, $2)
+ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped`, streamID, wrapped).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&out)
+		})
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return out, err
 }
 
 // DestroyKey implements eventstore.KeyStore. The wrapped key is gone from

@@ -38,6 +38,9 @@ type Sizes struct {
 	// AppendConcurrency and E2EConcurrency are the concurrency levels.
 	AppendConcurrency []int `json:"append_concurrency"`
 	E2EConcurrency    []int `json:"e2e_concurrency"`
+	// Plaintext runs the end-to-end figure without sealing personal data
+	// (no master key), to measure what sealing costs against a run with it.
+	Plaintext bool `json:"plaintext,omitempty"`
 }
 
 // DefaultSizes finish a whole run in a few minutes on two cores.
