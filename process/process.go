@@ -208,28 +208,6 @@ func (pm *Manager) react(ctx context.Context, id uuid.UUID, env eventstore.Envel
 	return nil
 }
 
-// details returns c's signup details opened for a provider call.
-func (pm *Manager) details(ctx context.Context, c *domain.Customer) (domain.SignupDetails, error) {
-	d := c.Details()
-	if !domain.IsSealed(d.Email) {
-		return d, nil // remembered from this process's own signup, or stored before sealing
-	}
-	key, err := pm.key(ctx, c.ID())
-	if err != nil {
-		return d, err
-	}
-	return d.Open(c.ID(), key)
-}
-
-// key returns the customer's data key, nil when there is none or no key
-// store: sealed fields then read as erased.
-func (pm *Manager) key(ctx context.Context, id uuid.UUID) ([]byte, error) {
-	if pm.cfg.Keys == nil {
-		return nil, nil
-	}
-	return pm.cfg.Keys.DataKey(ctx, commands.StreamID(id))
-}
-
 // benign reports whether a command's rejection only means that the event
 // it reacted to is no longer news (redelivery, a race already settled).
 func benign(err error) bool {
