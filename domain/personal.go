@@ -232,3 +232,17 @@ func MaskSealed(e Event) Event {
 	})
 	return out
 }
+
+// HasPersonalDataType reports whether events of the stored type name
+// declare personal fields, for readers that have not decoded them.
+func HasPersonalDataType(eventType string) bool { return personalTypes()[eventType] }
+
+var personalTypes = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for typ, decode := range decoders {
+		if e, err := decode([]byte("{}")); err == nil && HasPersonalData(e) {
+			m[typ] = true
+		}
+	}
+	return m
+})

@@ -26,7 +26,8 @@ func TestPersonalFieldsAreDeclaredOnTheEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.e.EventType(), func(t *testing.T) {
 			got := domain.PersonalFields(tt.e)
-			if strings.Join(got, ",") != strings.Join(tt.want, ",") || domain.HasPersonalData(tt.e) != (len(tt.want) > 0) {
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") || domain.HasPersonalData(tt.e) != (len(tt.want) > 0) ||
+				domain.HasPersonalDataType(tt.e.EventType()) != (len(tt.want) > 0) {
 				t.Fatalf("personal fields = %v, want %v", got, tt.want)
 			}
 		})

@@ -16,6 +16,9 @@ type KeyReader interface {
 	// none: never made (nothing of it was sealed) or destroyed. Sealed
 	// fields of such a stream read as erased. Safe for concurrent use.
 	DataKey(ctx context.Context, streamID string) ([]byte, error)
+	// DataKeys is DataKey for many streams at once (a projection's batch),
+	// keyed by stream id; a stream without a key is absent.
+	DataKeys(ctx context.Context, streamIDs []string) (map[string][]byte, error)
 }
 
 // KeyStore holds one data key per stream for the stream's personal data,

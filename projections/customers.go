@@ -83,21 +83,23 @@ func decodeCustomerEvent(e eventstore.Envelope) (id uuid.UUID, ev domain.Event, 
 	return id, ev, true, nil
 }
 
-// openPersonal opens ev's sealed personal fields with the customer's data
-// key; without a key (destroyed, none, or no key store) they read as
-// domain.Erased.
-func openPersonal(ctx context.Context, keys eventstore.KeyReader, id uuid.UUID, ev domain.Event) (domain.Event, error) {
-	if !domain.HasPersonalData(ev) {
-		return ev, nil
+// dataKeys returns the data keys of the customers whose events in the
+// batch hold personal data, in one look-up. Without a key store there are
+// none: sealed fields then read as domain.Erased.
+func (p customersProjection) dataKeys(ctx context.Context, events []eventstore.Envelope) (map[string][]byte, error) {
+	if p.keys == nil {
+		return nil, nil
 	}
-	var key []byte
-	if keys != nil {
-		var err error
-		if key, err = keys.DataKey(ctx, CustomerStreamID(id)); err != nil {
-			return nil, err
+	var streams []string
+	for _, e := range events {
+		if e.StreamType == customerStreamType && domain.HasPersonalDataType(e.Type) {
+			streams = append(streams, e.StreamID)
 		}
 	}
-	return domain.OpenPersonal(ev, id, key)
+	if len(streams) == 0 {
+		return nil, nil
+	}
+	return p.keys.DataKeys(ctx, streams)
 }
 
 // applyCustomer folds one event into a summary row. The state comes from
@@ -291,9 +293,6 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 		if !ok {
 			continue
 		}
-		if ev, err = openPersonal(ctx, p.keys, id, ev); err != nil {
-			return fmt.Errorf("event %s at %s: %w", env.ID, env.Cursor(), err)
-		}
 		items = append(items, item{id, env, ev})
 		if !seen[id] {
 			seen[id] = true
@@ -304,6 +303,15 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	keys, err := p.dataKeys(ctx, events)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		if items[i].ev, err = domain.OpenPersonal(it.ev, it.id, keys[it.env.StreamID]); err != nil {
+			return fmt.Errorf("event %s at %s: %w", it.env.ID, it.env.Cursor(), err)
+		}
 	}
 	t := p.table(version)
 	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM `+t+` WHERE id = ANY($1)`, existing)

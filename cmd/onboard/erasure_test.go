@@ -191,6 +191,10 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 	if !strings.Contains(string(pd), keptEmail) || !strings.Contains(string(pd), keptName) || strings.Contains(string(pd), "[erased]") {
 		t.Errorf("the kept customer's personal data: %s", pd)
 	}
+	if _, c := call(t, "GET", base+"/v1/customers/"+kept, devOperatorKey, ""); !strings.Contains(string(c), `"email":"`+keptEmail+`"`) ||
+		!strings.Contains(string(c), `"contact_name":"`+keptName+`"`) {
+		t.Errorf("the kept customer's summary: %s", c)
+	}
 	_, pd = call(t, "GET", base+"/v1/customers/"+erased+"/personal-data", devOperatorKey, "")
 	if !strings.Contains(string(pd), `"erased":true`) {
 		t.Errorf("the erased customer's personal data: %s", pd)

@@ -97,6 +97,49 @@ func (k *KeyStore) DataKey(ctx context.Context, streamID string) ([]byte, error)
 	return k.unwrapAndRemember(streamID, wrapped)
 }
 
+// DataKeys implements eventstore.KeyReader: the keys it does not remember
+// in one statement.
+func (k *KeyStore) DataKeys(ctx context.Context, streamIDs []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(streamIDs))
+	var missing []string
+	for _, id := range streamIDs {
+		if key, ok := k.cached(id); ok {
+			if key != nil {
+				out[id] = key
+			}
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	rows, err := k.pool.Query(ctx, `SELECT stream_id, wrapped FROM data_keys WHERE stream_id = ANY($1)`, missing)
+	if err != nil {
+		return nil, fmt.Errorf("data keys: %w", err)
+	}
+	found := map[string][]byte{}
+	var id string
+	var wrapped []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &wrapped}, func() error {
+		found[id] = wrapped
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data keys: %w", err)
+	}
+	for _, id := range missing {
+		key, err := k.unwrapAndRemember(id, found[id])
+		if err != nil {
+			return nil, err
+		}
+		if key != nil {
+			out[id] = key
+		}
+	}
+	return out, nil
+}
+
 // CreateDataKey implements eventstore.KeyStore. It costs one statement
 // when the stream has no key yet, none when the key is remembered.
 func (k *KeyStore) CreateDataKey(ctx context.Context, streamID string) ([]byte, error) {

@@ -114,3 +114,25 @@ func TestKeyStoreNeedsItsMasterKey(t *testing.T) {
 		t.Fatal("a short master key was accepted")
 	}
 }
+
+func TestDataKeysReadsManyAtOnce(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := newKeyStore(t, 7)
+	k1, err := a.CreateDataKey(ctx, "customer-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreateDataKey(ctx, "customer-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DestroyKey(ctx, "customer-2"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.DataKeys(ctx, []string{"customer-1", "customer-2", "customer-3", "customer-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !bytes.Equal(got["customer-1"], k1) {
+		t.Fatalf("DataKeys = %x", got)
+	}
+}
