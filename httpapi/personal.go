@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,10 +15,12 @@ import (
 )
 
 // openEvents decodes a customer's stored events with their personal fields
-// opened, or shown as domain.Erased once the customer's key is destroyed.
+// opened, or shown as domain.Erased once the customer's key is destroyed
+// or the stream records its erasure (the key store of this process may
+// remember a key destroyed elsewhere for a while).
 func (a *QueryAPI) openEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
 	var key []byte
-	looked := false
+	looked := slices.ContainsFunc(envs, func(e eventstore.Envelope) bool { return e.Type == domain.TypePersonalDataErased })
 	out := make([]domain.Event, len(envs))
 	for i, e := range envs {
 		ev, err := domain.DecodeEvent(e.Type, e.Data)

@@ -450,11 +450,13 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	history, err := a.openEvents(r.Context(), id, envs[:n])
+	// The whole stream is opened: a later erasure erases the past too.
+	opened, err := a.openEvents(r.Context(), id, envs)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	history := opened[:n]
 	c, err := domain.FromHistory(id, history)
 	if err != nil {
 		a.fail(w, r, err)

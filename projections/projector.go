@@ -48,7 +48,7 @@ type Config struct {
 	// Now is the clock for Lag. Default time.Now.
 	Now func() time.Time
 	// Keys opens the customers' sealed personal data for the customer
-	// summary; without it sealed fields show as erased.
+	// summary; without it sealed fields show as domain.Sealed.
 	Keys eventstore.KeyReader
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -119,10 +120,11 @@ func pgDump(t *testing.T, url string) string {
 func TestErasureLeavesNoCanary(t *testing.T) {
 	logs := &syncBuffer{}
 	banner := &syncBuffer{}
+	dataDir := t.TempDir()
 	base := startDevWith(t, sim.Config{Seed: 3, KYC: sim.KYCConfig{Delay: sim.Latency{Max: sim.Duration(10 * time.Millisecond)}},
 		Providers: map[string]sim.ProviderConfig{"payments": {TransientRate: 0.2, TransientKinds: []sim.Fault{sim.Fault503}}}},
 		func(o *devOptions) {
-			o.logs, o.logLevel = logs, slog.LevelDebug
+			o.logs, o.logLevel, o.dataDir = logs, slog.LevelDebug, dataDir
 			o.stdout = io.MultiWriter(o.stdout, banner)
 		})
 	const canaryEmail, canaryName = "Zq.Canary.Erase@PII-Canary.example", "Canaryperson Xylophant"
@@ -207,5 +209,32 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 	}
 	if again := signUp(strings.ToUpper(canaryEmail), canaryName, "canary-2"); again == erased {
 		t.Error("the new signup replayed the erased customer")
+	}
+
+	// The command line, with dev's master key: a rebuild opens the kept
+	// customer's data and keeps the erased one's erased; erase erases.
+	t.Setenv("ONBOARD_MASTER_KEY", "")
+	t.Setenv("ONBOARD_MASTER_KEY_FILE", filepath.Join(dataDir, "master.key"))
+	if stdout, stderr, failed := runOnboard(t, "replay", "rebuild", "customers"); failed {
+		t.Fatalf("rebuild:\n%s\n%s", stdout, stderr)
+	}
+	if _, c := call(t, "GET", base+"/v1/customers/"+kept, devOperatorKey, ""); !strings.Contains(string(c), `"email":"`+keptEmail+`"`) {
+		t.Errorf("the kept customer after a rebuild: %s", c)
+	}
+	if _, c := call(t, "GET", base+"/v1/customers/"+erased, devOperatorKey, ""); !strings.Contains(string(c), `"email":"[erased]"`) {
+		t.Errorf("the erased customer after a rebuild: %s", c)
+	}
+	if _, stderr, failed := runOnboard(t, "erase", kept); !failed || !strings.Contains(stderr, "--reason") {
+		t.Errorf("erase without a reason: %q", stderr)
+	}
+	for i, want := range []string{"personal data erased", "already erased"} {
+		stdout, stderr, failed := runOnboard(t, "erase", kept, "--reason", "DSR-2", "--operator", "ada")
+		if failed || !strings.Contains(stdout, want) {
+			t.Errorf("erase, run %d: %q %q", i+1, stdout, stderr)
+		}
+	}
+	_, pd = call(t, "GET", base+"/v1/customers/"+kept+"/personal-data", devOperatorKey, "")
+	if !strings.Contains(string(pd), `"erased":true`) || strings.Contains(string(pd), keptEmail) {
+		t.Errorf("the kept customer after onboard erase: %s", pd)
 	}
 }
