@@ -176,16 +176,16 @@ func (k *KeyStore) CreateDataKey(ctx context.Context, streamID string) ([]byte, 
 // event sealed under it is, and a key lost in a crash sealed nothing that
 // survived. It saves the signup a second flush.
 func (k *KeyStore) insertKey(ctx context.Context, streamID string, wrapped []byte) ([]byte, error) {
+	// One statement: set_config(…, true) holds for the statement's own
+	// transaction, whose commit reads it.
 	var out []byte
-	err := pgx.BeginFunc(ctx, k.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(`INSERT INTO data_keys (stream_id, wrapped) VALUES ($1, $2)
-ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped`, streamID, wrapped).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&out)
-		})
-		return tx.SendBatch(ctx, b).Close()
-	})
+	err := k.pool.QueryRow(ctx, `
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+ins AS (
+    INSERT INTO data_keys (stream_id, wrapped) VALUES ($1, $2)
+    ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped
+)
+SELECT ins.wrapped FROM ins, async`, streamID, wrapped).Scan(&out)
 	return out, err
 }
 
