@@ -99,13 +99,16 @@ func Rebuild(ctx context.Context, r Rebuilder, names []string, done func(project
 // every difference. The projector may keep running: a customer row is
 // compared with its stream replayed up to the row's own version, and rows
 // behind the checkpoint are reported as such.
-func Diff(ctx context.Context, src DiffSource, live LiveModel, name string) (DiffReport, error) {
+//
+// Personal fields are compared when WithKeys opens them; without it a
+// sealed field cannot be compared and is left out.
+func Diff(ctx context.Context, src DiffSource, live LiveModel, name string, opts ...Option) (DiffReport, error) {
 	if err := ValidateProjection(name); err != nil {
 		return DiffReport{}, err
 	}
 	switch name {
 	case projections.Customers:
-		return diffCustomers(ctx, src, live)
+		return diffCustomers(ctx, src, live, optionsOf(opts))
 	default:
 		return diffProviderStats(ctx, src, live)
 	}
@@ -130,7 +133,7 @@ func scanLog(ctx context.Context, src eventstore.AllReader, cp eventstore.Cursor
 // to hide round trips, few enough to leave the pool to others.
 const diffReaders = 4
 
-func diffCustomers(ctx context.Context, src DiffSource, live LiveModel) (DiffReport, error) {
+func diffCustomers(ctx context.Context, src DiffSource, live LiveModel, o options) (DiffReport, error) {
 	rep := DiffReport{Projection: projections.Customers}
 	cp, err := live.Checkpoint(ctx, projections.Customers)
 	if err != nil {
@@ -174,7 +177,7 @@ func diffCustomers(ctx context.Context, src DiffSource, live LiveModel) (DiffRep
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				results[i].want, results[i].err = replaySummary(ctx, src, row.ID, row.Version)
+				results[i].want, results[i].err = replaySummary(ctx, src, row.ID, row.Version, o)
 			}()
 		}
 		wg.Wait()
@@ -216,7 +219,7 @@ func diffCustomers(ctx context.Context, src DiffSource, live LiveModel) (DiffRep
 
 // replaySummary replays customer id's stream up to version through the
 // domain and returns the summary row it implies.
-func replaySummary(ctx context.Context, src eventstore.StreamReader, id uuid.UUID, version int64) (projections.Customer, error) {
+func replaySummary(ctx context.Context, src eventstore.StreamReader, id uuid.UUID, version int64, o options) (projections.Customer, error) {
 	envs, err := src.ReadStream(ctx, CustomerStreamID(id), 1)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
 		return projections.Customer{}, ErrCustomerNotFound
@@ -232,8 +235,13 @@ func replaySummary(ctx context.Context, src eventstore.StreamReader, id uuid.UUI
 	}
 	history := make([]domain.Event, len(envs))
 	var pausedAt, activatedAt *time.Time
+	var key []byte
+	looked := false
 	for i, e := range envs {
 		ev, err := domain.DecodeEvent(e.Type, e.Data)
+		if err == nil {
+			ev, err = o.openPersonal(ctx, id, ev, &key, &looked)
+		}
 		if err != nil {
 			return projections.Customer{}, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
 		}
@@ -274,7 +282,7 @@ func compareCustomer(key string, live, want projections.Customer) []Difference {
 	var out []Difference
 	field := func(name string, l, r any) {
 		ls, rs := fmt.Sprint(l), fmt.Sprint(r)
-		if ls != rs {
+		if ls != rs && rs != domain.Sealed {
 			out = append(out, Difference{Key: key, Field: name, Live: ls, Replay: rs})
 		}
 	}

@@ -68,7 +68,8 @@ type Replay struct {
 // through today's domain code (upcasters included). Errors wrap
 // ErrCustomerNotFound, or ErrNoSuchPoint (a *PointError) when the customer
 // did not exist yet at that time or has no such version.
-func ReplayCustomer(ctx context.Context, r eventstore.StreamReader, id uuid.UUID, point Point) (Replay, error) {
+func ReplayCustomer(ctx context.Context, r eventstore.StreamReader, id uuid.UUID, point Point, opts ...Option) (Replay, error) {
+	o := optionsOf(opts)
 	if !point.At.IsZero() && point.Version != 0 {
 		return Replay{}, &PointError{CustomerID: id.String(), Detail: "give a time or a version, not both"}
 	}
@@ -104,8 +105,13 @@ func ReplayCustomer(ctx context.Context, r eventstore.StreamReader, id uuid.UUID
 
 	events := make([]domain.Event, len(envs))
 	timeline := make([]Entry, len(envs))
+	var key []byte
+	looked := false
 	for i, env := range envs {
 		ev, err := domain.DecodeEvent(env.Type, env.Data)
+		if err == nil {
+			ev, err = o.openPersonal(ctx, id, ev, &key, &looked)
+		}
 		if err != nil {
 			return Replay{}, fmt.Errorf("replay customer %s: version %d: %w", id, env.Version, err)
 		}

@@ -88,6 +88,7 @@ type Handler struct {
 	observe    func(domain.Command, string, time.Duration)
 	histories  *histories // nil when disabled
 	trust      bool       // decide on remembered histories first
+	keys       eventstore.KeyStore
 }
 
 // Config configures a Handler.
@@ -118,6 +119,11 @@ type Config struct {
 	// (the worker); elsewhere the remembered history is mostly behind and
 	// it would cost a failed append instead.
 	TrustHistories bool
+	// Keys seals the personal fields of the events the commands raise
+	// under each customer's data key, and keys the email reservation by a
+	// keyed hash. Without it events are stored in plain text (tests of
+	// other rules; a deployment always has one).
+	Keys eventstore.KeyStore
 }
 
 // New returns the command handler over cfg.Store.
@@ -137,7 +143,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Histories == 0 {
 		cfg.Histories = 4096
 	}
-	h := &Handler{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe, trust: cfg.TrustHistories}
+	h := &Handler{store: cfg.Store, newID: cfg.NewID, maxRetries: cfg.MaxConflictRetries, observe: cfg.Observe, trust: cfg.TrustHistories, keys: cfg.Keys}
 	if cfg.Histories > 0 {
 		h.histories = newHistories(cfg.Histories)
 	}
@@ -179,7 +185,7 @@ func (h *Handler) SignUp(ctx context.Context, details domain.SignupDetails, meta
 	if _, err := c.RequestStep(domain.StepVerification); err != nil {
 		return Result{}, fmt.Errorf("sign up: request verification: %w", err)
 	}
-	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: c.Details().Email}))
+	opts = append(opts, eventstore.WithReservation(eventstore.Reservation{Kind: "email", Value: h.emailIndex(c.Details().Email)}))
 	res, err := h.append(ctx, c, history{id: id}, meta, opts...)
 	var taken *eventstore.ReservationError
 	if errors.As(err, &taken) {
@@ -415,8 +421,12 @@ func (h *Handler) Execute(ctx context.Context, id uuid.UUID, expectedVersion *in
 // which with the changes becomes the remembered one.
 func (h *Handler) append(ctx context.Context, c *domain.Customer, known history, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
 	changes := c.Changes()
+	stored, err := h.seal(ctx, c.ID(), changes)
+	if err != nil {
+		return Result{}, err
+	}
 	events := make([]eventstore.NewEvent, 0, len(changes))
-	for _, e := range changes {
+	for _, e := range stored {
 		typ, version, data, err := domain.EncodeEvent(e)
 		if err != nil {
 			return Result{}, err

@@ -5,8 +5,11 @@
 // customers until they reach a terminal state, so that a load reads only
 // the events after them. Its commands
 // are the signup, the operators' and the process managers' commands
-// (Execute) and the identity provider's verdict (RecordVerdict). It also
-// carries the trace context that event metadata records.
+// (Execute), the identity provider's verdict (RecordVerdict) and a data
+// subject's erasure (Erase). It is the one place where the personal fields
+// of the events it appends are sealed under the customer's data key
+// (personal.go). It also carries the trace context that event metadata
+// records.
 //
 // It may import domain and eventstore only.
 package commands

@@ -80,6 +80,14 @@ func (c *Customer) apply(e Event) {
 		c.progress(StepBilling).compensated = true
 	case TenantDeprovisioned:
 		c.progress(StepTenant).compensated = true
+	case PersonalDataErased:
+		c.erased = true
+		c.profile = c.profile.erased()
+		if c.state == StateRejected {
+			c.lastError = Erased // the verdict's reason
+		}
+	case ProviderDataDeleted:
+		c.providerErasures = append(c.providerErasures, e.Provider)
 	case Cancelled, OnboardingCompleted, ResultIgnored:
 		// They change the state only, or nothing.
 	}

@@ -36,6 +36,8 @@ var decoders = map[string]func([]byte) (Event, error){
 	TypeResultIgnored:            decodeAs[ResultIgnored],
 	TypeBlocked:                  decodeAs[Blocked],
 	TypeUnblocked:                decodeAs[Unblocked],
+	TypePersonalDataErased:       decodeAs[PersonalDataErased],
+	TypeProviderDataDeleted:      decodeAs[ProviderDataDeleted],
 }
 
 // Upcaster turns the JSON of an old event version into the JSON and type

@@ -22,17 +22,19 @@ type Customer struct {
 	version int // version of the last committed event
 	changes []Event
 
-	state        State
-	profile      SignupDetails
-	step         Step // the step being worked on, or next to start
-	steps        [5]stepProgress
-	checkID      string
-	pausedStep   Step
-	pauseReason  string
-	lastError    string
-	cancelReason string
-	supportDone  bool
-	blockedOn    string // the provider the customer waits on, "" when none
+	state            State
+	profile          SignupDetails
+	step             Step // the step being worked on, or next to start
+	steps            [5]stepProgress
+	checkID          string
+	pausedStep       Step
+	pauseReason      string
+	lastError        string
+	cancelReason     string
+	supportDone      bool
+	blockedOn        string // the provider the customer waits on, "" when none
+	erased           bool
+	providerErasures []string // providers that deleted the data after the erasure
 }
 
 type stepProgress struct {
@@ -91,6 +93,7 @@ func FromHistory(id uuid.UUID, history []Event) (*Customer, error) {
 func (c *Customer) Clone() *Customer {
 	cp := *c
 	cp.changes = slices.Clone(c.changes)
+	cp.providerErasures = slices.Clone(c.providerErasures)
 	for i := range cp.steps {
 		cp.steps[i].result = maps.Clone(c.steps[i].result)
 	}
@@ -436,6 +439,50 @@ func (c *Customer) IgnoreResult(step Step, source, reason string) error {
 	}
 	c.take(CmdIgnoreResult, facts{step: step}, ResultIgnored{Step: step, Source: source, Reason: reason})
 	return nil
+}
+
+// ErasePersonalData records a data subject's erasure. It is allowed once
+// the journey has ended or is being undone: a customer still onboarding is
+// cancelled first (commands.Erase raises both in one append).
+func (c *Customer) ErasePersonalData(operator, reason string) error {
+	if err := c.allow(CmdErasePersonalData); err != nil {
+		return err
+	}
+	if c.erased {
+		return c.reject(CmdErasePersonalData, ErrDuplicateCommand, "personal data already erased")
+	}
+	if err := requireOperatorAndReason(operator, reason); err != nil {
+		return err
+	}
+	c.take(CmdErasePersonalData, facts{}, PersonalDataErased{Operator: operator, Reason: reason})
+	return nil
+}
+
+// RecordProviderDataDeleted records that provider deleted what it held of
+// an erased customer.
+func (c *Customer) RecordProviderDataDeleted(provider string, existed bool) error {
+	if err := c.allow(CmdRecordProviderErase); err != nil {
+		return err
+	}
+	switch {
+	case !c.erased:
+		return c.reject(CmdRecordProviderErase, ErrInvalidTransition, "personal data was not erased")
+	case slices.Contains(c.providerErasures, provider):
+		return c.reject(CmdRecordProviderErase, ErrDuplicateCommand, "%s already deleted its data", provider)
+	case provider == "":
+		return &ValidationError{Fields: []FieldError{{Pointer: "/provider", Detail: "is required"}}}
+	}
+	c.take(CmdRecordProviderErase, facts{}, ProviderDataDeleted{Provider: provider, Existed: existed})
+	return nil
+}
+
+// Erased reports whether the customer's personal data was erased.
+func (c *Customer) Erased() bool { return c.erased }
+
+// ProviderDataDeleted reports whether provider deleted its data after the
+// erasure.
+func (c *Customer) ProviderDataDeleted(provider string) bool {
+	return slices.Contains(c.providerErasures, provider)
 }
 
 // undoLeftAfter reports whether, once the result of step is recorded (its

@@ -32,15 +32,18 @@ const (
 	TypeResultIgnored            = "customer.result_ignored.v1"
 	TypeBlocked                  = "customer.blocked.v1"
 	TypeUnblocked                = "customer.unblocked.v1"
+	TypePersonalDataErased       = "customer.personal_data_erased.v1"
+	TypeProviderDataDeleted      = "customer.provider_data_deleted.v1"
 )
 
-// SignedUp starts a customer's stream.
+// SignedUp starts a customer's stream. Fields tagged personal hold personal
+// data: they are stored sealed under the customer's data key (personal.go).
 type SignedUp struct {
 	CustomerID  string `json:"customer_id"`
-	Email       string `json:"email"`
-	Company     string `json:"company"`
-	ContactName string `json:"contact_name"`
-	Country     string `json:"country"`
+	Email       string `json:"email" personal:"true"`
+	Company     string `json:"company" personal:"true"`
+	ContactName string `json:"contact_name" personal:"true"`
+	Country     string `json:"country" personal:"true"`
 	Plan        Plan   `json:"plan"`
 }
 
@@ -82,16 +85,18 @@ type StepFailed struct {
 	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
 }
 
-// VerificationRejected records the KYC provider's negative verdict.
+// VerificationRejected records the KYC provider's negative verdict; its
+// reason is a KYC outcome, personal data.
 type VerificationRejected struct {
 	CheckID string `json:"check_id"`
-	Reason  string `json:"reason"`
+	Reason  string `json:"reason" personal:"true"`
 }
 
-// SupportNotified records that support was told about a rejected customer.
+// SupportNotified records that support was told about a rejected customer;
+// its reason is the verdict's, personal data.
 type SupportNotified struct {
 	Channel string `json:"channel"`
-	Reason  string `json:"reason"`
+	Reason  string `json:"reason" personal:"true"`
 }
 
 // Paused records that a step stopped on a permanent error or after its
@@ -178,6 +183,22 @@ type Unblocked struct {
 	Provider string `json:"provider"`
 }
 
+// PersonalDataErased records a data subject's erasure (GDPR Art. 17): the
+// customer's data key is destroyed, so every sealed field of its stream
+// reads as Erased from then on. The state does not change.
+type PersonalDataErased struct {
+	Operator string `json:"operator"`
+	Reason   string `json:"reason"`
+}
+
+// ProviderDataDeleted records that a provider holding the customer's
+// personal data deleted it (CRM record) or suppressed it (email), after
+// an erasure. Existed is false when the provider held nothing.
+type ProviderDataDeleted struct {
+	Provider string `json:"provider"`
+	Existed  bool   `json:"existed"`
+}
+
 func (SignedUp) EventType() string                 { return TypeSignedUp }
 func (StepRequested) EventType() string            { return TypeStepRequested }
 func (VerificationCheckStarted) EventType() string { return TypeVerificationCheckStarted }
@@ -196,6 +217,8 @@ func (OnboardingCompleted) EventType() string      { return TypeOnboardingComple
 func (ResultIgnored) EventType() string            { return TypeResultIgnored }
 func (Blocked) EventType() string                  { return TypeBlocked }
 func (Unblocked) EventType() string                { return TypeUnblocked }
+func (PersonalDataErased) EventType() string       { return TypePersonalDataErased }
+func (ProviderDataDeleted) EventType() string      { return TypeProviderDataDeleted }
 
 func (SignedUp) isEvent()                 {}
 func (StepRequested) isEvent()            {}
@@ -215,3 +238,5 @@ func (OnboardingCompleted) isEvent()      {}
 func (ResultIgnored) isEvent()            {}
 func (Blocked) isEvent()                  {}
 func (Unblocked) isEvent()                {}
+func (PersonalDataErased) isEvent()       {}
+func (ProviderDataDeleted) isEvent()      {}

@@ -111,6 +111,10 @@ func invoke(c *domain.Customer, cmd domain.Command) error {
 		return c.Block(inFlight, attempt, "payments", "breaker open")
 	case domain.CmdUnblock:
 		return c.Unblock()
+	case domain.CmdErasePersonalData:
+		return c.ErasePersonalData("op@example.com", "data subject request")
+	case domain.CmdRecordProviderErase:
+		return c.RecordProviderDataDeleted("crm", true)
 	}
 	panic("invoke: unknown command " + string(cmd))
 }

@@ -85,6 +85,10 @@ func TestRandomCommandSequences(t *testing.T) {
 				err = c.Block(step, attempt, "payments", "breaker open")
 			case domain.CmdUnblock:
 				err = c.Unblock()
+			case domain.CmdErasePersonalData:
+				err = c.ErasePersonalData("op", "r")
+			case domain.CmdRecordProviderErase:
+				err = c.RecordProviderDataDeleted("crm", true)
 			}
 			// A clone is the customer as it was, whatever the command did
 			// to the original.

@@ -21,6 +21,8 @@ const (
 	CmdIgnoreResult        Command = "record_ignored_result"
 	CmdBlock               Command = "block"
 	CmdUnblock             Command = "unblock"
+	CmdErasePersonalData   Command = "erase_personal_data"
+	CmdRecordProviderErase Command = "record_provider_erasure"
 )
 
 // Commands lists every command.
@@ -29,6 +31,7 @@ func Commands() []Command {
 		CmdSignUp, CmdRequestStep, CmdStartCheck, CmdRecordStepSucceeded, CmdRecordStepFailed,
 		CmdRejectVerification, CmdNotifySupport, CmdPause, CmdRetryStep, CmdSkipStep, CmdCancel,
 		CmdRecordCompensation, CmdIgnoreResult, CmdBlock, CmdUnblock,
+		CmdRecordCompensation, CmdIgnoreResult, CmdErasePersonalData, CmdRecordProviderErase,
 	}
 }
 
@@ -157,6 +160,18 @@ var transitions = []Transition{
 	{StatePaused, CmdIgnoreResult, StatePaused, always},
 	{StateCancelling, CmdIgnoreResult, StateCancelling, always},
 	{StateCancelled, CmdIgnoreResult, StateCancelled, always},
+
+	// Erasure changes no state. A customer still onboarding is cancelled
+	// first (commands.Erase), so it is erased only once its journey ends or
+	// is being undone; the providers' deletions are recorded after it.
+	{StateActive, CmdErasePersonalData, StateActive, always},
+	{StateRejected, CmdErasePersonalData, StateRejected, always},
+	{StateCancelling, CmdErasePersonalData, StateCancelling, always},
+	{StateCancelled, CmdErasePersonalData, StateCancelled, always},
+	{StateActive, CmdRecordProviderErase, StateActive, always},
+	{StateRejected, CmdRecordProviderErase, StateRejected, always},
+	{StateCancelling, CmdRecordProviderErase, StateCancelling, always},
+	{StateCancelled, CmdRecordProviderErase, StateCancelled, always},
 }
 
 // Transitions returns a copy of the transition table.
@@ -283,6 +298,8 @@ var leaderCommands = map[string]Command{
 	TypeResultIgnored:            CmdIgnoreResult,
 	TypeBlocked:                  CmdBlock,
 	TypeUnblocked:                CmdUnblock,
+	TypePersonalDataErased:       CmdErasePersonalData,
+	TypeProviderDataDeleted:      CmdRecordProviderErase,
 }
 
 // CommandOf names the command whose first event is e. Events that only

@@ -68,6 +68,10 @@ func leaderOf(t *testing.T, cmd Command, f facts) Event {
 		return Blocked{Step: f.step, Provider: "payments", Attempt: 1}
 	case CmdUnblock:
 		return Unblocked{Step: f.step, Provider: "payments"}
+	case CmdErasePersonalData:
+		return PersonalDataErased{Operator: "op", Reason: "r"}
+	case CmdRecordProviderErase:
+		return ProviderDataDeleted{Provider: "crm"}
 	}
 	t.Fatalf("no leader event for command %s", cmd)
 	return nil

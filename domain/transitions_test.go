@@ -325,11 +325,37 @@ func ignoredCases() []edgeCase {
 	return out
 }
 
+// erasureCases erase every customer whose journey has ended or is being
+// undone, and record a provider's deletion after it; a customer still
+// onboarding must be cancelled first.
+func erasureCases() []edgeCase {
+	var out []edgeCase
+	for _, s := range domain.States() {
+		erased := domain.PersonalDataErased{Operator: "op", Reason: "art. 17"}
+		if !s.Terminal() && s != domain.StateCancelling {
+			out = append(out, edgeCase{name: "erasure refused in " + string(s), given: stateHistories[s],
+				when:    func(c *domain.Customer) error { return c.ErasePersonalData("op", "art. 17") },
+				wantErr: domain.ErrInvalidTransition})
+			continue
+		}
+		out = append(out, edgeCase{name: "erased in " + string(s), given: stateHistories[s],
+			when:  func(c *domain.Customer) error { return c.ErasePersonalData("op", "art. 17") },
+			then:  []domain.Event{erased},
+			state: s,
+		}, edgeCase{name: "crm deletion recorded in " + string(s), given: append(clone(stateHistories[s]), erased),
+			when:  func(c *domain.Customer) error { return c.RecordProviderDataDeleted("crm", true) },
+			then:  []domain.Event{domain.ProviderDataDeleted{Provider: "crm", Existed: true}},
+			state: s,
+		})
+	}
+	return out
+}
+
 // TestEdges runs given-events / when-command / then-events cases, and fails
 // when an edge of the transition table is taken by no case.
 func TestEdges(t *testing.T) {
 	taken := map[domain.Transition]bool{{Command: domain.CmdSignUp, To: domain.StatePending}: true}
-	for _, tc := range append(edgeCases(), ignoredCases()...) {
+	for _, tc := range append(append(edgeCases(), ignoredCases()...), erasureCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := load(t, tc.given)
 			from := c.State()

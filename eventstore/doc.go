@@ -1,7 +1,8 @@
 // Package eventstore defines the Store contract of the append-only event log:
 // the envelope of a stored event, expected versions, the global order and its
 // Cursor, the subscription API, the hooks that commit with an append
-// (idempotency records, unique-value reservations), the hash chain and the
+// (idempotency records, unique-value reservations), the hash chain, the
+// KeyStore of the streams' data keys for their personal data, and the
 // errors callers branch on. Implementations live in sub-packages
 // (eventstore/postgres) and prove themselves with eventstore/eventstoretest.
 //

@@ -97,6 +97,7 @@ func (a *CommandAPI) Register(mux Mux) {
 		{"POST /v1/customers/{id}/retry", a.operatorCommand(actionRetry)},
 		{"POST /v1/customers/{id}/skip", a.operatorCommand(actionSkip)},
 		{"POST /v1/customers/{id}/cancel", a.operatorCommand(actionCancel)},
+		{"POST /v1/customers/{id}/erasure", a.operatorCommand(actionErase)},
 	} {
 		handle(mux, r.pattern, a.traced(r.pattern, r.h))
 	}
@@ -163,6 +164,9 @@ const (
 	actionRetry  operatorAction = "retry"
 	actionSkip   operatorAction = "skip"
 	actionCancel operatorAction = "cancel"
+	// actionErase erases the customer's personal data (commands.Erase);
+	// it needs an Idempotency-Key, and a reason like every erasure.
+	actionErase operatorAction = "erase"
 )
 
 type operatorRequest struct {
@@ -178,7 +182,7 @@ func (a *CommandAPI) operatorCommand(action operatorAction) http.HandlerFunc {
 			a.fail(w, r, badRequest(ProblemMalformed, http.StatusBadRequest, "customer id %q is not a UUID", r.PathValue("id")))
 			return
 		}
-		key, err := idempotencyKey(r, false)
+		key, err := idempotencyKey(r, action == actionErase)
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -213,6 +217,9 @@ func (a *CommandAPI) operatorCommand(action operatorAction) http.HandlerFunc {
 		}
 		a.idempotent(w, r, operator+" POST "+r.URL.Path, key, fingerprint(r, body), http.StatusAccepted,
 			func(ctx context.Context, opts []eventstore.AppendOption) (commands.Result, error) {
+				if action == actionErase {
+					return a.cfg.Commands.Erase(ctx, id, operator, req.Reason, a.meta(r, p, key), opts...)
+				}
 				return a.cfg.Commands.Execute(ctx, id, expected, a.meta(r, p, key), decide, opts...)
 			})
 	}

@@ -47,6 +47,10 @@ type QueryConfig struct {
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Keys opens sealed personal data for the timeline, past states and
+	// the subject access endpoint; without it sealed fields show as
+	// erased.
+	Keys eventstore.KeyReader
 }
 
 // QueryAPI serves the read side: customers, their audit timeline and past
@@ -87,6 +91,7 @@ func (a *QueryAPI) Register(mux Mux) {
 	handle(mux, "GET /v1/customers/{id}", a.get)
 	handle(mux, "GET /v1/customers/{id}/events", a.timeline)
 	handle(mux, "GET /v1/customers/{id}/state", a.stateAt)
+	handle(mux, "GET /v1/customers/{id}/personal-data", a.personalData)
 	handle(mux, "GET /v1/stats/funnel", a.funnel)
 	handle(mux, "GET /v1/stats/providers", a.providers)
 	handle(mux, "GET /v1/operator/queue", a.queue)
@@ -335,16 +340,24 @@ func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]timelineEvent, len(envs))
+	events, err := a.openEvents(r.Context(), id, envs)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	for i, e := range envs {
-		ev, err := domain.DecodeEvent(e.Type, e.Data)
-		if err != nil {
-			a.fail(w, r, fmt.Errorf("customer %s version %d: %w", id, e.Version, err))
-			return
+		ev := events[i]
+		data := json.RawMessage(e.Data)
+		if domain.HasPersonalData(ev) { // the opened fields, or [erased]
+			if data, err = json.Marshal(ev); err != nil {
+				a.fail(w, r, err)
+				return
+			}
 		}
 		m := e.Metadata
 		out[i] = timelineEvent{ID: e.ID, Type: e.Type, Version: e.Version, Position: e.Position, RecordedAt: e.RecordedAt,
 			Actor: m.Actor, Reason: operator.ReasonOf(ev), CorrelationID: m.CorrelationID, CausationID: m.CausationID,
-			RequestID: m.RequestID, Data: e.Data}
+			RequestID: m.RequestID, Data: data}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "events": out})
 }
@@ -416,13 +429,13 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	history := make([]domain.Event, n)
-	for i, e := range envs[:n] {
-		if history[i], err = domain.DecodeEvent(e.Type, e.Data); err != nil {
-			a.fail(w, r, fmt.Errorf("customer %s version %d: %w", id, e.Version, err))
-			return
-		}
+	// The whole stream is opened: a later erasure erases the past too.
+	opened, err := a.openEvents(r.Context(), id, envs)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
+	history := opened[:n]
 	c, err := domain.FromHistory(id, history)
 	if err != nil {
 		a.fail(w, r, err)

@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -29,6 +30,22 @@ func newCommands(t *testing.T) (*commands.Handler, *postgres.Store) {
 		t.Fatal(err)
 	}
 	return cmds, store
+}
+
+// newSealingCommands is newCommands with personal data sealed under a
+// key store.
+func newSealingCommands(t *testing.T) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
+	t.Helper()
+	_, store := newCommands(t)
+	keys, err := postgres.NewKeyStore(store.Pool(), bytes.Repeat([]byte{5}, postgres.MasterKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := commands.New(commands.Config{Store: store, MaxConflictRetries: 50, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmds, store, keys
 }
 
 var details = domain.SignupDetails{Email: "grace@example.com", Company: "Navy", ContactName: "Grace", Country: "US", Plan: domain.PlanEnterprise}

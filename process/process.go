@@ -51,8 +51,13 @@ type Config struct {
 	// counts as an attempt.
 	Outages  OutageBoard
 	Breakers func(provider string) providers.BreakerState
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// Keys opens the customers' sealed personal data for the providers
+	// that need it, and destroys an erased customer's key should its
+	// erasure have stopped short of it; without it sealed fields read as
+	// erased.
+	Keys   Keys
+	Now    func() time.Time
+	Logger *slog.Logger
 	// Tracer records a span per reaction and per provider call, continuing
 	// the trace carried in the event's metadata; default: no tracing.
 	Tracer trace.Tracer
@@ -205,6 +210,8 @@ func (pm *Manager) react(ctx context.Context, id uuid.UUID, env eventstore.Envel
 		return pm.blocked(ctx, id, env, e)
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
 		return pm.compensate(ctx, id, 0, meta("compensation"))
+	case domain.PersonalDataErased:
+		return pm.eraseAtProviders(ctx, id, meta(ManagerErasure))
 	}
 	return nil
 }
@@ -290,9 +297,12 @@ func cancelledBefore(c *domain.Customer, step domain.Step) bool {
 
 // attempt calls the step's provider once and records the outcome.
 func (pm *Manager) attempt(ctx context.Context, c *domain.Customer, req domain.StepRequested, meta commands.Meta) error {
-	id, d, key := c.ID(), c.Details(), req.IdempotencyKey
+	id, key := c.ID(), req.IdempotencyKey
 	cid := id.String()
-	var err error
+	d, err := pm.details(ctx, c)
+	if err != nil {
+		return err
+	}
 	var result map[string]string
 	switch req.Step {
 	case domain.StepVerification:
@@ -501,9 +511,22 @@ func (pm *Manager) notifySupport(ctx context.Context, id uuid.UUID, reason strin
 	if c.State() != domain.StateRejected || c.Snapshot().SupportNotified {
 		return nil
 	}
-	d := c.Details()
+	d, err := pm.details(ctx, c)
+	if err != nil {
+		return err
+	}
+	// reason stays sealed in the events and timers; only the email gets it
+	// opened.
+	key, err := pm.key(ctx, id)
+	if err != nil {
+		return err
+	}
+	opened, err := domain.OpenPersonal(domain.SupportNotified{Reason: reason}, id, key)
+	if err != nil {
+		return err
+	}
 	_, err = pm.cfg.Providers.Mailer.Send(ctx, providers.Message{CustomerID: id.String(), To: pm.cfg.SupportEmail, Template: "support_rejected",
-		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": reason},
+		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": opened.(domain.SupportNotified).Reason},
 		IdempotencyKey: domain.IdempotencyKey(id, domain.StepVerification, 0) + ":support"})
 	if ctx.Err() != nil {
 		return ctx.Err()

@@ -36,13 +36,16 @@ type (
 		CreateTenant(ctx context.Context, req providers.TenantRequest) (tenantID string, err error)
 		DeleteTenant(ctx context.Context, req providers.DeleteTenantRequest) (existed bool, err error)
 	}
-	// CRM is the customer-relationship system.
+	// CRM is the customer-relationship system. DeleteAccount deletes an
+	// erased customer's record.
 	CRM interface {
 		UpsertAccount(ctx context.Context, acc providers.CRMAccount) (providers.CRMRecord, error)
+		DeleteAccount(ctx context.Context, req providers.CRMDeleteRequest) (existed bool, err error)
 	}
-	// Mailer sends email.
+	// Mailer sends email. Suppress forgets an erased customer's addresses.
 	Mailer interface {
 		Send(ctx context.Context, m providers.Message) (messageID string, err error)
+		Suppress(ctx context.Context, req providers.SuppressRequest) (existed bool, err error)
 	}
 )
 

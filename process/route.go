@@ -9,14 +9,19 @@ import (
 // a cancel; the other managers are named after their steps.
 const ManagerCompensation = "compensation"
 
-// Managers lists the process managers: one per step, and compensation.
+// ManagerErasure names the process manager that asks the providers to
+// delete an erased customer's personal data.
+const ManagerErasure = "erasure"
+
+// Managers lists the process managers: one per step, compensation and
+// erasure.
 // RouteOf gives each event to at most one of them.
 func Managers() []string {
 	out := make([]string, 0, len(domain.Steps())+1)
 	for _, s := range domain.Steps() {
 		out = append(out, string(s))
 	}
-	return append(out, ManagerCompensation)
+	return append(out, ManagerCompensation, ManagerErasure)
 }
 
 // RouteOf is the routing rule: it names the one process manager that
@@ -96,6 +101,8 @@ func manager(e domain.Event) string {
 		return next(e.Step)
 	case domain.CancellationRequested, domain.BillingClosed, domain.TenantDeprovisioned:
 		return ManagerCompensation
+	case domain.PersonalDataErased:
+		return ManagerErasure
 	}
 	return ""
 }

@@ -10,7 +10,8 @@ import (
 )
 
 func TestRouteGivesEachEventOneKnownManager(t *testing.T) {
-	none := []string{domain.TypeCancelled, domain.TypeOnboardingCompleted, domain.TypeSupportNotified, domain.TypeResultIgnored, domain.TypeUnblocked}
+	none := []string{domain.TypeCancelled, domain.TypeOnboardingCompleted, domain.TypeSupportNotified, domain.TypeResultIgnored,
+		domain.TypeUnblocked, domain.TypeProviderDataDeleted}
 	samples := map[string]domain.Event{
 		domain.TypeSignedUp:                 domain.SignedUp{},
 		domain.TypeStepRequested:            domain.StepRequested{Step: domain.StepCRM},
@@ -30,6 +31,8 @@ func TestRouteGivesEachEventOneKnownManager(t *testing.T) {
 		domain.TypeResultIgnored:            domain.ResultIgnored{},
 		domain.TypeBlocked:                  domain.Blocked{Step: domain.StepBilling},
 		domain.TypeUnblocked:                domain.Unblocked{Step: domain.StepBilling},
+		domain.TypePersonalDataErased:       domain.PersonalDataErased{},
+		domain.TypeProviderDataDeleted:      domain.ProviderDataDeleted{},
 	}
 	stored := func(e domain.Event) eventstore.Envelope {
 		typ, schema, data, err := domain.EncodeEvent(e)

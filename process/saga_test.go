@@ -44,7 +44,7 @@ type saga struct {
 
 func newSaga(t *testing.T, cfg sim.Config) *saga {
 	t.Helper()
-	cmds, store := newCommands(t)
+	cmds, store, keys := newSealingCommands(t)
 	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: sagaSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func newSaga(t *testing.T, cfg sim.Config) *saga {
 	timers := process.NewTimers(store.Pool())
 	sg := &saga{t: t, store: store, cmds: cmds, sim: s, clients: clients, timers: timers}
 	sg.pm, err = process.New(process.Config{
-		Commands: cmds, Providers: process.ProvidersOf(clients), Timers: timers,
+		Commands: cmds, Providers: process.ProvidersOf(clients), Timers: timers, Keys: keys,
 		MaxAttempts: map[domain.Step]int{domain.StepBilling: 10, domain.StepTenant: 10, domain.StepCRM: 10, domain.StepWelcome: 10, domain.StepVerification: 10},
 		BaseDelay:   5 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
 		VerificationDeadline: 500 * time.Millisecond, VerificationPolls: 2,
@@ -247,6 +247,59 @@ func TestSagaPauseRetryAndCancel(t *testing.T) {
 		e := l.Customers[id.String()]
 		if e.BillingAccounts != 1 || e.ClosedAccounts != 1 || e.Tenants-e.DeletedTenants != 0 {
 			t.Errorf("cancelled %s: effects %+v, want the billing account closed and no tenant left", id, e)
+		}
+	}
+}
+
+// TestSagaErasedWhilePaused: customers erased while paused at the tenant
+// step are cancelled first, their billing account is closed as on any
+// cancel, the CRM and the email provider are asked to delete what they
+// hold, and the answers are recorded once each.
+func TestSagaErasedWhilePaused(t *testing.T) {
+	sg := newSaga(t, sim.Config{Seed: 4, Providers: map[string]sim.ProviderConfig{"provisioning": {PermanentRate: 1}}})
+	ids := sg.signUp(4)
+	sg.settle(ids, 60*time.Second, domain.StatePaused)
+	// The provider takes calls again, so that the tenant's compensation
+	// (a delete, refused too while it refuses everything) can run.
+	if err := sg.sim.SetProvider("provisioning", sim.ProviderConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := sg.cmds.Erase(context.Background(), id, "operator:ada", "DSR-7", commands.Meta{Actor: "operator:ada"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sg.settle(ids, 60*time.Second, domain.StateCancelled)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		done := 0
+		for _, id := range ids {
+			c, err := commands.LoadCustomer(context.Background(), sg.store, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ProviderDataDeleted(process.ErasureCRM) && c.ProviderDataDeleted(process.ErasureEmail) {
+				done++
+			}
+		}
+		if done == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d customers have both provider deletions recorded", done, len(ids))
+		}
+	}
+	l := sg.sim.Ledger()
+	for _, id := range ids {
+		e := l.Customers[id.String()]
+		if e.BillingAccounts != 1 || e.ClosedAccounts != 1 || !e.EmailSuppressed || e.CRMRecords != 0 {
+			t.Errorf("erased %s: effects %+v, want the billing account closed and the email suppressed", id, e)
+		}
+		c, err := commands.LoadCustomer(context.Background(), sg.store, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Details(); !c.Erased() || d.Email != domain.Erased {
+			t.Errorf("erased %s: details %+v", id, d)
 		}
 	}
 }

@@ -86,6 +86,25 @@ func decodeCustomerEvent(e eventstore.Envelope) (id uuid.UUID, ev domain.Event, 
 	return id, ev, true, nil
 }
 
+// dataKeys returns the data keys of the customers whose events in the
+// batch hold personal data, in one look-up. Without a key store there are
+// none, and apply shows sealed fields as domain.Sealed.
+func (p customersProjection) dataKeys(ctx context.Context, events []eventstore.Envelope) (map[string][]byte, error) {
+	if p.keys == nil {
+		return nil, nil
+	}
+	var streams []string
+	for _, e := range events {
+		if e.StreamType == customerStreamType && domain.HasPersonalDataType(e.Type) {
+			streams = append(streams, e.StreamID)
+		}
+	}
+	if len(streams) == 0 {
+		return nil, nil
+	}
+	return p.keys.DataKeys(ctx, streams)
+}
+
 // applyCustomer folds one event into a summary row. The state comes from
 // the domain's transition table (domain.NextState); the other fields
 // mirror the domain's appliers, and the projection tests compare the row
@@ -135,6 +154,11 @@ func applyCustomer(c *Customer, env eventstore.Envelope, ev domain.Event) bool {
 		c.Attempts = max(e.Attempt-1, 0)
 	case domain.Unblocked:
 		c.BlockedOn = ""
+	case domain.PersonalDataErased:
+		c.Email, c.Company, c.ContactName, c.Country = domain.Erased, domain.Erased, domain.Erased, domain.Erased
+		if domain.State(c.State) == domain.StateRejected {
+			c.LastError = domain.Erased // the verdict's reason
+		}
 	case domain.OnboardingCompleted:
 		c.ActivatedAt = &at
 	}
@@ -155,7 +179,12 @@ func (c *Customer) clearPause() {
 	c.PausedStep, c.PauseReason, c.PausedAt = "", "", nil
 }
 
-type customersProjection struct{}
+// customersProjection keeps the customer summary. It holds personal data
+// opened (the console searches it) until the customer's erasure, which
+// scrubs it to domain.Erased.
+type customersProjection struct {
+	keys eventstore.KeyReader
+}
 
 func (customersProjection) name() string             { return Customers }
 func (customersProjection) view() string             { return "customer_summary" }
@@ -285,6 +314,17 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	keys, err := p.dataKeys(ctx, events)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		if p.keys == nil {
+			items[i].ev = domain.MaskSealed(it.ev)
+		} else if items[i].ev, err = domain.OpenPersonal(it.ev, it.id, keys[it.env.StreamID]); err != nil {
+			return fmt.Errorf("event %s at %s: %w", it.env.ID, it.env.Cursor(), err)
+		}
 	}
 	t := p.table(version)
 	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM `+t+` WHERE id = ANY($1)`, existing)

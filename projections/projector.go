@@ -47,6 +47,9 @@ type Config struct {
 	OnError func(projection string, err error)
 	// Now is the clock for Lag. Default time.Now.
 	Now func() time.Time
+	// Keys opens the customers' sealed personal data for the customer
+	// summary; without it sealed fields show as domain.Sealed.
+	Keys eventstore.KeyReader
 }
 
 func (c *Config) setDefaults() {
@@ -122,7 +125,7 @@ func (p *Projections) Run(ctx context.Context) error {
 
 // RunProjection runs one projection's projector until ctx is done, like Run.
 func (p *Projections) RunProjection(ctx context.Context, name string) error {
-	proj, err := lookup(name)
+	proj, err := p.lookup(name)
 	if err != nil {
 		return err
 	}
@@ -265,7 +268,7 @@ func applyBatch(ctx context.Context, tx pgx.Tx, proj projection, version int, cp
 // before the checkpoint are ignored. Projectors do this for every batch; it
 // is exported for tools and tests that feed events by hand.
 func (p *Projections) Apply(ctx context.Context, name string, events []eventstore.Envelope) error {
-	proj, err := lookup(name)
+	proj, err := p.lookup(name)
 	if err != nil {
 		return err
 	}

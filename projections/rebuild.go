@@ -33,7 +33,7 @@ type RebuildResult struct {
 // cleanup too, the error says which version was left behind.
 func (p *Projections) Rebuild(ctx context.Context, name string) (_ RebuildResult, err error) {
 	start := time.Now()
-	proj, err := lookup(name)
+	proj, err := p.lookup(name)
 	if err != nil {
 		return RebuildResult{}, err
 	}

@@ -50,6 +50,14 @@ type projection interface {
 	apply(ctx context.Context, tx pgx.Tx, version int, events []eventstore.Envelope) error
 }
 
+// lookup returns the projection named name, with what it needs of p.
+func (p *Projections) lookup(name string) (projection, error) {
+	if name == Customers {
+		return customersProjection{keys: p.cfg.Keys}, nil
+	}
+	return lookup(name)
+}
+
 func lookup(name string) (projection, error) {
 	switch name {
 	case Customers:

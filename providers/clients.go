@@ -300,6 +300,30 @@ func (c *CRM) UpsertAccount(ctx context.Context, acc CRMAccount) (CRMRecord, err
 	return out, err
 }
 
+// CRMDeleteRequest asks the CRM to delete a customer's record after its
+// erasure.
+type CRMDeleteRequest struct {
+	ExternalID     string
+	IdempotencyKey string
+}
+
+// DeleteAccount deletes the record whose external id is req.ExternalID;
+// existed is false when there was none.
+func (c *CRM) DeleteAccount(ctx context.Context, req CRMDeleteRequest) (existed bool, err error) {
+	const op = "DeleteAccount"
+	if req.ExternalID == "" {
+		return false, c.c.errMissing(op, "external id")
+	}
+	if req.IdempotencyKey == "" {
+		return false, c.c.errMissing(op, "idempotency key")
+	}
+	var out struct {
+		Existed bool `json:"existed"`
+	}
+	err = c.c.call(ctx, op, http.MethodDelete, "/accounts/"+url.PathEscape(req.ExternalID), req.IdempotencyKey, nil, &out)
+	return out.Existed, err
+}
+
 // BreakerState returns the state of the CRM's circuit breaker.
 func (c *CRM) BreakerState() BreakerState { return c.c.state() }
 
@@ -368,6 +392,30 @@ func (e *Email) SendWelcome(ctx context.Context, w WelcomeEmail) (messageID stri
 		Data:           map[string]string{"company": w.Company, "contact_name": w.ContactName},
 		IdempotencyKey: w.IdempotencyKey,
 	})
+}
+
+// SuppressRequest asks the email provider to forget a customer's
+// addresses and never to mail them again, after its erasure.
+type SuppressRequest struct {
+	CustomerID     string
+	IdempotencyKey string
+}
+
+// Suppress suppresses the customer's addresses; existed is false when the
+// provider held none.
+func (e *Email) Suppress(ctx context.Context, req SuppressRequest) (existed bool, err error) {
+	const op = "Suppress"
+	if req.CustomerID == "" {
+		return false, e.c.errMissing(op, "customer id")
+	}
+	if req.IdempotencyKey == "" {
+		return false, e.c.errMissing(op, "idempotency key")
+	}
+	var out struct {
+		Existed bool `json:"existed"`
+	}
+	err = e.c.call(ctx, op, http.MethodPut, "/suppressions/"+url.PathEscape(req.CustomerID), req.IdempotencyKey, nil, &out)
+	return out.Existed, err
 }
 
 // BreakerState returns the state of the email provider's circuit breaker.

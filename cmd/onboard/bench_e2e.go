@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
+	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/bench"
 	"github.com/onboard/onboard/messaging"
@@ -251,9 +253,18 @@ func e2eRunConfig(env *bench.Env, ln net.Listener, dbURL, natsURL string, s http
 	if err != nil {
 		return runConfig{}, err
 	}
+	// Personal data is sealed under a master key of the run, unless the
+	// run measures the pipeline without sealing.
+	var masterKey []byte
+	if !env.Sizes().Plaintext {
+		masterKey = make([]byte, postgres.MasterKeySize)
+		if _, err := rand.Read(masterKey); err != nil {
+			return runConfig{}, err
+		}
+	}
 	return runConfig{
 		addr: ln.Addr().String(), listener: ln, roles: knownRoles, databaseURL: dbURL, natsURL: natsURL,
-		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs, sealKey: sealKey,
+		apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs, sealKey: sealKey, masterKey: masterKey,
 		process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 30 * time.Second},
 		public:  func(mux *http.ServeMux) { mux.Handle("/sim/", http.StripPrefix("/sim", s)) },
 	}, nil

@@ -236,6 +236,12 @@ func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, 
 	if err != nil {
 		return runConfig{}, err
 	}
+	if cfg.masterKey, err = loadMasterKey(); err == nil && cfg.masterKey == nil {
+		cfg.masterKey, err = devMasterKey(opts.dataDir)
+	}
+	if err != nil {
+		return runConfig{}, err
+	}
 	return cfg, nil
 }
 

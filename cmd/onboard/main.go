@@ -91,6 +91,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDeadLettersCmd(), newExplainCmd(), newDevCmd(), newBenchCmd())
+	root.AddCommand(newStatesCmd(), newMigrateCmd(), newServeCmd(), newSimCmd(), newReplayCmd(), newDeadLettersCmd(), newExplainCmd(), newDevCmd(), newBenchCmd(), newEraseCmd())
 	return root
 }

@@ -164,7 +164,11 @@ func newReplayCustomerCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			rep, err := audit.ReplayCustomer(cmd.Context(), store, id, point)
+			opts, err := auditKeys(store.Store)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.ReplayCustomer(cmd.Context(), store, id, point, opts...)
 			if err != nil {
 				return err
 			}
@@ -446,7 +450,18 @@ func openProjections(ctx context.Context) (replayStore, *projections.Projections
 		store.Close()
 		return store, nil, err
 	}
-	p, err := projections.New(projections.Config{Pool: store.Pool(), Source: store})
+	// A rebuild opens the customers' personal data with the master key;
+	// without one their sealed fields show as [sealed].
+	cfg := projections.Config{Pool: store.Pool(), Source: store}
+	master, err := loadMasterKey()
+	if err == nil && master != nil {
+		cfg.Keys, err = postgres.NewKeyStore(store.Pool(), master)
+	}
+	if err != nil {
+		store.Close()
+		return store, nil, err
+	}
+	p, err := projections.New(cfg)
 	if err != nil {
 		store.Close()
 		return store, nil, err
@@ -461,6 +476,8 @@ func newReplayRebuildCmd() *cobra.Command {
 		Short: "Rebuild read models from position 0 while the query API keeps serving",
 		Long: "rebuild replays the whole log into new tables of the projection while the current ones\n" +
 			"keep serving, then switches readers and the live projector to them in one transaction.\n" +
+			"Set ONBOARD_MASTER_KEY (or _FILE) so that the customers' personal data is opened: without\n" +
+			"it their sealed fields read [sealed] in the rebuilt tables.\n" +
 			"Projections: " + strings.Join(projections.Names(), ", ") + ".",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if all != (len(args) == 0) || len(args) > 1 {
@@ -539,7 +556,11 @@ func newReplayDiffCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			rep, err := audit.Diff(ctx, store, p, args[0])
+			opts, err := auditKeys(store.Store)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.Diff(ctx, store, p, args[0], opts...)
 			if err != nil {
 				return err
 			}

@@ -69,6 +69,9 @@ type runConfig struct {
 	// ONBOARD_SEAL_KEY or ONBOARD_SEAL_KEY_FILE, and without either the
 	// log is not sealed.
 	sealKey ed25519.PrivateKey
+	// masterKey wraps the customers' data keys (ONBOARD_MASTER_KEY); nil
+	// only for roles that touch no personal data.
+	masterKey []byte
 	// idempotencyPruneInterval is how often the command role deletes
 	// expired idempotency records; 0 means hourly.
 	idempotencyPruneInterval time.Duration
@@ -109,12 +112,16 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	tracer := cfg.tracer.Tracer("github.com/onboard/onboard")
 	// The worker appends most of every customer's events: where it runs,
 	// the commands decide on what they remember before reading.
-	cmds, err := commands.New(commands.Config{Store: store, Observe: m.observeCommand,
-		TrustHistories: slices.Contains(cfg.roles, "worker")})
+	keys, err := keyStore(cfg, store)
 	if err != nil {
 		return err
 	}
-	proj, err := readModels(cfg, store, m, log)
+	cmds, err := commands.New(commands.Config{Store: store, Observe: m.observeCommand,
+		TrustHistories: slices.Contains(cfg.roles, "worker"), Keys: keys})
+	if err != nil {
+		return err
+	}
+	proj, err := readModels(cfg, store, keys, m, log)
 	if err != nil {
 		return err
 	}
@@ -169,12 +176,12 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		startCommandChores(cfg, store, tools, m, log, roles.start)
 	}
 	if cfg.has("worker") {
-		if err := startWorker(ctx, cfg, store, cmds, nc, stream, m, log, tracer, roles.start); err != nil {
+		if err := startWorker(ctx, cfg, store, cmds, keys, nc, stream, m, log, tracer, roles.start); err != nil {
 			return err
 		}
 	}
 
-	root, err := httpHandler(cfg, store, cmds, proj, tools, nc, m, log, tracer, checks)
+	root, err := httpHandler(cfg, store, cmds, keys, proj, tools, nc, m, log, tracer, checks)
 	if err != nil {
 		return err
 	}
@@ -272,7 +279,7 @@ func openEventStore(ctx context.Context, cfg runConfig) (*postgres.Store, error)
 
 // readModels returns the read models for the query and projector
 // roles, and nil when the process runs neither.
-func readModels(cfg runConfig, store *postgres.Store, m *metrics, log *slog.Logger) (*projections.Projections, error) {
+func readModels(cfg runConfig, store *postgres.Store, keys eventstore.KeyReader, m *metrics, log *slog.Logger) (*projections.Projections, error) {
 	if !cfg.has("query") && !cfg.has("projector") {
 		return nil, nil
 	}
@@ -282,7 +289,7 @@ func readModels(cfg runConfig, store *postgres.Store, m *metrics, log *slog.Logg
 	if cfg.projectorPace != nil {
 		pace = *cfg.projectorPace
 	}
-	proj, err := projections.New(projections.Config{Pool: store.Pool(), Source: store.Paced(pace), OnError: func(name string, err error) {
+	proj, err := projections.New(projections.Config{Pool: store.Pool(), Source: store.Paced(pace), Keys: keys, OnError: func(name string, err error) {
 		log.Error("projection batch failed; retrying", "projection", name, "err", err)
 	}})
 	if err != nil {
@@ -312,7 +319,7 @@ func connectNATS(cfg runConfig) (*nats.Conn, error) {
 // httpHandler is the process's HTTP surface: the OpenAPI document, the
 // metrics, the health checks and the APIs of its roles behind the API
 // keys, and the public routes beside them.
-func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, proj *projections.Projections, tools *operatorTools, nc *nats.Conn,
+func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, keys eventstore.KeyStore, proj *projections.Projections, tools *operatorTools, nc *nats.Conn,
 	m *metrics, log *slog.Logger, tracer trace.Tracer, checks []httpapi.ReadinessCheck) (http.Handler, error) {
 	mux := http.NewServeMux()
 	httpapi.RegisterOpenAPI(mux)
@@ -329,7 +336,7 @@ func httpHandler(cfg runConfig, store *postgres.Store, cmds *commands.Handler, p
 	}
 	if cfg.has("query") {
 		health := process.HealthReader{Pool: store.Pool(), Store: store}
-		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Health: health, Logger: log}).Register(mux)
+		httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Keys: keys, Health: health, Logger: log}).Register(mux)
 		httpapi.RegisterConsole(mux)
 		tools.api(log).Register(mux)
 		m.reg.MustRegister(newStuckCollector(tools.stuck))
@@ -413,7 +420,7 @@ func (g *roleGroup) wait(cancel context.CancelFunc) error {
 // startWorker starts the process managers and their timers. With NATS, each
 // manager is a durable JetStream consumer; without, one catch-up
 // subscription of the event store feeds them all.
-func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds *commands.Handler, nc *nats.Conn,
+func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds *commands.Handler, keys eventstore.KeyStore, nc *nats.Conn,
 	stream messaging.StreamConfig, m *metrics, log *slog.Logger, tracer trace.Tracer, start func(string, func(context.Context) error)) error {
 	em, err := providers.NewMetrics(m.reg)
 	if err != nil {
@@ -440,7 +447,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	timers := process.NewTimers(store.Pool())
 	pc := cfg.process
 	pc.Commands, pc.Providers, pc.Timers, pc.Logger = cmds, process.ProvidersOf(clients), timers, log
-	pc.OnPause, pc.OnRetry, pc.Tracer = m.onPause, m.onRetry, tracer
+	pc.OnPause, pc.OnRetry, pc.Tracer, pc.Keys = m.onPause, m.onRetry, tracer, keys
 	pc.Outages, pc.Breakers = outages, breakers
 	pm, err := process.New(pc)
 	if err != nil {

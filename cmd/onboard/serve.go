@@ -67,6 +67,7 @@ func loadServeConfig(addr, roles string) (runConfig, error) {
 		}
 		cfg.natsReplicas = n
 	}
+	errs = append(errs, loadMasterKeyConfig(&cfg))
 	errs = append(errs, loadProcessConfig(&cfg.process)...)
 	errs = append(errs, loadOutageConfig(&cfg.outages)...)
 	if r := os.Getenv("ONBOARD_INBOX_RETENTION"); r != "" {
@@ -202,7 +203,8 @@ process and scale out (workers share durable consumers; one relay is active
 at a time). Configuration: DATABASE_URL, NATS_URL, NATS_REPLICAS, the NATS
 credentials (NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_NKEY_SEED;
 NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY), ONBOARD_API_KEYS
-(role:name:secret,...), KYC_WEBHOOK_SECRET, and the provider URLs (KYC_URL,
+(role:name:secret,...), KYC_WEBHOOK_SECRET, ONBOARD_MASTER_KEY (the personal
+data's master key; every role but the relay), and the provider URLs (KYC_URL,
 PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
 Every secret may be given as a file instead (<VAR>_FILE). Every role serves
 /healthz, /readyz and /metrics on --addr (/metrics on ONBOARD_METRICS_ADDR
@@ -288,4 +290,18 @@ func loadOutageConfig(oc *process.OutageConfig) []error {
 		}
 	}
 	return errs
+}
+
+// loadMasterKeyConfig reads the master key of the personal data, which
+// every role that seals or opens it needs.
+func loadMasterKeyConfig(cfg *runConfig) error {
+	k, err := loadMasterKey()
+	if err != nil {
+		return err
+	}
+	if k == nil && slices.ContainsFunc(cfg.roles, func(r string) bool { return slices.Contains(rolesWithPersonalData, r) }) {
+		return errors.New("ONBOARD_MASTER_KEY: set the master key of the personal data (the base64 of 32 random bytes: openssl rand -base64 32), or ONBOARD_MASTER_KEY_FILE")
+	}
+	cfg.masterKey = k
+	return nil
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 )
 
 func TestServeConfigInboxRetention(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("ONBOARD_INBOX_RETENTION", "72h")
 	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
 	if err != nil || cfg.inboxRetention != 72*time.Hour {
@@ -27,6 +32,7 @@ func TestServeConfigInboxRetention(t *testing.T) {
 }
 
 func TestServeConfigProjectorPace(t *testing.T) {
+	withMasterKey(t)
 	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
 	if err != nil || cfg.projectorPace != nil {
 		t.Fatalf("unset: pace %v, err %v; want the default", cfg.projectorPace, err)
@@ -50,6 +56,7 @@ func TestServeConfigProjectorPace(t *testing.T) {
 }
 
 func TestServeConfigWorkerTuning(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("ONBOARD_RETRY_BASE_DELAY", "20ms")
 	t.Setenv("ONBOARD_RETRY_MAX_DELAY", "500ms")
 	t.Setenv("ONBOARD_KYC_DEADLINE", "2s")
@@ -99,6 +106,7 @@ func TestServeConfigOutages(t *testing.T) {
 }
 
 func TestServeConfigBreakerOpenTimeout(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("SIM_URL", "http://127.0.0.1:1/sim")
 	t.Setenv("ONBOARD_BREAKER_OPEN_TIMEOUT", "200ms")
 	cfg, err := loadServeConfig("127.0.0.1:0", "worker")
@@ -117,6 +125,7 @@ func TestServeConfigBreakerOpenTimeout(t *testing.T) {
 }
 
 func TestServeConfigProviderRetries(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("SIM_URL", "http://127.0.0.1:1/sim")
 	t.Setenv("ONBOARD_PROVIDER_RETRY_BASE_DELAY", "5ms")
 	t.Setenv("ONBOARD_PROVIDER_RETRY_MAX_DELAY", "50ms")
@@ -144,7 +153,7 @@ func TestServeConfigProviderRetries(t *testing.T) {
 // configuration as main does: it fails before connecting to anything, and
 // names every problem on a line of its own.
 func TestServeConfigErrorsOnePerLine(t *testing.T) {
-	for _, k := range []string{"ONBOARD_API_KEYS", "KYC_WEBHOOK_SECRET", "NATS_URL", "SIM_URL", "KYC_URL", "PAYMENTS_URL", "PROVISIONING_URL", "CRM_URL", "EMAIL_URL"} {
+	for _, k := range []string{"ONBOARD_API_KEYS", "KYC_WEBHOOK_SECRET", "ONBOARD_MASTER_KEY", "ONBOARD_MASTER_KEY_FILE", "NATS_URL", "SIM_URL", "KYC_URL", "PAYMENTS_URL", "PROVISIONING_URL", "CRM_URL", "EMAIL_URL"} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("ONBOARD_KYC_POLLS", "0")
@@ -153,7 +162,7 @@ func TestServeConfigErrorsOnePerLine(t *testing.T) {
 		t.Fatal("serve started with a bad configuration")
 	}
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-	want := []string{`--roles: unknown role "bogus"`, "ONBOARD_API_KEYS:", "KYC_WEBHOOK_SECRET:", "KYC_URL:", "EMAIL_URL:",
+	want := []string{`--roles: unknown role "bogus"`, "ONBOARD_API_KEYS:", "KYC_WEBHOOK_SECRET:", "ONBOARD_MASTER_KEY:", "KYC_URL:", "EMAIL_URL:",
 		"NATS_URL:", "ONBOARD_KYC_POLLS:", "--addr:"}
 	for _, w := range want {
 		n := 0
@@ -220,5 +229,40 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	status, body := call(t, "GET", "http://"+mln.Addr().String()+"/metrics", "", "")
 	if status != http.StatusOK || !strings.Contains(string(body), "onboard_projection_lag_events") {
 		t.Errorf("GET /metrics on the metrics address: %d %.200s", status, body)
+	}
+}
+
+// withMasterKey sets a master key of the personal data for the test.
+func withMasterKey(t *testing.T) {
+	t.Helper()
+	t.Setenv("ONBOARD_MASTER_KEY", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	t.Setenv("ONBOARD_MASTER_KEY_FILE", "")
+}
+
+// TestServeConfigMasterKey: every role but the relay needs the master key,
+// from the variable or a file, and a malformed one is named.
+func TestServeConfigMasterKey(t *testing.T) {
+	t.Setenv("ONBOARD_MASTER_KEY", "")
+	t.Setenv("ONBOARD_MASTER_KEY_FILE", "")
+	t.Setenv("NATS_URL", "nats://127.0.0.1:4222")
+	if _, err := loadServeConfig("127.0.0.1:0", "relay"); err != nil {
+		t.Errorf("relay without a master key: %v", err)
+	}
+	if _, err := loadServeConfig("127.0.0.1:0", "projector"); err == nil || !strings.Contains(err.Error(), "ONBOARD_MASTER_KEY:") {
+		t.Errorf("projector without a master key: %v", err)
+	}
+	t.Setenv("ONBOARD_MASTER_KEY", "c2hvcnQ=")
+	if _, err := loadServeConfig("127.0.0.1:0", "projector"); err == nil || !strings.Contains(err.Error(), "ONBOARD_MASTER_KEY: want the base64 of 32") {
+		t.Errorf("short master key: %v", err)
+	}
+	t.Setenv("ONBOARD_MASTER_KEY", "")
+	path := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ONBOARD_MASTER_KEY_FILE", path)
+	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
+	if err != nil || !bytes.Equal(cfg.masterKey, bytes.Repeat([]byte{2}, 32)) {
+		t.Errorf("key file: %x, %v", cfg.masterKey, err)
 	}
 }

@@ -169,7 +169,34 @@ func (j *journey) run(id uuid.UUID, i int, actor string) error {
 			return err
 		}
 	}
+	if err := j.erase(); err != nil {
+		return err
+	}
 	return j.flush()
+}
+
+// erase erases some customers whose journey has ended or is being undone,
+// and records the providers' deletions that follow.
+func (j *journey) erase() error {
+	c := j.c
+	if !domain.Allowed(c.State(), domain.CmdErasePersonalData) || !j.chance(0.1) {
+		return nil
+	}
+	if err := c.ErasePersonalData(Operator, "data subject request"); err != nil {
+		return err
+	}
+	if err := j.commit(Operator); err != nil {
+		return err
+	}
+	for _, provider := range []string{"crm", "email"} {
+		if err := c.RecordProviderDataDeleted(provider, true); err != nil {
+			return err
+		}
+		if err := j.commit("system:erasure"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errDone = errors.New("journey over")

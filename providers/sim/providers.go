@@ -17,7 +17,9 @@ func (s *Simulator) routes() {
 	m.HandleFunc("POST /provisioning/tenants", s.serve(providers.ProviderProvisioning, true, s.createTenant))
 	m.HandleFunc("DELETE /provisioning/customers/{id}/tenant", s.serve(providers.ProviderProvisioning, true, s.deleteTenant))
 	m.HandleFunc("PUT /crm/accounts/{id}", s.serve(providers.ProviderCRM, true, s.upsertCRM))
+	m.HandleFunc("DELETE /crm/accounts/{id}", s.serve(providers.ProviderCRM, true, s.deleteCRM))
 	m.HandleFunc("POST /email/messages", s.serve(providers.ProviderEmail, true, s.sendEmail))
+	m.HandleFunc("PUT /email/suppressions/{id}", s.serve(providers.ProviderEmail, true, s.suppressEmail))
 	m.HandleFunc("GET /ledger", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Ledger()) })
 	s.adminRoutes(m)
 	s.mux = m
@@ -162,6 +164,27 @@ func (s *Simulator) upsertCRM(r *http.Request, body []byte) (int, any) {
 		s.state.customer(id).CRMUpdates++
 	}
 	return http.StatusOK, map[string]any{"id": rec.id, "external_id": id, "created": !ok}
+}
+
+// deleteCRM deletes a customer's CRM record after its erasure.
+func (s *Simulator) deleteCRM(r *http.Request, _ []byte) (int, any) {
+	id := r.PathValue("id")
+	_, existed := s.state.crm[id]
+	if existed {
+		delete(s.state.crm, id)
+		s.state.customer(id).CRMDeleted++
+	}
+	return http.StatusOK, map[string]any{"external_id": id, "existed": existed}
+}
+
+// suppressEmail forgets a customer's addresses and suppresses them after
+// its erasure.
+func (s *Simulator) suppressEmail(r *http.Request, _ []byte) (int, any) {
+	id := r.PathValue("id")
+	_, existed := s.state.emails[id]
+	delete(s.state.emails, id)
+	s.state.customer(id).EmailSuppressed = true
+	return http.StatusOK, map[string]any{"customer_id": id, "existed": existed}
 }
 
 type emailBody struct {

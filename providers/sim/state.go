@@ -85,6 +85,10 @@ type CustomerEffects struct {
 	CRMUpdates      int            `json:"crm_updates"`
 	Emails          int            `json:"emails"`
 	EmailsByType    map[string]int `json:"emails_by_template,omitempty"`
+	// CRMDeleted and EmailSuppressed record what an erasure asked of
+	// the CRM and the email provider.
+	CRMDeleted      int  `json:"crm_deleted,omitempty"`
+	EmailSuppressed bool `json:"email_suppressed,omitempty"`
 	// Duplicates counts the effects beyond the first of each kind
 	// (billing accounts, subscriptions, tenants, CRM records, emails of one
 	// template): what a pipeline that double-charges or double-provisions
@@ -102,6 +106,8 @@ func (e *CustomerEffects) add(o CustomerEffects) {
 	e.DeletedTenants += o.DeletedTenants
 	e.CRMRecords += o.CRMRecords
 	e.CRMUpdates += o.CRMUpdates
+	e.CRMDeleted += o.CRMDeleted
+	e.EmailSuppressed = e.EmailSuppressed || o.EmailSuppressed
 	e.Emails += o.Emails
 	e.Duplicates += o.Duplicates
 	for k, v := range o.EmailsByType {

@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
+)
+
+// openEvents decodes a customer's stored events with their personal fields
+// opened, or shown as domain.Erased once the customer's key is destroyed
+// or the stream records its erasure (the key store of this process may
+// remember a key destroyed elsewhere for a while).
+func (a *QueryAPI) openEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
+	var key []byte
+	looked := slices.ContainsFunc(envs, func(e eventstore.Envelope) bool { return e.Type == domain.TypePersonalDataErased })
+	out := make([]domain.Event, len(envs))
+	for i, e := range envs {
+		ev, err := domain.DecodeEvent(e.Type, e.Data)
+		if err != nil {
+			return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
+		}
+		if domain.HasPersonalData(ev) {
+			if !looked && a.cfg.Keys != nil {
+				if key, err = a.cfg.Keys.DataKey(ctx, e.StreamID); err != nil {
+					return nil, err
+				}
+			}
+			looked = true
+			if ev, err = domain.OpenPersonal(ev, id, key); err != nil {
+				return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
+			}
+		}
+		out[i] = ev
+	}
+	return out, nil
+}
+
+// personalRecord is one event's personal fields, as held.
+type personalRecord struct {
+	Version    int64             `json:"version"`
+	Type       string            `json:"type"`
+	RecordedAt time.Time         `json:"recorded_at"`
+	Fields     map[string]string `json:"fields"`
+}
+
+// personalData answers a subject access request: every personal field the
+// customer's events hold, opened, and whether the data was erased.
+func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
+	id, err := queryID(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if _, err := readQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	envs, err := a.readStream(r, id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	events, err := a.openEvents(r.Context(), id, envs)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	records := []personalRecord{}
+	erased := false
+	for i, ev := range events {
+		if _, ok := ev.(domain.PersonalDataErased); ok {
+			erased = true
+		}
+		if !domain.HasPersonalData(ev) {
+			continue
+		}
+		fields, err := personalFieldValues(ev)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		records = append(records, personalRecord{Version: envs[i].Version, Type: envs[i].Type, RecordedAt: envs[i].RecordedAt, Fields: fields})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "erased": erased, "records": records})
+}
+
+// personalFieldValues returns ev's personal fields by their JSON names.
+func personalFieldValues(ev domain.Event) (map[string]string, error) {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	all := map[string]any{}
+	if err := json.Unmarshal(raw, &all); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, name := range domain.PersonalFields(ev) {
+		if v, ok := all[name].(string); ok {
+			out[name] = v
+		}
+	}
+	return out, nil
+}
