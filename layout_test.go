@@ -31,6 +31,8 @@ var allowedImports = map[string][]string{
 	"audit":                     {"projections", "domain", "eventstore"},
 	"messaging":                 {"eventstore"},
 	"httpapi":                   {"commands", "projections", "providers", "domain", "eventstore"},
+	"internal/pgserver":         {},
+	"internal/pgtest":           {"schema", "internal/pgserver"},
 }
 
 // onlyCmd may be imported by cmd/onboard alone.

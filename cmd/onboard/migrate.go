@@ -10,17 +10,21 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/onboard/onboard/internal/pgserver"
 	"github.com/onboard/onboard/schema"
 )
 
-// defaultDatabaseURL is the local development database.
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/onboard?sslmode=disable"
+// defaultDatabaseURL is the local development database, at
+// pgserver.DefaultAddr (127.0.0.1:5432 unless a test moves it).
+func defaultDatabaseURL() string {
+	return "postgres://postgres@" + pgserver.DefaultAddr() + "/onboard?sslmode=disable"
+}
 
 func databaseURL() string {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		return u
 	}
-	return defaultDatabaseURL
+	return defaultDatabaseURL()
 }
 
 func newMigrateCmd() *cobra.Command {
