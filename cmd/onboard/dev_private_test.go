@@ -131,6 +131,8 @@ func TestDevPrivatePostgres(t *testing.T) {
 	env := privateDevEnv(t)
 	dataDir := reachableTempDir(t)
 	args := []string{"--data-dir", dataDir}
+	// Should the test fail midway, stop the server a killed dev would leave.
+	t.Cleanup(func() { _ = pgserver.StopRunning(context.Background(), filepath.Join(dataDir, "postgres")) })
 
 	first := startDevProc(t, bin, env, args...)
 	t.Logf("first start (initdb): ready in %v", first.ready.Round(time.Millisecond))

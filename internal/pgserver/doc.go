@@ -13,7 +13,8 @@
 // is for a developer's machine and tests, never for production. Start finds
 // a server already running on the data directory (one whose owner was
 // killed with SIGKILL) through its postmaster.pid and adopts it, so there
-// is never a second server on the same data.
+// is never a second server on the same data; a lock that the owner holds
+// while it lives keeps a second owner out (ErrOwned).
 //
 // It may import no package of this module.
 package pgserver

@@ -4,6 +4,7 @@ package pgserver
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 )
 
@@ -18,3 +19,5 @@ func (a *account) own(string) error                              { return nil }
 func detach(*exec.Cmd)                                           {}
 func alive(int) bool                                             { return false }
 func interrupt(int) error                                        { return errors.New("unsupported") }
+
+func lockOwner(string) (*os.File, error) { return nil, errors.New("unsupported") }

@@ -85,3 +85,20 @@ func alive(pid int) bool {
 
 // interrupt asks the postmaster pid for a fast shutdown.
 func interrupt(pid int) error { return syscall.Kill(pid, syscall.SIGINT) }
+
+// lockOwner takes the exclusive lock that says this process owns the
+// server on dir; the kernel releases it when the process dies.
+func lockOwner(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, ErrOwned
+		}
+		return nil, err
+	}
+	return f, nil
+}

@@ -40,6 +40,8 @@ type Server struct {
 	port    int
 	inited  bool
 	adopted bool
+	// owner holds the lock that says this process owns the server.
+	owner *os.File
 	// watchdog is the write end of the pipe whose closing (this process
 	// exiting) makes the watchdog of an Ephemeral server stop it.
 	watchdog *os.File
@@ -55,6 +57,7 @@ const startTimeout = 180 * time.Second
 // Start starts a server on cfg.DataDir, running initdb first when the
 // directory holds no cluster yet. When a server already runs on it (its
 // owner was killed), Start adopts it instead of starting a second one.
+// While its owner lives, Start fails with ErrOwned.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.User == "" {
 		cfg.User = superuser
@@ -72,7 +75,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
+	if s.owner, err = lockOwner(filepath.Join(dir, ownerLock)); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
 	if err := s.start(ctx); err != nil {
+		s.owner.Close()
 		return nil, err
 	}
 	if cfg.Ephemeral {
@@ -119,6 +126,14 @@ func (s *Server) prepare(ctx context.Context) error {
 	_, err = fmt.Fprintf(conf, "\n# Written by onboard at each start (internal/pgserver).\ninclude_if_exists = '%s'\n", onboardConf)
 	return err
 }
+
+// ErrOwned is returned by Start when a live process already runs the
+// server on the data directory.
+var ErrOwned = errors.New("another live process runs the server on this data directory")
+
+// ownerLock is the file in the data directory that its owner holds locked
+// for as long as it lives.
+const ownerLock = "onboard.owner.lock"
 
 // onboardConf is the settings file the package writes at each start.
 const onboardConf = "postgresql.onboard.conf"
@@ -244,6 +259,10 @@ func readPidFile(dir string) (pid, port int, status string, ok bool) {
 // ended, their transactions rolled back, and a checkpoint written.
 func (s *Server) Stop(ctx context.Context) error {
 	err := s.stop(ctx, "fast")
+	if s.owner != nil {
+		s.owner.Close()
+		s.owner = nil
+	}
 	if s.watchdog != nil {
 		s.watchdog.Close() // the watchdog removes the data
 		s.watchdog = nil
@@ -259,6 +278,12 @@ func (s *Server) Crash(ctx context.Context) error { return s.stop(ctx, "immediat
 // when it is still free.
 func (s *Server) Restart(ctx context.Context) error {
 	s.adopted = false
+	if s.owner == nil {
+		var err error
+		if s.owner, err = lockOwner(filepath.Join(s.cfg.DataDir, ownerLock)); err != nil {
+			return fmt.Errorf("lock %s: %w", s.cfg.DataDir, err)
+		}
+	}
 	return s.start(ctx)
 }
 

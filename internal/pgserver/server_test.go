@@ -119,24 +119,65 @@ func TestStartStopStart(t *testing.T) {
 }
 
 // TestAdoptsRunningServer: a Start on a directory whose server still runs
-// (its owner was killed) takes that server over rather than starting a
-// second one, and its Stop stops it.
+// after its owner was killed (SIGKILL) takes that server over rather than
+// starting a second one, and its Stop stops it. While the owner lives, a
+// second Start is refused.
 func TestAdoptsRunningServer(t *testing.T) {
+	if dir := os.Getenv("PGSERVER_TEST_OWNER"); dir != "" {
+		s := start(t, pgserver.Config{DataDir: dir, Binaries: binaries(t)})
+		fmt.Printf("port %d\n", s.Port())
+		time.Sleep(10 * time.Minute) // until the parent kills this process
+		return
+	}
 	cfg := pgserver.Config{DataDir: dataDir(t), Binaries: binaries(t)}
-	first := start(t, cfg)
+	// Should the test fail midway, stop the server it would leave.
+	t.Cleanup(func() { _ = pgserver.StopRunning(context.Background(), cfg.DataDir) })
+	owner, port := startChild(t, "TestAdoptsRunningServer", "PGSERVER_TEST_OWNER="+cfg.DataDir)
+	if _, err := pgserver.Start(context.Background(), cfg); !errors.Is(err, pgserver.ErrOwned) {
+		t.Errorf("a Start while the owner lives: %v, want ErrOwned", err)
+	}
 	pid := postmasterPid(t, cfg.DataDir)
-	second := start(t, cfg)
-	if !second.Adopted() || second.Port() != first.Port() {
-		t.Fatalf("adopted %v on port %d; want the running server on %d", second.Adopted(), second.Port(), first.Port())
+	_ = owner.Process.Kill()
+	_ = owner.Wait()
+
+	s := start(t, cfg)
+	if !s.Adopted() || s.Port() != port {
+		t.Fatalf("adopted %v on port %d; want the running server on %d", s.Adopted(), s.Port(), port)
 	}
 	if got := postmasterPid(t, cfg.DataDir); got != pid {
 		t.Errorf("postmaster pid %d, want the running %d", got, pid)
 	}
-	exec1(t, second.URL("postgres"), "SELECT 1")
-	stop(t, second)
-	if pgserver.Answers(context.Background(), fmt.Sprintf("127.0.0.1:%d", first.Port())) {
+	exec1(t, s.URL("postgres"), "SELECT 1")
+	stop(t, s)
+	if pgserver.Answers(context.Background(), fmt.Sprintf("127.0.0.1:%d", port)) {
 		t.Error("the adopted server still answers after Stop")
 	}
+}
+
+// startChild runs this test binary's test as a child process with env
+// added, and returns it once it has printed its server's port.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var port int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "port %d", &port); err == nil {
+			return cmd, port
+		}
+	}
+	_ = cmd.Process.Kill()
+	t.Fatalf("the child printed no port (%v)", cmd.Wait())
+	return nil, 0
 }
 
 func postmasterPid(t *testing.T, dir string) int {
@@ -196,26 +237,7 @@ func TestEphemeralGoesWithProcess(t *testing.T) {
 	}
 	binaries(t)
 	dir := dataDir(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEphemeralGoesWithProcess$")
-	cmd.Env = append(os.Environ(), "PGSERVER_TEST_EPHEMERAL="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var port int
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if _, err := fmt.Sscanf(sc.Text(), "port %d", &port); err == nil {
-			break
-		}
-	}
-	if port == 0 {
-		_ = cmd.Process.Kill()
-		t.Fatalf("the child printed no port (%v)", cmd.Wait())
-	}
+	cmd, port := startChild(t, "TestEphemeralGoesWithProcess", "PGSERVER_TEST_EPHEMERAL="+dir)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if !pgserver.Answers(context.Background(), addr) {
 		t.Fatal("the child's server does not answer")
