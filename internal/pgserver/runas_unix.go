@@ -45,6 +45,14 @@ func (a *account) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// chown gives path to a (a no-op when a is nil).
+func (a *account) chown(path string) error {
+	if a == nil {
+		return nil
+	}
+	return os.Chown(path, int(a.uid), int(a.gid))
+}
+
 // own makes dir a's (a no-op when a is nil) and checks that a can reach it:
 // every directory above it must be searchable by a.
 func (a *account) own(dir string) error {

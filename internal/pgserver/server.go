@@ -206,10 +206,7 @@ func (s *Server) writeConf(reuseOld bool) error {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	if s.as != nil {
-		return os.Chown(path, int(s.as.uid), int(s.as.gid))
-	}
-	return nil
+	return s.as.chown(path)
 }
 
 // running reports the port of a server already running on the data
