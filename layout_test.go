@@ -32,6 +32,8 @@ var allowedImports = map[string][]string{
 	"messaging":                 {"eventstore"},
 	"operator":                  {"commands", "projections", "domain", "eventstore"},
 	"httpapi":                   {"commands", "operator", "projections", "providers", "domain", "eventstore"},
+	"internal/pgserver":         {},
+	"internal/pgtest":           {"schema", "internal/pgserver"},
 }
 
 // onlyCmd may be imported by cmd/onboard alone.

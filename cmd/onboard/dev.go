@@ -39,6 +39,8 @@ const (
 type devOptions struct {
 	addr, dataDir string
 	demo          int
+	// reset wipes dataDir before starting.
+	reset bool
 	// demoRate is the demo's signups per minute.
 	demoRate float64
 	stdout   io.Writer
@@ -62,9 +64,13 @@ func newDevCmd() *cobra.Command {
 		Short: "Run the whole pipeline in one process, with the provider simulator",
 		Long: `Runs an embedded NATS JetStream server (unless NATS_URL is set), the
 provider simulator, the relay, the process managers, the projectors, the command
-and query APIs and the operator console, all on --addr, against DATABASE_URL
-(default: the local Postgres). Unlike onboard serve, it creates the database if
-missing and applies the migrations itself.
+and query APIs and the operator console, all on --addr, against DATABASE_URL.
+Without DATABASE_URL it uses the Postgres at 127.0.0.1:5432, and when nothing
+answers there it runs a private one with its data in --data-dir: from the
+installed server binaries, or from binaries it downloads once. Unlike onboard
+serve, it creates the database if missing and applies the migrations itself.
+--reset wipes --data-dir first: the private Postgres's events, NATS's files
+and the keys.
 --demo N also signs up N simulated customers, --demo-rate a minute (20 by
 default: 50 customers over two and a half minutes), with the default failure
 mix, so that the console shows customers at every stage for a few minutes.
@@ -82,7 +88,8 @@ The simulator's admin endpoints (/sim/admin/...) take the operator key.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.addr, "addr", "127.0.0.1:8080", "listen address of the APIs, console and simulator")
-	cmd.Flags().StringVar(&opts.dataDir, "data-dir", "./.onboard", "where the embedded NATS server keeps its files")
+	cmd.Flags().StringVar(&opts.dataDir, "data-dir", "./.onboard", "where the private Postgres, the embedded NATS server and the keys keep their files")
+	cmd.Flags().BoolVar(&opts.reset, "reset", false, "wipe --data-dir before starting: events, NATS and keys")
 	cmd.Flags().IntVar(&opts.demo, "demo", 0, "sign up this many simulated customers, at --demo-rate")
 	cmd.Flags().Float64Var(&opts.demoRate, "demo-rate", defaultDemoRate, "the demo's signups per minute")
 	return cmd
@@ -117,13 +124,20 @@ func runDev(ctx context.Context, opts devOptions) error {
 		opts.logs = os.Stderr
 	}
 	log := slog.New(process.ContextLogHandler(slog.NewJSONHandler(opts.logs, &slog.HandlerOptions{Level: opts.logLevel})))
-	url, err := databaseURL()
+	if opts.reset {
+		if err := resetDataDir(ctx, opts.dataDir); err != nil {
+			return err
+		}
+	}
+	pg, err := openDevDB(ctx, opts.dataDir, opts.stdout)
 	if err != nil {
 		return err
 	}
+	defer pg.close()
+	url := pg.url
 	db := describeDatabase(url)
 	if err := schema.EnsureDatabase(ctx, url); err != nil {
-		return fmt.Errorf("postgres is not reachable for database %s (start it: pg_ctlcluster 15 main start, or set DATABASE_URL): %w", db, err)
+		return fmt.Errorf("postgres is not reachable for database %s (start it, or set DATABASE_URL): %w", db, err)
 	}
 	// A laptop convenience: the roles of onboard serve only check the
 	// version and leave migrating to `onboard migrate`.
@@ -182,7 +196,7 @@ func runDev(ctx context.Context, opts devOptions) error {
 		defer stop()
 		cfg.tracer = tp
 	}
-	printDevBanner(opts.stdout, base, natsURL, db, cfg.sealKey)
+	printDevBanner(opts.stdout, base, natsURL, db, pg.about(), cfg.sealKey)
 	if tools != "" {
 		fmt.Fprintf(opts.stdout, "NATS refuses clients without credentials; the tools' users:\n"+
 			"  NATS_URL=%s NATS_USER=operator NATS_PASSWORD_FILE=%s onboard deadletters redrive ...\n"+
@@ -248,7 +262,7 @@ func devRunConfig(opts devOptions, url string, ln net.Listener, natsURL string, 
 // printDevBanner prints where everything is, the development keys, a
 // signup to paste, and the seals' public key. Other tools read the key and
 // NATS lines: keep their shapes.
-func printDevBanner(w io.Writer, base, natsURL, db string, sealKey ed25519.PrivateKey) {
+func printDevBanner(w io.Writer, base, natsURL, db, postgres string, sealKey ed25519.PrivateKey) {
 	fmt.Fprintf(w, `onboard dev is running
   console      %[1]s/            (operator key: %[2]s)
   API          %[1]s/v1/...      (client key: %[3]s)
@@ -256,14 +270,22 @@ func printDevBanner(w io.Writer, base, natsURL, db string, sealKey ed25519.Priva
   metrics      %[1]s/metrics
   simulator    %[1]s/sim/ledger   %[1]s/sim/admin/config   (admin endpoints: the operator key)
   NATS         %[4]s
-  database     %[5]s
+  database     %[5]s%[6]s
 Sign a customer up:
   curl -s -X POST %[1]s/v1/customers -H 'Authorization: Bearer %[3]s' \
     -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \
     -d '{"email":"ada@example.com","company":"Analytical Engines","contact_name":"Ada Lovelace","country":"GB","plan":"growth"}'
-`, base, devOperatorKey, devClientKey, natsURL, db)
+`, base, devOperatorKey, devClientKey, natsURL, db, postgresLine(postgres))
 	fmt.Fprintf(w, "The relay seals the log; verify with its public key:\n  ONBOARD_SEAL_PUBLIC_KEY=%s onboard replay verify\n",
 		eventstore.EncodePublicKey(sealKey.Public().(ed25519.PublicKey)))
+}
+
+// postgresLine is the banner's line on a private Postgres, if dev runs one.
+func postgresLine(about string) string {
+	if about == "" {
+		return ""
+	}
+	return "\n  postgres     " + about
 }
 
 // describeDatabase names the database of url and where it is, without

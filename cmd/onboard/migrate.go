@@ -9,18 +9,22 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/onboard/onboard/internal/pgserver"
 	"github.com/onboard/onboard/schema"
 )
 
-// defaultDatabaseURL is the local development database.
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/onboard?sslmode=disable"
+// defaultDatabaseURL is the local development database, at
+// pgserver.DefaultAddr (127.0.0.1:5432 unless a test moves it).
+func defaultDatabaseURL() string {
+	return "postgres://postgres@" + pgserver.DefaultAddr() + "/onboard?sslmode=disable"
+}
 
 // databaseURL is DATABASE_URL (or DATABASE_URL_FILE: the URL may hold a
 // password), or the local development database.
 func databaseURL() (string, error) {
 	u, err := secretEnv("DATABASE_URL")
 	if u == "" && err == nil {
-		u = defaultDatabaseURL
+		u = defaultDatabaseURL()
 	}
 	return u, err
 }

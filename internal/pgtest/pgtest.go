@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,18 +17,78 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/onboard/onboard/internal/pgserver"
 	"github.com/onboard/onboard/schema"
 )
 
-// DefaultAdminURL is used when TEST_DATABASE_URL is not set.
-const DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// AdminURL returns TEST_DATABASE_URL or DefaultAdminURL.
+// AdminURL returns TEST_DATABASE_URL; else the URL of this process's
+// private server once NewDatabase has started one; else the default
+// server's (pgserver.DefaultAddr, user postgres, database postgres).
 func AdminURL() string {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		return u
 	}
-	return DefaultAdminURL
+	private.mu.Lock()
+	defer private.mu.Unlock()
+	if private.srv != nil {
+		return private.srv.URL("postgres")
+	}
+	return defaultAdminURL()
+}
+
+func defaultAdminURL() string {
+	return "postgres://postgres@" + pgserver.DefaultAddr() + "/postgres?sslmode=disable"
+}
+
+// private is the server this test process starts when TEST_DATABASE_URL is
+// unset and nothing answers at the default address: one for all its tests,
+// stopped and removed when the process exits.
+var private struct {
+	mu  sync.Mutex
+	srv *pgserver.Server
+	err error
+}
+
+// adminURL is AdminURL, starting the private server when it is needed.
+func adminURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	private.mu.Lock()
+	defer private.mu.Unlock()
+	if private.srv == nil && private.err == nil {
+		if pgserver.Answers(ctx, pgserver.DefaultAddr()) {
+			return defaultAdminURL()
+		}
+		private.srv, private.err = startPrivate(ctx)
+	}
+	if errors.Is(private.err, pgserver.ErrNoBinaries) {
+		unreachable(t, defaultAdminURL(), private.err)
+	}
+	if private.err != nil {
+		t.Fatalf("pgtest: nothing answers at %s, and the private server did not start: %v", pgserver.DefaultAddr(), private.err)
+	}
+	return private.srv.URL("postgres")
+}
+
+// startPrivate starts this process's server from the installed binaries
+// (never downloaded ones: tests must not reach the network).
+func startPrivate(ctx context.Context) (*pgserver.Server, error) {
+	bin, err := pgserver.FindInstalled(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "onboard-pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	// As many connections as CI gives the shared server; no fsync, as the
+	// data goes with the process.
+	return pgserver.Start(ctx, pgserver.Config{DataDir: dir, Binaries: bin, Ephemeral: true,
+		Settings: map[string]string{"max_connections": "300", "fsync": "off"}})
 }
 
 // NewDatabase creates a uniquely named, empty database and returns its URL.
@@ -36,7 +97,7 @@ func AdminURL() string {
 // Postgres is unreachable, or fails it when CI=true.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	admin := AdminURL()
+	admin := adminURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := Connect(ctx, admin)
@@ -157,7 +218,7 @@ func NewPool(t testing.TB, url string, maxConns int32) *pgxpool.Pool {
 
 func unreachable(t testing.TB, admin string, err error) {
 	t.Helper()
-	msg := fmt.Sprintf("pgtest: Postgres unreachable at %s (set TEST_DATABASE_URL): %v", redact(admin), err)
+	msg := fmt.Sprintf("pgtest: Postgres unreachable at %s (set TEST_DATABASE_URL, or install PostgreSQL's server binaries): %v", redact(admin), err)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
