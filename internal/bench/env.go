@@ -50,6 +50,9 @@ type Sizes struct {
 	// Plaintext runs the end-to-end figure without sealing personal data
 	// (no master key), to measure what sealing costs against a run with it.
 	Plaintext bool `json:"plaintext,omitempty"`
+	// Unsealed runs the end-to-end figure without the relay sealing the
+	// log, to measure what sealing costs against a run with it.
+	Unsealed bool `json:"unsealed,omitempty"`
 }
 
 // DefaultSizes finish a whole run in a few minutes on two cores.
