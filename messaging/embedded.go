@@ -14,9 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// DevUser is the embedded server's user for a process that runs the
-// relay and the worker on one connection, as `onboard dev` does: it has
-// the permissions of both roles and no more.
+// DevUser is the embedded server's user for a process that runs every
+// role on one connection, as `onboard dev` does: it has the permissions
+// of the relay, the worker and the operator (the console's re-drive) and
+// no more.
 const DevUser = "onboard"
 
 // EmbeddedConfig configures an in-process NATS server with JetStream, as
@@ -106,7 +107,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Server, error) {
 // users are the server's users, without their passwords.
 func (s *Server) users() []ServerUser {
 	users := RoleUsers()
-	return append(users, ServerUser{Name: DevUser, Roles: []Role{RoleRelay, RoleWorker}})
+	return append(users, ServerUser{Name: DevUser, Roles: []Role{RoleRelay, RoleWorker, RoleOperator}})
 }
 
 func newPassword() string {
