@@ -126,7 +126,7 @@ func newCrashRig(t *testing.T) *crashRig {
 	}
 	t.Cleanup(ns.Shutdown)
 	r.startSim(t)
-	r.startRoles(t, ns.ClientURL())
+	r.startRoles(t, ns)
 	r.store, err = postgres.Open(ctx, r.dbURL, postgres.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func (r *crashRig) startSim(t *testing.T) {
 
 // startRoles starts the api (command and query), worker, relay and
 // projector roles, each under a supervisor, as the chaos soak runs them.
-func (r *crashRig) startRoles(t *testing.T, natsURL string) {
+func (r *crashRig) startRoles(t *testing.T, ns *messaging.Server) {
 	keys, _ := httpapi.ParseAPIKeys("client:crash:" + devClientKey + ",operator:crash-operator:" + devOperatorKey)
 	var provs [5]providers.Config
 	for i, name := range providerNames {
@@ -173,12 +173,16 @@ func (r *crashRig) startRoles(t *testing.T, natsURL string) {
 			Breaker: providers.BreakerPolicy{OpenTimeout: 200 * time.Millisecond}}}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	common := runConfig{addr: "127.0.0.1:0", databaseURL: r.dbURL, natsURL: natsURL, apiKeys: keys, webhookSecret: devWebhookSecret,
+	common := runConfig{addr: "127.0.0.1:0", databaseURL: r.dbURL, natsURL: ns.ClientURL(), apiKeys: keys, webhookSecret: devWebhookSecret,
 		providers: provs, process: process.Config{BaseDelay: 20 * time.Millisecond, MaxDelay: 500 * time.Millisecond,
 			VerificationDeadline: 5 * time.Second, VerificationPolls: 3}}
 	for _, name := range []string{"api", "worker", "relay", "projector"} {
 		cfg := common
 		cfg.roles = []string{name}
+		cfg.natsAuth = ns.Credentials(messaging.DevUser)
+		if name == "worker" || name == "relay" {
+			cfg.natsAuth = ns.Credentials(name) // each role's own permissions
+		}
 		if name == "api" {
 			cfg.roles, cfg.addr = []string{"command", "query"}, strings.TrimPrefix(r.base, "http://")
 		}

@@ -85,6 +85,10 @@ func TestProcessRolesRunUnderTheirGrants(t *testing.T) {
 			natsURL: ns.ClientURL(), apiKeys: keys, webhookSecret: devWebhookSecret, providers: provs,
 			process: process.Config{BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond, VerificationDeadline: 5 * time.Second},
 			sealKey: testSealKey(t)}
+		cfg.natsAuth = ns.Credentials(messaging.DevUser)
+		if name == "worker" || name == "relay" {
+			cfg.natsAuth = ns.Credentials(name) // each role's own permissions
+		}
 		switch name {
 		case "command":
 			cfg.listener = cmdLn

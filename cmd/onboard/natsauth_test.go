@@ -36,7 +36,7 @@ func TestNATSAuthFromEnv(t *testing.T) {
 		{"nkey seed", map[string]string{"NATS_NKEY_SEED": string(seed)}, ""},
 		{"tls", map[string]string{"NATS_TLS_CA": "ca.pem", "NATS_TLS_CERT": "c.pem", "NATS_TLS_KEY": "k.pem"}, ""},
 		{"both password and file", map[string]string{"NATS_USER": "w", "NATS_PASSWORD": "secret-one", "NATS_PASSWORD_FILE": pwFile},
-			"NATS_PASSWORD and NATS_PASSWORD_FILE: set one of them"},
+			"NATS_PASSWORD and NATS_PASSWORD_FILE are both set"},
 		{"missing file", map[string]string{"NATS_USER": "w", "NATS_PASSWORD_FILE": filepath.Join(dir, "none")}, "NATS_PASSWORD_FILE:"},
 		{"user without password", map[string]string{"NATS_USER": "w"}, "a user needs a password"},
 		{"creds and user", map[string]string{"NATS_CREDS": "x.creds", "NATS_USER": "w", "NATS_PASSWORD": "secret-one"},

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -100,7 +102,10 @@ func TestSecretsFromFilesNeverLogged(t *testing.T) {
 		"ONBOARD_API_KEYS":   "client:canary:" + clientKey + ",operator:canary-op:" + operatorKey,
 		"KYC_WEBHOOK_SECRET": webhook,
 		"ONBOARD_SEAL_KEY":   eventstore.EncodeSealKey(sealKey),
+		"ONBOARD_MASTER_KEY": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+		"NATS_PASSWORD":      ns.Credentials(messaging.DevUser).Password,
 	}
+	t.Setenv("NATS_USER", messaging.DevUser)
 	for _, p := range providerNames {
 		secrets[strings.ToUpper(p)+"_API_KEY"] = p + "-provider-canary-key-4d5e6f"
 	}

@@ -84,6 +84,7 @@ func TestServeConfigWorkerTuning(t *testing.T) {
 }
 
 func TestServeConfigOutages(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("ONBOARD_RESUME_RATE", "2.5")
 	t.Setenv("ONBOARD_OUTAGE_PROBE_EVERY", "3s")
 	cfg, err := loadServeConfig("127.0.0.1:0", "projector")
@@ -186,6 +187,7 @@ func TestServeConfigErrorsOnePerLine(t *testing.T) {
 }
 
 func TestServeConfigAPIRateAndMetricsAddr(t *testing.T) {
+	withMasterKey(t)
 	t.Setenv("ONBOARD_API_KEYS", "client:a:client-secret-0123456789")
 	t.Setenv("ONBOARD_API_RATE", "2.5")
 	t.Setenv("ONBOARD_API_BURST", "7")
