@@ -45,7 +45,7 @@ func TestStuckListsADroppedMessageAndALostTimer(t *testing.T) {
 	waiting := e.signUp(t, "waiting")
 	exec(waiting, func(c *domain.Customer) error { return c.RecordCheckStarted(1, "chk-waiting") })
 	if err := timers.Schedule(ctx, process.Timer{CustomerID: waiting, Kind: process.TimerDeadline, Step: domain.StepVerification,
-		Ref: "chk-waiting", DueAt: time.Now().Add(time.Hour)}); err != nil {
+		Ref: "chk-waiting", DueAt: time.Now().Add(3 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	paused := e.signUp(t, "paused")
@@ -56,12 +56,14 @@ func TestStuckListsADroppedMessageAndALostTimer(t *testing.T) {
 		return err == nil && c.Version >= 3
 	})
 
-	deadlines, err := operator.ParseDeadlines("verifying=2s", operator.DefaultDeadlines(operator.Policy{}))
+	// Deadlines and clock are far apart, so that a slow machine cannot
+	// push the customers past the deadline before "at once" below.
+	deadlines, err := operator.ParseDeadlines("verifying=1h", operator.DefaultDeadlines(operator.Policy{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := operator.Detector{Reads: e.proj, Timers: processTimers{timers}, Deadlines: deadlines,
-		Now: func() time.Time { return time.Now().Add(5 * time.Second) }}
+		Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
 	stuck, err := d.Stuck(ctx)
 	if err != nil {
 		t.Fatal(err)

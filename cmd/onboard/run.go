@@ -142,26 +142,11 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	roles := newRoleGroup(ctx)
 	var checks []httpapi.ReadinessCheck
 	if cfg.has("relay") {
-		seal, err := relaySeal(cfg, store, m, log)
+		check, err := startRelay(cfg, store, nc, stream, m, log, roles.start)
 		if err != nil {
 			return err
 		}
-		relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: pool, Conn: nc, Stream: stream,
-			NotifyChannel: "onboard_events", Logger: log, Metrics: m, Seal: seal})
-		if err != nil {
-			return err
-		}
-		roles.start("relay", relay.Run)
-		// A restored or moved store (or seals NATS lost) is told in
-		// /readyz's detail. The relay goes on in a new epoch, so the
-		// process stays ready: taking it out of service would turn an
-		// audit alert into an outage.
-		checks = append(checks, httpapi.ReadinessCheck{Name: "seals", Advisory: true, Check: func(context.Context) error {
-			if a := relay.Alert(); a != "" {
-				return errors.New(a)
-			}
-			return nil
-		}})
+		checks = append(checks, check)
 	}
 	if cfg.has("projector") {
 		roles.start("projector", proj.Run)
@@ -199,6 +184,31 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return err
 	}
 	return roles.wait(cancel)
+}
+
+// startRelay starts the relay role and returns its readiness check. A
+// restored or moved store (or seals NATS lost) is told in /readyz's
+// detail; the relay goes on in a new epoch, so the check is advisory:
+// taking the process out of service would turn an audit alert into an
+// outage.
+func startRelay(cfg runConfig, store *postgres.Store, nc *nats.Conn, stream messaging.StreamConfig, m *metrics, log *slog.Logger,
+	start func(string, func(context.Context) error)) (httpapi.ReadinessCheck, error) {
+	seal, err := relaySeal(cfg, store, m, log)
+	if err != nil {
+		return httpapi.ReadinessCheck{}, err
+	}
+	relay, err := messaging.NewRelay(messaging.RelayConfig{Store: store, Pool: store.Pool(), Conn: nc, Stream: stream,
+		NotifyChannel: "onboard_events", Logger: log, Metrics: m, Seal: seal})
+	if err != nil {
+		return httpapi.ReadinessCheck{}, err
+	}
+	start("relay", relay.Run)
+	return httpapi.ReadinessCheck{Name: "seals", Advisory: true, Check: func(context.Context) error {
+		if a := relay.Alert(); a != "" {
+			return errors.New(a)
+		}
+		return nil
+	}}, nil
 }
 
 func (c runConfig) separateMetrics() bool { return c.metricsAddr != "" || c.metricsListener != nil }
