@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -35,6 +36,21 @@ type EmbeddedConfig struct {
 	// StartTimeout bounds how long StartEmbedded waits for the server to
 	// accept connections; the default is 10s.
 	StartTimeout time.Duration
+	// Cluster, when its Name is set, makes the server a node of a NATS
+	// cluster with clustered JetStream (streams with Replicas up to the
+	// number of nodes). Each node needs its own ServerName and DataDir.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig makes an embedded server a cluster node.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Port is the port the node listens on for the other nodes' routes;
+	// 0 picks a free one, kept across restarts like the client port.
+	Port int
+	// Routes are the other nodes' route URLs (nats-route://host:port).
+	Routes []string
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -57,6 +73,14 @@ func (c EmbeddedConfig) Validate() error {
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("port %d out of range", c.Port))
+	}
+	if c.Cluster.Port < 0 || c.Cluster.Port > 65535 {
+		errs = append(errs, fmt.Errorf("cluster port %d out of range", c.Cluster.Port))
+	}
+	for _, r := range c.Cluster.Routes {
+		if _, err := url.Parse(r); err != nil {
+			errs = append(errs, fmt.Errorf("cluster route %q: %w", r, err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -98,6 +122,16 @@ func (s *Server) start() error {
 		NoSigs:            true,
 		NoLog:             true,
 	}
+	if c := s.cfg.Cluster; c.Name != "" {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: s.cfg.Host, Port: c.Port}
+		if c.Port == 0 {
+			opts.Cluster.Port = server.RANDOM_PORT
+		}
+		for _, r := range c.Routes {
+			u, _ := url.Parse(r) // checked by Validate
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("start embedded nats: %w", err)
@@ -112,6 +146,11 @@ func (s *Server) start() error {
 	if addr, ok := ns.Addr().(*net.TCPAddr); ok {
 		s.cfg.Port = addr.Port
 	}
+	if s.cfg.Cluster.Name != "" {
+		if addr := ns.ClusterAddr(); addr != nil {
+			s.cfg.Cluster.Port = addr.Port
+		}
+	}
 	s.ns = ns
 	return nil
 }
@@ -121,6 +160,25 @@ func (s *Server) ClientURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return "nats://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+}
+
+// ClusterURL returns the URL other nodes route to, or "" when the server
+// is not a cluster node.
+func (s *Server) ClusterURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Cluster.Name == "" {
+		return ""
+	}
+	return "nats-route://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Cluster.Port))
+}
+
+// Name returns the server's name, as JetStream reports stream and
+// consumer leaders.
+func (s *Server) Name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.ServerName
 }
 
 // Shutdown stops the server and waits until it has stopped. It is a no-op

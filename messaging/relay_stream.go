@@ -22,9 +22,11 @@ var errStreamMoved = errors.New("stream moved since the last publish")
 // may be deleted and recreated. Postgres may not lose anything, so the
 // relay publishes those events again.
 //
-// A stream created after the one the cursor is about lacks everything: the
-// relay starts over from the beginning of the log. Otherwise the cursor of
-// the stream's last event is where it has to resume.
+// In the stream the cursor is about, or the one the relay already publishes
+// to again, the cursor of the last event is where it has to resume. A
+// stream created since, or one without events, lacks everything: the relay
+// publishes from the lowest position a durable consumer may still need
+// (floor, relay_floor.go).
 func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger) error {
 	if err := EnsureStreams(ctx, r.js, r.cfg.Stream); err != nil {
 		return err
@@ -35,8 +37,9 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 	}
 	info := stream.CachedInfo()
 	created := info.Created.UnixNano()
-	stored := eventstore.Start
-	if created == s.storedIncarnation {
+	var stored eventstore.Cursor
+	found := false
+	if created == s.storedIncarnation || created == s.incarnation {
 		msg, err := stream.GetLastMsgForSubject(ctx, r.cfg.Stream.AllEventsFilter())
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -46,6 +49,12 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 			if stored, err = cursorOf(msg.Header); err != nil {
 				return fmt.Errorf("last stored event (seq %d): %w", msg.Sequence, err)
 			}
+			found = true
+		}
+	}
+	if !found {
+		if stored, err = r.floor(ctx); err != nil {
+			return err
 		}
 	}
 	if stored.Compare(s.from) < 0 {

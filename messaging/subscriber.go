@@ -129,7 +129,8 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 			}
 			cons = c
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(64))
+		it, err := cons.Messages(jetstream.PullMaxMessages(64),
+			jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 		if err != nil {
 			failures++
 			s.logger.Warn("messaging: pull failed, retrying", "err", err)
@@ -146,6 +147,16 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 		it.Stop()
 	}
 }
+
+// A pull asks for heartbeats every pullHeartbeat while it waits: two
+// missed ones make deliver ask whether the consumer is gone. The library's
+// default (half the 30s expiry) let a consumer lost with NATS's data go
+// unnoticed for 30s; a pull to a consumer that no longer exists gets no
+// answer, not an error.
+const (
+	pullHeartbeat = time.Second
+	pullExpiry    = 10 * time.Second
+)
 
 // consumerGone asks the server whether the durable consumer still exists.
 // A pull error does not always say so: when the stream is deleted and
