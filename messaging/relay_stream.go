@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/onboard/onboard/eventstore"
@@ -86,10 +87,7 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
-	ack, err := r.js.PublishMsg(pctx, first, jetstream.WithExpectStream(r.cfg.Stream.Name),
-		jetstream.WithExpectLastSequence(s.lastSeq))
-	cancel()
+	ack, err := r.publishFirst(ctx, first, s.lastSeq)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -140,6 +138,30 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 		}
 	}
 	return nil
+}
+
+// publishFirst publishes m on the condition that the stream's last
+// sequence is lastSeq and waits for its ack. It publishes asynchronously so
+// that a NATS reconnect fails the wait at once (the library fails pending
+// acks then) instead of after AckTimeout: an ack lost with a server that
+// went away would otherwise hold every event back for that long.
+func (r *Relay) publishFirst(ctx context.Context, m *nats.Msg, lastSeq uint64) (*jetstream.PubAck, error) {
+	f, err := r.js.PublishMsgAsync(m, jetstream.WithExpectStream(r.cfg.Stream.Name), jetstream.WithExpectLastSequence(lastSeq))
+	if err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(r.cfg.AckTimeout)
+	defer timer.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-timer.C:
+		return nil, ErrAckTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // nextOfStream returns, for each event of batch, the next event of its
