@@ -191,6 +191,15 @@ func assertStreamHoldsStore(t *testing.T, p *faultPipeline, nodes []*messaging.S
 		want[id] = true
 	}
 	rows.Close()
+	// The customers' last events may still be on their way to the stream.
+	js := clusterJS(t, nodes)
+	waitFor(t, time.Minute, "the relay to publish every event", func() (bool, string) {
+		s, err := js.Stream(ctx, messaging.DefaultStreamName)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.CachedInfo().State.Msgs >= uint64(len(want)), fmt.Sprintf("%d messages", s.CachedInfo().State.Msgs)
+	})
 	for _, n := range nodes {
 		// Direct gets through each node: its own replica answers them
 		// when it can (a queue group prefers local subscribers).
