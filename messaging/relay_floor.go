@@ -104,7 +104,9 @@ func (r *Relay) consumerFloors(ctx context.Context, incarnation int64, upTo even
 	if stream.CachedInfo().Created.UnixNano() != incarnation {
 		return nil, nil
 	}
-	var floors []consumerFloor
+	// A cluster may list a consumer twice while its leader moves: each
+	// keeps its lowest floor.
+	lowest := map[string]consumerFloor{}
 	list := stream.ListConsumers(ctx)
 	for info := range list.Info() {
 		if info.Config.Durable == "" {
@@ -114,7 +116,9 @@ func (r *Relay) consumerFloors(ctx context.Context, incarnation int64, upTo even
 		if err != nil {
 			return nil, fmt.Errorf("consumer %s: %w", info.Name, err)
 		}
-		floors = append(floors, f)
+		if have, ok := lowest[f.consumer]; !ok || f.cursor.Compare(have.cursor) < 0 {
+			lowest[f.consumer] = f
+		}
 	}
 	if err := list.Err(); err != nil {
 		return nil, fmt.Errorf("list consumers: %w", err)
@@ -125,6 +129,10 @@ func (r *Relay) consumerFloors(ctx context.Context, incarnation int64, upTo even
 	}
 	if info.Created.UnixNano() != incarnation {
 		return nil, nil
+	}
+	floors := make([]consumerFloor, 0, len(lowest))
+	for _, f := range lowest {
+		floors = append(floors, f)
 	}
 	return floors, nil
 }
