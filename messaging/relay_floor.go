@@ -83,7 +83,12 @@ func (l *leader) floorDue() bool {
 // logged, and the lead goes on.
 func (l *leader) recordFloors(ctx context.Context) {
 	l.s.flooredAt = time.Now()
-	floors, err := l.r.consumerFloors(ctx, l.s.incarnation, l.s.from)
+	// A JetStream API short of breath drops requests unanswered: the
+	// look-ups must not hold the lead. (The store's statement runs on the
+	// lock session, which a deadline would break.)
+	nctx, cancel := context.WithTimeout(ctx, l.r.cfg.AckTimeout)
+	floors, err := l.r.consumerFloors(nctx, l.s.incarnation, l.s.from)
+	cancel()
 	if err == nil && len(floors) > 0 {
 		err = storeFloors(ctx, l.conn, l.r.cfg.Name, floors)
 	}

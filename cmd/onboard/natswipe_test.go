@@ -50,12 +50,15 @@ func TestNATSWipeBoundedRecovery(t *testing.T) {
 
 	p := startFaultPipeline(t, dbURL, ns.ClientURL(), 1, 1)
 	// Consumers caught up: the relay published the history, and every
-	// process manager's floor is past it.
-	waitFor(t, 3*time.Minute, "the consumers' floors past the history", func() (bool, string) {
+	// process manager's floor is past it. (Under -race on a loaded machine
+	// relaying the history takes minutes.)
+	began = time.Now()
+	waitFor(t, 8*time.Minute, "the consumers' floors past the history", func() (bool, string) {
 		var n int
 		err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM messaging_consumer_floors WHERE position >= $1`, historyEnd).Scan(&n)
 		return err == nil && n == len(process.Managers()), "floors past the history: " + err2s(err, n)
 	})
+	t.Logf("relayed the history and recorded the consumers' floors past it in %v", time.Since(began).Round(time.Millisecond))
 
 	// Customers in flight, then the wipe.
 	ids := p.signUp("wipe", 100, 20*time.Millisecond)
