@@ -42,7 +42,9 @@
 // Watermill router whose middleware is, outermost first, PoisonQueue (dead
 // letters) and Timeout. Its pulls ask for a heartbeat every second, so a
 // consumer that vanished with NATS's data is found and re-created within
-// seconds. Events are handled concurrently, up to
+// seconds; while a handler runs it tells JetStream every AckWait/3 that the
+// message is in progress, so AckWait bounds how long a lost delivery waits,
+// not how long a handler may run. Events are handled concurrently, up to
 // MaxAckPending, in no particular order.
 //
 // A Handler gets the decoded envelope and a pgx.Tx; the router commits the
