@@ -56,7 +56,13 @@ func TestNATSWipeBoundedRecovery(t *testing.T) {
 	waitFor(t, 8*time.Minute, "the consumers' floors past the history", func() (bool, string) {
 		var n int
 		err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM messaging_consumer_floors WHERE position >= $1`, historyEnd).Scan(&n)
-		return err == nil && n == len(process.Managers()), "floors past the history: " + err2s(err, n)
+		if err == nil && n == len(process.Managers()) {
+			return true, ""
+		}
+		var state string
+		_ = store.Pool().QueryRow(ctx, `SELECT coalesce((SELECT position::text FROM messaging_relay_cursor), 'none') || '; floors: ' ||
+			coalesce((SELECT string_agg(consumer || ' ' || position || ' ' || seen_at::time, ', ') FROM messaging_consumer_floors), 'none')`).Scan(&state)
+		return false, fmt.Sprintf("floors past position %d: %s; relay cursor at %s", historyEnd, err2s(err, n), state)
 	})
 	t.Logf("relayed the history and recorded the consumers' floors past it in %v", time.Since(began).Round(time.Millisecond))
 
