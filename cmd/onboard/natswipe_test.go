@@ -19,6 +19,10 @@ import (
 // consumer needs any more.
 const historyEvents = 100_000
 
+// floorsWait bounds the wait for the history to be relayed: seconds
+// usually, minutes under -race on a loaded machine.
+var floorsWait = 8 * time.Minute
+
 // TestNATSWipeBoundedRecovery wipes NATS's store under a pipeline with a
 // long history and customers in flight, and restarts it empty. The relay
 // publishes again from the consumers' floor, not from the start of the
@@ -53,7 +57,7 @@ func TestNATSWipeBoundedRecovery(t *testing.T) {
 	// process manager's floor is past it. (Under -race on a loaded machine
 	// relaying the history takes minutes.)
 	began = time.Now()
-	waitFor(t, 8*time.Minute, "the consumers' floors past the history", func() (bool, string) {
+	waitFor(t, floorsWait, "the consumers' floors past the history", func() (bool, string) {
 		var n int
 		err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM messaging_consumer_floors WHERE position >= $1`, historyEnd).Scan(&n)
 		if err == nil && n == len(process.Managers()) {
