@@ -116,9 +116,12 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	whileWaiting()
 	timer := time.NewTimer(r.cfg.AckTimeout)
 	defer timer.Stop()
+	silence := time.NewTimer(min(r.cfg.AckTimeout, ackSilence))
+	defer silence.Stop()
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
+			silence.Reset(min(r.cfg.AckTimeout, ackSilence))
 			if ack.Duplicate {
 				continue
 			}
@@ -133,12 +136,21 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 			return fmt.Errorf("publish event %s: %w", rest[i].ID, err)
 		case <-timer.C:
 			return ErrAckTimeout
+		case <-silence.C:
+			return ErrAckTimeout
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	return nil
 }
+
+// ackSilence is how long the relay waits for the next ack of a batch.
+// JetStream acknowledges a publisher's messages in order, and promptly: a
+// silence this long means the messages went to a server that died (a
+// stream leader in a cluster), and the batch is published again instead
+// of waiting out AckTimeout.
+const ackSilence = 3 * time.Second
 
 // publishFirst publishes m on the condition that the stream's last
 // sequence is lastSeq and waits for its ack. It publishes asynchronously so
@@ -150,7 +162,7 @@ func (r *Relay) publishFirst(ctx context.Context, m *nats.Msg, lastSeq uint64) (
 	if err != nil {
 		return nil, err
 	}
-	timer := time.NewTimer(r.cfg.AckTimeout)
+	timer := time.NewTimer(min(r.cfg.AckTimeout, ackSilence))
 	defer timer.Stop()
 	select {
 	case ack := <-f.Ok():
