@@ -27,9 +27,12 @@
 // and take over when that session ends. It wakes on the store's NOTIFY
 // channel and polls as a fallback. At start, after every NATS reconnect and
 // periodically it compares the stream's last stored event with its cursor
-// (relay_stream.go): a stream that lost its tail, or was recreated, is
-// published to again from where it is behind. A failed round is retried
-// after backoff(n) (backoff.go).
+// (relay_stream.go): a stream that lost its tail is published to again from
+// its last event; one that was recreated (NATS lost its data) from the
+// lowest floor of the durable consumers (relay_floor.go), which the active
+// relay records every FloorInterval in messaging_consumer_floors, not from
+// the start of the log. A failed round is retried after backoff(n)
+// (backoff.go).
 //
 // # Router
 //
@@ -37,7 +40,11 @@
 // (explicit ack, AckWait, MaxDeliver, the BackOff delays on Nack; see
 // subscriber.go for why it is not watermill-nats's subscriber) through a
 // Watermill router whose middleware is, outermost first, PoisonQueue (dead
-// letters) and Timeout. Events are handled concurrently, up to
+// letters) and Timeout. Its pulls ask for a heartbeat every second, so a
+// consumer that vanished with NATS's data is found and re-created within
+// seconds; while a handler runs it tells JetStream every AckWait/3 that the
+// message is in progress, so AckWait bounds how long a lost delivery waits,
+// not how long a handler may run. Events are handled concurrently, up to
 // MaxAckPending, in no particular order.
 //
 // A Handler gets the decoded envelope and a pgx.Tx; the router commits the

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +49,25 @@ type EmbeddedConfig struct {
 	// Stream is the stream layout the users' permissions are about (see
 	// RolePermissions); the zero value is the default layout.
 	Stream StreamConfig
+	// Passwords are the users' passwords by user name, for nodes of one
+	// cluster to share (see Server.Passwords); a user without one gets a
+	// generated password.
+	Passwords map[string]string
+	// Cluster, when its Name is set, makes the server a node of a NATS
+	// cluster with clustered JetStream (streams with Replicas up to the
+	// number of nodes). Each node needs its own ServerName and DataDir.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig makes an embedded server a cluster node.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Port is the port the node listens on for the other nodes' routes;
+	// 0 picks a free one, kept across restarts like the client port.
+	Port int
+	// Routes are the other nodes' route URLs (nats-route://host:port).
+	Routes []string
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -69,6 +90,14 @@ func (c EmbeddedConfig) Validate() error {
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("port %d out of range", c.Port))
+	}
+	if c.Cluster.Port < 0 || c.Cluster.Port > 65535 {
+		errs = append(errs, fmt.Errorf("cluster port %d out of range", c.Cluster.Port))
+	}
+	for _, r := range c.Cluster.Routes {
+		if _, err := url.Parse(r); err != nil {
+			errs = append(errs, fmt.Errorf("cluster route %q: %w", r, err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -96,7 +125,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, passwords: map[string]string{}}
 	for _, u := range s.users() {
-		s.passwords[u.Name] = newPassword()
+		s.passwords[u.Name] = cfg.Passwords[u.Name]
+		if s.passwords[u.Name] == "" {
+			s.passwords[u.Name] = newPassword()
+		}
 	}
 	if err := s.start(); err != nil {
 		return nil, err
@@ -152,6 +184,14 @@ func (s *Server) Credentials(user string) ClientAuth {
 	return ClientAuth{User: user, Password: pw}
 }
 
+// Passwords returns the users' passwords, for the other nodes of a
+// cluster (EmbeddedConfig.Passwords).
+func (s *Server) Passwords() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.passwords)
+}
+
 // Connect connects to the server as admin (see Connect for the other
 // settings): for tests, which break streams and consumers on purpose.
 func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
@@ -171,6 +211,16 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	if c := s.cfg.Cluster; c.Name != "" {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: s.cfg.Host, Port: c.Port}
+		if c.Port == 0 {
+			opts.Cluster.Port = server.RANDOM_PORT
+		}
+		for _, r := range c.Routes {
+			u, _ := url.Parse(r) // checked by Validate
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("start embedded nats: %w", err)
@@ -185,6 +235,11 @@ func (s *Server) start() error {
 	if addr, ok := ns.Addr().(*net.TCPAddr); ok {
 		s.cfg.Port = addr.Port
 	}
+	if s.cfg.Cluster.Name != "" {
+		if addr := ns.ClusterAddr(); addr != nil {
+			s.cfg.Cluster.Port = addr.Port
+		}
+	}
 	s.ns = ns
 	return nil
 }
@@ -194,6 +249,25 @@ func (s *Server) ClientURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return "nats://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+}
+
+// ClusterURL returns the URL other nodes route to, or "" when the server
+// is not a cluster node.
+func (s *Server) ClusterURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Cluster.Name == "" {
+		return ""
+	}
+	return "nats-route://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Cluster.Port))
+}
+
+// Name returns the server's name, as JetStream reports stream and
+// consumer leaders.
+func (s *Server) Name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.ServerName
 }
 
 // Shutdown stops the server and waits until it has stopped. It is a no-op

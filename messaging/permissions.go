@@ -71,7 +71,9 @@ func RolePermissions(role Role, cfg StreamConfig) Permissions {
 			p.Publish = append(p.Publish, api("STREAM.CREATE", s), api("STREAM.UPDATE", s), api("STREAM.INFO", s),
 				api("STREAM.MSG.GET", s), api("DIRECT.GET", s), api("DIRECT.GET", s)+".>")
 		}
-		p.Publish = append(p.Publish, cfg.SubjectPrefix+".>", DefaultSealSubject)
+		// The consumers' floors (relay_floor.go) list the events' stream's
+		// consumers.
+		p.Publish = append(p.Publish, api("CONSUMER.LIST", cfg.Name), cfg.SubjectPrefix+".>", DefaultSealSubject)
 	case RoleWorker:
 		consume()
 		// The router records a dead letter on its subject; it looks the

@@ -78,6 +78,15 @@ type RelayConfig struct {
 	// last stored event with its cursor even without a reconnect, to catch
 	// a stream that was deleted and recreated. Default 10s.
 	CheckInterval time.Duration
+	// FloorInterval is how often an active relay records the durable
+	// consumers' floors (relay_floor.go), from which it publishes again
+	// when NATS lost the stream. Default 2s.
+	FloorInterval time.Duration
+	// FloorRetention is how long the floor of a consumer that is no longer
+	// seen (deleted, or not re-created yet after NATS lost it) still
+	// counts, measured from the newest floor recorded. Keep it at least
+	// the inbox retention. Default 7 days.
+	FloorRetention time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Metrics defaults to NopMetrics.
@@ -118,6 +127,12 @@ func (c *RelayConfig) setDefaults() {
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 10 * time.Second
+	}
+	if c.FloorInterval <= 0 {
+		c.FloorInterval = 2 * time.Second
+	}
+	if c.FloorRetention <= 0 {
+		c.FloorRetention = 7 * 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -104,6 +104,9 @@ func (l *leader) round(ctx context.Context) error {
 			return l.retry(ctx, "relay: stream check failed, retrying", err)
 		}
 	}
+	if l.floorDue() {
+		l.recordFloors(ctx)
+	}
 	batch, err := l.next(ctx)
 	if err != nil {
 		return l.retry(ctx, "relay: read events failed, retrying", err)
@@ -279,6 +282,8 @@ type leadState struct {
 	// the next round; checkedAt is when the last one happened.
 	check     bool
 	checkedAt time.Time
+	// flooredAt is when the consumers' floors were last recorded.
+	flooredAt time.Time
 	// lastSeq is the highest stream sequence seen; a new (not duplicate)
 	// ack below it means the stream was recreated.
 	lastSeq uint64

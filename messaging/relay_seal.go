@@ -146,6 +146,9 @@ func (l *leader) fold(ctx context.Context, before eventstore.Cursor, batch []eve
 		if len(events) == 0 {
 			return fmt.Errorf("seal: nothing to read after %s before %s", s.cursor, before)
 		}
+		if events[0].Cursor().Compare(before) > 0 {
+			break // before lies between two events: a consumers' floor
+		}
 		for _, e := range events {
 			if e.Cursor().Compare(before) > 0 {
 				break

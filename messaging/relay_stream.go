@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/onboard/onboard/eventstore"
@@ -22,9 +23,11 @@ var errStreamMoved = errors.New("stream moved since the last publish")
 // may be deleted and recreated. Postgres may not lose anything, so the
 // relay publishes those events again.
 //
-// A stream created after the one the cursor is about lacks everything: the
-// relay starts over from the beginning of the log. Otherwise the cursor of
-// the stream's last event is where it has to resume.
+// In the stream the cursor is about, or the one the relay already publishes
+// to again, the cursor of the last event is where it has to resume. A
+// stream created since, or one without events, lacks everything: the relay
+// publishes from the lowest position a durable consumer may still need
+// (floor, relay_floor.go).
 func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger) error {
 	if err := EnsureStreams(ctx, r.js, r.cfg.Stream); err != nil {
 		return err
@@ -35,12 +38,13 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 	}
 	info := stream.CachedInfo()
 	created := info.Created.UnixNano()
-	stored := eventstore.Start
-	if created == s.storedIncarnation {
+	var stored eventstore.Cursor
+	found := false
+	if created == s.storedIncarnation || created == s.incarnation {
 		// Only a position that matches the store counts: a forged message
 		// at the stream's end must not make the relay publish again.
 		reported := r.forgedSeq
-		c, found, err := r.lastTrusted(ctx, stream, func(seq uint64, err error) {
+		c, ok, err := r.lastTrusted(ctx, stream, func(seq uint64, err error) {
 			if seq > reported { // each once, not at every check
 				r.forgedSeq = max(r.forgedSeq, seq)
 				log.Error("relay: forged message on the stream, ignored", "seq", seq, "err", err)
@@ -50,11 +54,16 @@ func (r *Relay) checkStream(ctx context.Context, s *leadState, log *slog.Logger)
 		switch {
 		case errors.Is(err, errNoTrusted):
 			log.Error("relay: no message at the stream's end matches the store; not publishing again", "err", err)
-			stored = s.from
+			stored, found = s.from, true
 		case err != nil:
 			return err
-		case found:
-			stored = c
+		case ok:
+			stored, found = c, true
+		}
+	}
+	if !found {
+		if stored, err = r.floor(ctx); err != nil {
+			return err
 		}
 	}
 	if stored.Compare(s.from) < 0 {
@@ -86,10 +95,7 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
-	ack, err := r.js.PublishMsg(pctx, first, jetstream.WithExpectStream(r.cfg.Stream.Name),
-		jetstream.WithExpectLastSequence(s.lastSeq))
-	cancel()
+	ack, err := r.publishFirst(ctx, first, s.lastSeq)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -118,9 +124,12 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 	whileWaiting()
 	timer := time.NewTimer(r.cfg.AckTimeout)
 	defer timer.Stop()
+	silence := time.NewTimer(min(r.cfg.AckTimeout, ackSilence))
+	defer silence.Stop()
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
+			silence.Reset(min(r.cfg.AckTimeout, ackSilence))
 			if ack.Duplicate {
 				continue
 			}
@@ -135,11 +144,44 @@ func (r *Relay) publish(ctx context.Context, batch []eventstore.Envelope, s *lea
 			return fmt.Errorf("publish event %s: %w", rest[i].ID, err)
 		case <-timer.C:
 			return ErrAckTimeout
+		case <-silence.C:
+			return ErrAckTimeout
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	return nil
+}
+
+// ackSilence is how long the relay waits for the next ack of a batch.
+// JetStream acknowledges a publisher's messages in order, and promptly: a
+// silence this long means the messages went to a server that died (a
+// stream leader in a cluster), and the batch is published again instead
+// of waiting out AckTimeout.
+const ackSilence = 3 * time.Second
+
+// publishFirst publishes m on the condition that the stream's last
+// sequence is lastSeq and waits for its ack. It publishes asynchronously so
+// that a NATS reconnect fails the wait at once (the library fails pending
+// acks then) instead of after AckTimeout: an ack lost with a server that
+// went away would otherwise hold every event back for that long.
+func (r *Relay) publishFirst(ctx context.Context, m *nats.Msg, lastSeq uint64) (*jetstream.PubAck, error) {
+	f, err := r.js.PublishMsgAsync(m, jetstream.WithExpectStream(r.cfg.Stream.Name), jetstream.WithExpectLastSequence(lastSeq))
+	if err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(min(r.cfg.AckTimeout, ackSilence))
+	defer timer.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-timer.C:
+		return nil, ErrAckTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // nextOfStream returns, for each event of batch, the next event of its

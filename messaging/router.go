@@ -50,11 +50,15 @@ type RouterConfig struct {
 	Events eventstore.StreamReader
 	// Stream is the stream layout; it must match the relay's.
 	Stream StreamConfig
-	// AckWait is how long JetStream waits for an ack before it delivers a
-	// message again (to this or another instance). Default 30s.
+	// AckWait is how long JetStream waits for an ack, or a sign of
+	// progress, before it delivers a message again (to this or another
+	// instance). While a handler runs, the router tells JetStream every
+	// AckWait/3 that the message is in progress: AckWait bounds how long a
+	// delivery lost on its way (with a NATS node or a worker that died)
+	// waits to be delivered again, not how long a handler may run.
+	// Default 30s.
 	AckWait time.Duration
-	// HandlerTimeout cancels a handler's context; it must be below
-	// AckWait. Default AckWait * 2/3.
+	// HandlerTimeout cancels a handler's context. Default AckWait * 2/3.
 	HandlerTimeout time.Duration
 	// MaxDeliver is how many times a message is delivered to a failing
 	// handler before it becomes a dead letter. Default 5.
@@ -116,9 +120,6 @@ func (c RouterConfig) Validate() error {
 	}
 	if c.Events == nil {
 		errs = append(errs, errors.New("event store is required (deliveries are checked against it)"))
-	}
-	if c.HandlerTimeout >= c.AckWait {
-		errs = append(errs, fmt.Errorf("handler timeout %v must be below ack wait %v", c.HandlerTimeout, c.AckWait))
 	}
 	for _, d := range c.BackOff {
 		if d < 0 {

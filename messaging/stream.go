@@ -169,7 +169,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		Subjects:    []string{cfg.SubjectPrefix + ".>", cfg.RedrivePrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		// Postgres is the source of truth, but the stream keeps all events
-		// so that a new durable consumer can start from the beginning.
+		// so that a new durable consumer can start from the beginning
+		// (after NATS lost its data: from the consumers' lowest floor).
 		MaxAge:      0,
 		Storage:     storage,
 		Replicas:    cfg.Replicas,

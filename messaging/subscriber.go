@@ -129,7 +129,8 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 			}
 			cons = c
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(64))
+		it, err := cons.Messages(jetstream.PullMaxMessages(64),
+			jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 		if err != nil {
 			failures++
 			s.logger.Warn("messaging: pull failed, retrying", "err", err)
@@ -146,6 +147,16 @@ func (s *consumerSubscriber) run(ctx context.Context, cons jetstream.Consumer, o
 		it.Stop()
 	}
 }
+
+// A pull asks for heartbeats every pullHeartbeat while it waits: two
+// missed ones make deliver ask whether the consumer is gone. The library's
+// default (half the 30s expiry) let a consumer lost with NATS's data go
+// unnoticed for 30s; a pull to a consumer that no longer exists gets no
+// answer, not an error.
+const (
+	pullHeartbeat = time.Second
+	pullExpiry    = 10 * time.Second
+)
 
 // consumerGone asks the server whether the durable consumer still exists.
 // A pull error does not always say so: when the stream is deleted and
@@ -192,22 +203,41 @@ func (s *consumerSubscriber) deliver(ctx context.Context, it jetstream.MessagesC
 
 // settle acknowledges jm to JetStream once the router acknowledged wm, or
 // asks for its n-th redelivery after the backoff once the router Nacked it.
+// Until then it tells JetStream every AckWait/3 that jm is in progress, so
+// that a short AckWait redelivers lost deliveries soon without cutting
+// long handlers short.
 func (s *consumerSubscriber) settle(ctx context.Context, jm jetstream.Msg, wm *message.Message, n uint64) {
 	defer s.wg.Done()
-	select {
-	case <-wm.Acked():
-		if err := jm.Ack(); err != nil {
-			// The effect is committed with its inbox row: a redelivery
-			// will be skipped.
-			s.logger.Warn("messaging: ack failed", "err", err)
+	progress := time.NewTicker(max(s.config.AckWait/3, time.Millisecond))
+	defer progress.Stop()
+	for {
+		select {
+		case <-progress.C:
+			_ = jm.InProgress()
+			continue
+		case <-wm.Acked():
+			s.ack(jm)
+		case <-wm.Nacked():
+			s.nak(ctx, jm, n)
 		}
-	case <-wm.Nacked():
-		if ctx.Err() != nil {
-			_ = jm.Nak() // stopping: another instance may take it at once
-			return
-		}
-		_ = jm.NakWithDelay(s.delay(n))
+		return
 	}
+}
+
+func (s *consumerSubscriber) ack(jm jetstream.Msg) {
+	if err := jm.Ack(); err != nil {
+		// The effect is committed with its inbox row: a redelivery
+		// will be skipped.
+		s.logger.Warn("messaging: ack failed", "err", err)
+	}
+}
+
+func (s *consumerSubscriber) nak(ctx context.Context, jm jetstream.Msg, n uint64) {
+	if ctx.Err() != nil {
+		_ = jm.Nak() // stopping: another instance may take it at once
+		return
+	}
+	_ = jm.NakWithDelay(s.delay(n))
 }
 
 // delay is the redelivery delay after the n-th delivery failed.

@@ -47,7 +47,7 @@ func TestConfigValidation(t *testing.T) {
 		{"stream replicas", StreamConfig{Replicas: 7, SubjectPrefix: "a", RedrivePrefix: "b", DeadLetterPrefix: "c"}.Validate()},
 		{"stream wildcard prefix", StreamConfig{Replicas: 1, SubjectPrefix: "a.>", RedrivePrefix: "b", DeadLetterPrefix: "c"}.Validate()},
 		{"relay without store", RelayConfig{}.Validate()},
-		{"router timeout above ack wait", RouterConfig{AckWait: time.Second, HandlerTimeout: 2 * time.Second}.Validate()},
+		{"router negative backoff", RouterConfig{BackOff: []time.Duration{-time.Second}}.Validate()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

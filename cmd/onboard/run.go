@@ -486,7 +486,7 @@ func startWorker(ctx context.Context, cfg runConfig, store *postgres.Store, cmds
 	// or of NATS hands back held messages as one more delivery. Giving up
 	// would lose an effect, so deliveries go on, a few seconds apart.
 	router, err := messaging.NewRouter(ctx, messaging.RouterConfig{Pool: routerPool, Events: store, Conn: nc, Stream: stream, Logger: log, Metrics: m,
-		MaxAckPending: routerMaxAckPending, MaxDeliver: pmMaxDeliver,
+		MaxAckPending: routerMaxAckPending, MaxDeliver: pmMaxDeliver, AckWait: routerAckWait, HandlerTimeout: pmHandlerTimeout,
 		BackOff: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}})
 	if err != nil {
 		routerPool.Close()
@@ -559,6 +559,13 @@ const (
 	routerMaxAckPending = 16
 	// pmMaxDeliver is, at 5 s apart, days of retries.
 	pmMaxDeliver = 100000
+	// routerAckWait is how soon a delivery lost on its way (with a NATS
+	// node or a worker that died) is delivered again; a running handler
+	// reports progress meanwhile, so it does not bound the handler.
+	routerAckWait = 5 * time.Second
+	// pmHandlerTimeout bounds a process manager's reaction: a provider
+	// call's three attempts of up to 5 s each and the waits between them.
+	pmHandlerTimeout = 20 * time.Second
 )
 
 func openPool(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
