@@ -16,10 +16,10 @@ type options struct {
 	keys eventstore.KeyReader
 }
 
-// WithKeys opens sealed personal data with the customers' data keys: an
+// WithKeys decrypts personal data with the customers' data keys: an
 // erased customer's fields show as domain.Erased. Without it they show as
-// domain.Sealed. Verification and export never need it: the hash chain
-// covers the sealed form.
+// domain.Encrypted. Verification and export never need it: the hash chain
+// covers the encrypted form.
 func WithKeys(keys eventstore.KeyReader) Option {
 	return func(o *options) { o.keys = keys }
 }
@@ -32,15 +32,15 @@ func optionsOf(opts []Option) options {
 	return o
 }
 
-// openPersonal returns ev with its sealed fields opened, erased or masked
+// decryptPersonal returns ev with its encrypted fields decrypted, erased or masked
 // (see WithKeys). looked and key carry the customer's key between the
 // events of one stream.
-func (o options) openPersonal(ctx context.Context, id uuid.UUID, ev domain.Event, key *[]byte, looked *bool) (domain.Event, error) {
+func (o options) decryptPersonal(ctx context.Context, id uuid.UUID, ev domain.Event, key *[]byte, looked *bool) (domain.Event, error) {
 	if !domain.HasPersonalData(ev) {
 		return ev, nil
 	}
 	if o.keys == nil {
-		return domain.MaskSealed(ev), nil
+		return domain.MaskEncrypted(ev), nil
 	}
 	if !*looked {
 		k, err := o.keys.DataKey(ctx, CustomerStreamID(id))
@@ -49,5 +49,5 @@ func (o options) openPersonal(ctx context.Context, id uuid.UUID, ev domain.Event
 		}
 		*key, *looked = k, true
 	}
-	return domain.OpenPersonal(ev, id, *key)
+	return domain.DecryptPersonal(ev, id, *key)
 }

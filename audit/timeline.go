@@ -110,7 +110,7 @@ func ReplayCustomer(ctx context.Context, r eventstore.StreamReader, id uuid.UUID
 	for i, env := range envs {
 		ev, err := domain.DecodeEvent(env.Type, env.Data)
 		if err == nil {
-			ev, err = o.openPersonal(ctx, id, ev, &key, &looked)
+			ev, err = o.decryptPersonal(ctx, id, ev, &key, &looked)
 		}
 		if err != nil {
 			return Replay{}, fmt.Errorf("replay customer %s: version %d: %w", id, env.Version, err)

@@ -14,11 +14,11 @@ import (
 	"github.com/onboard/onboard/eventstore"
 )
 
-// openEvents decodes a customer's stored events with their personal fields
-// opened, or shown as domain.Erased once the customer's key is destroyed
+// decryptEvents decodes a customer's stored events with their personal
+// fields decrypted, or shown as domain.Erased once the customer's key is destroyed
 // or the stream records its erasure (the key store of this process may
 // remember a key destroyed elsewhere for a while).
-func (a *QueryAPI) openEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
+func (a *QueryAPI) decryptEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
 	var key []byte
 	looked := slices.ContainsFunc(envs, func(e eventstore.Envelope) bool { return e.Type == domain.TypePersonalDataErased })
 	out := make([]domain.Event, len(envs))
@@ -34,7 +34,7 @@ func (a *QueryAPI) openEvents(ctx context.Context, id uuid.UUID, envs []eventsto
 				}
 			}
 			looked = true
-			if ev, err = domain.OpenPersonal(ev, id, key); err != nil {
+			if ev, err = domain.DecryptPersonal(ev, id, key); err != nil {
 				return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
 			}
 		}
@@ -52,7 +52,7 @@ type personalRecord struct {
 }
 
 // personalData answers a subject access request: every personal field the
-// customer's events hold, opened, and whether the data was erased.
+// customer's events hold, decrypted, and whether the data was erased.
 func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
 	id, err := queryID(r)
 	if err != nil {
@@ -68,7 +68,7 @@ func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	events, err := a.openEvents(r.Context(), id, envs)
+	events, err := a.decryptEvents(r.Context(), id, envs)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -18,7 +18,7 @@ import (
 	"github.com/onboard/onboard/projections"
 )
 
-// newPersonalEnv serves the command and query APIs over a store that seals
+// newPersonalEnv serves the command and query APIs over a store that encrypts
 // personal data, with the projectors running.
 func newPersonalEnv(t *testing.T) *commandEnv {
 	t.Helper()

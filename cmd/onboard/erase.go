@@ -84,8 +84,8 @@ again is safe. Needs DATABASE_URL and ONBOARD_MASTER_KEY (or _FILE).`,
 	return cmd
 }
 
-// auditKeys opens sealed personal data in replays and diffs when the
-// master key is set; without it sealed fields show as [sealed].
+// auditKeys decrypts personal data in replays and diffs when the master
+// key is set; without it encrypted fields show as [encrypted].
 func auditKeys(store *postgres.Store) ([]audit.Option, error) {
 	master, err := loadMasterKey()
 	if err != nil || master == nil {

@@ -177,15 +177,15 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 	deadLetters, _ := streamText(t, natsURL, messaging.DefaultDeadLetterStreamName)
 	dump := pgDump(t, os.Getenv("DATABASE_URL"))
 	if !strings.Contains(dump, erased) || !strings.Contains(dump, "pd1:") {
-		t.Fatal("the dump holds neither the erased customer nor sealed data: is it the right database?")
+		t.Fatal("the dump holds neither the erased customer nor encrypted data: is it the right database?")
 	}
 	for name, text := range map[string]string{"pg_dump": dump, "stream": stream, "dead letters": deadLetters, "logs": logs.String()} {
 		if found := leaks(text, canaryEmail, canaryName); len(found) > 0 {
 			t.Errorf("%s holds %v", name, found)
 		}
 	}
-	// The kept customer's data is sealed in the log, plain only in its read
-	// model row, and opens as it was.
+	// The kept customer's data is encrypted in the log, plain only in its
+	// read model row, and decrypts as it was.
 	if found := leaks(stream, keptEmail, keptName); len(found) > 0 {
 		t.Errorf("the stream holds the kept customer's %v", found)
 	}
@@ -211,7 +211,7 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 		t.Error("the new signup replayed the erased customer")
 	}
 
-	// The command line, with dev's master key: a rebuild opens the kept
+	// The command line, with dev's master key: a rebuild decrypts the kept
 	// customer's data and keeps the erased one's erased; erase erases.
 	t.Setenv("ONBOARD_MASTER_KEY", "")
 	t.Setenv("ONBOARD_MASTER_KEY_FILE", filepath.Join(dataDir, "master.key"))
