@@ -233,20 +233,13 @@ func replaySummary(ctx context.Context, src eventstore.StreamReader, id uuid.UUI
 	if len(envs) == 0 {
 		return projections.Customer{}, ErrCustomerNotFound
 	}
-	history := make([]domain.Event, len(envs))
+	history, err := o.history(ctx, id, envs)
+	if err != nil {
+		return projections.Customer{}, fmt.Errorf("customer %s: %w", id, err)
+	}
 	var pausedAt, activatedAt *time.Time
-	var key []byte
-	looked := false
-	for i, e := range envs {
-		ev, err := domain.DecodeEvent(e.Type, e.Data)
-		if err == nil {
-			ev, err = o.decryptPersonal(ctx, id, ev, &key, &looked)
-		}
-		if err != nil {
-			return projections.Customer{}, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-		}
-		history[i] = ev
-		at := e.RecordedAt
+	for i, ev := range history {
+		at := envs[i].RecordedAt
 		switch ev.(type) {
 		case domain.Paused:
 			pausedAt = &at

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -119,6 +120,41 @@ func DecryptPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 		}
 		return string(pt), nil
 	})
+}
+
+// DecryptHistory returns a customer's history, from its first version,
+// with every personal field decrypted: the one rule by which readers of a
+// stream (timeline, past states, subject access, replay, diff, explain)
+// show personal data. key returns the customer's data key, nil when there
+// is none (destroyed, or never made); it is called at most once, and not
+// at all when no event holds personal data or the history records the
+// erasure, whose fields then read as Erased whatever a key cache still
+// holds. A nil key (a reader without the key store) shows encrypted fields
+// as Encrypted. history itself is left as it is.
+func DecryptHistory(customer uuid.UUID, history []Event, key func() ([]byte, error)) ([]Event, error) {
+	var k []byte
+	looked := slices.ContainsFunc(history, func(e Event) bool { _, ok := e.(PersonalDataErased); return ok })
+	out := make([]Event, len(history))
+	for i, e := range history {
+		switch {
+		case !HasPersonalData(e):
+		case key == nil:
+			e = MaskEncrypted(e)
+		default:
+			var err error
+			if !looked {
+				if k, err = key(); err != nil {
+					return nil, fmt.Errorf("data key: %w", err)
+				}
+				looked = true
+			}
+			if e, err = DecryptPersonal(e, customer, k); err != nil {
+				return nil, fmt.Errorf("version %d: %w", i+1, err)
+			}
+		}
+		out[i] = e
+	}
+	return out, nil
 }
 
 // Decrypt returns the details with their encrypted fields decrypted with

@@ -112,6 +112,57 @@ func TestDecryptPersonal(t *testing.T) {
 	})
 }
 
+func TestDecryptHistory(t *testing.T) {
+	key := dataKey(t, 1)
+	encrypted, err := domain.EncryptPersonal(signedUp(), custID, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := domain.PersonalDataErased{Operator: "op", Reason: "art. 17"}
+	tests := []struct {
+		name      string
+		history   []domain.Event
+		key       []byte
+		noKeys    bool
+		wantEmail string
+		wantCalls int
+	}{
+		{name: "decrypted with the key, looked up once", history: []domain.Event{encrypted, encrypted}, key: key, wantEmail: signedUp().Email, wantCalls: 1},
+		{name: "destroyed key reads as erased", history: []domain.Event{encrypted}, wantEmail: domain.Erased, wantCalls: 1},
+		{name: "a recorded erasure wins over a remembered key", history: []domain.Event{encrypted, erased}, key: key, wantEmail: domain.Erased},
+		{name: "without the key store", history: []domain.Event{encrypted}, noKeys: true, wantEmail: domain.Encrypted},
+		{name: "no personal data, no look-up", history: []domain.Event{erased}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			lookup := func() ([]byte, error) { calls++; return tt.key, nil }
+			if tt.noKeys {
+				lookup = nil
+			}
+			got, err := domain.DecryptHistory(custID, tt.history, lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, ok := got[0].(domain.SignedUp); ok && s.Email != tt.wantEmail {
+				t.Errorf("email %q, want %q", s.Email, tt.wantEmail)
+			}
+			if calls != tt.wantCalls {
+				t.Errorf("%d key look-ups, want %d", calls, tt.wantCalls)
+			}
+			if tt.history[0] != domain.Event(encrypted) && tt.history[0] != domain.Event(erased) {
+				t.Error("DecryptHistory changed its argument")
+			}
+		})
+	}
+	t.Run("a failed look-up is an error", func(t *testing.T) {
+		boom := errors.New("boom")
+		if _, err := domain.DecryptHistory(custID, []domain.Event{encrypted}, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
 func TestErasureShowsErasedFieldsAndKeepsTheState(t *testing.T) {
 	c := load(t, hActive)
 	if err := c.ErasePersonalData("op@example.com", "art. 17 request"); err != nil {

@@ -40,3 +40,13 @@ type KeyStore interface {
 	// outlives every stream.
 	IndexKey() []byte
 }
+
+// DataKeyOf returns a look-up of streamID's data key through keys, as
+// domain.DecryptHistory takes it; nil when keys is nil (a reader without
+// the key store, which then shows encrypted fields as such).
+func DataKeyOf(ctx context.Context, keys KeyReader, streamID string) func() ([]byte, error) {
+	if keys == nil {
+		return nil
+	}
+	return func() ([]byte, error) { return keys.DataKey(ctx, streamID) }
+}

@@ -5,42 +5,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
 )
 
-// decryptEvents decodes a customer's stored events with their personal
-// fields decrypted, or shown as domain.Erased once the customer's key is destroyed
-// or the stream records its erasure (the key store of this process may
-// remember a key destroyed elsewhere for a while).
+// decryptEvents decodes a customer's stored events, from its first
+// version, with their personal fields as domain.DecryptHistory shows them.
 func (a *QueryAPI) decryptEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
-	var key []byte
-	looked := slices.ContainsFunc(envs, func(e eventstore.Envelope) bool { return e.Type == domain.TypePersonalDataErased })
-	out := make([]domain.Event, len(envs))
-	for i, e := range envs {
-		ev, err := domain.DecodeEvent(e.Type, e.Data)
-		if err != nil {
-			return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-		}
-		if domain.HasPersonalData(ev) {
-			if !looked && a.cfg.Keys != nil {
-				if key, err = a.cfg.Keys.DataKey(ctx, e.StreamID); err != nil {
-					return nil, err
-				}
-			}
-			looked = true
-			if ev, err = domain.DecryptPersonal(ev, id, key); err != nil {
-				return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-			}
-		}
-		out[i] = ev
+	events, err := commands.DecodeEnvelopes(envs)
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", id, err)
 	}
-	return out, nil
+	events, err = domain.DecryptHistory(id, events, eventstore.DataKeyOf(ctx, a.cfg.Keys, commands.StreamID(id)))
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", id, err)
+	}
+	return events, nil
 }
 
 // personalRecord is one event's personal fields, as held.

@@ -49,7 +49,7 @@ type QueryConfig struct {
 	Logger *slog.Logger
 	// Keys decrypts personal data for the timeline, past states and
 	// the subject access endpoint; without it encrypted fields show as
-	// erased.
+	// domain.Encrypted.
 	Keys eventstore.KeyReader
 }
 
@@ -347,12 +347,10 @@ func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 	}
 	for i, e := range envs {
 		ev := events[i]
-		data := json.RawMessage(e.Data)
-		if domain.HasPersonalData(ev) { // the decrypted fields, or [erased]
-			if data, err = json.Marshal(ev); err != nil {
-				a.fail(w, r, err)
-				return
-			}
+		data, err := operator.EventData(e, ev)
+		if err != nil {
+			a.fail(w, r, err)
+			return
 		}
 		m := e.Metadata
 		out[i] = timelineEvent{ID: e.ID, Type: e.Type, Version: e.Version, Position: e.Position, RecordedAt: e.RecordedAt,

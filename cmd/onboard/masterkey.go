@@ -75,7 +75,7 @@ func devMasterKey(dataDir string) ([]byte, error) {
 var rolesWithPersonalData = []string{"command", "query", "worker", "projector"}
 
 // keyStore returns the key store under cfg's master key, or nil (no
-// encryption: reads show encrypted fields as erased) without one.
+// encryption: reads show encrypted fields as [encrypted]) without one.
 func keyStore(cfg runConfig, store *postgres.Store) (eventstore.KeyStore, error) {
 	if cfg.masterKey == nil {
 		return nil, nil
