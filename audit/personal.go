@@ -19,7 +19,8 @@ type options struct {
 
 // WithKeys decrypts personal data with the customers' data keys: an
 // erased customer's fields show as domain.Erased. Without it they show as
-// domain.Encrypted. Verification and export never need it: the hash chain
+// domain.Encrypted, unless the stream records its erasure (see
+// domain.DecryptHistory). Verification and export never need it: the hash chain
 // covers the encrypted form.
 func WithKeys(keys eventstore.KeyReader) Option {
 	return func(o *options) { o.keys = keys }

@@ -125,20 +125,21 @@ func DecryptPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 // DecryptHistory returns a customer's history, from its first version,
 // with every personal field decrypted: the one rule by which readers of a
 // stream (timeline, past states, subject access, replay, diff, explain)
-// show personal data. key returns the customer's data key, nil when there
-// is none (destroyed, or never made); it is called at most once, and not
-// at all when no event holds personal data or the history records the
-// erasure, whose fields then read as Erased whatever a key cache still
-// holds. A nil key (a reader without the key store) shows encrypted fields
-// as Encrypted. history itself is left as it is.
+// show personal data. A history that records the erasure reads as Erased,
+// whatever a key cache still holds and with or without a key store.
+// Otherwise key returns the customer's data key, nil when there is none
+// (destroyed, or never made: Erased), called at most once and only when an
+// event holds personal data; a nil key (a reader without the key store)
+// shows encrypted fields as Encrypted. history itself is left as it is.
 func DecryptHistory(customer uuid.UUID, history []Event, key func() ([]byte, error)) ([]Event, error) {
 	var k []byte
-	looked := slices.ContainsFunc(history, func(e Event) bool { _, ok := e.(PersonalDataErased); return ok })
+	erased := slices.ContainsFunc(history, func(e Event) bool { _, ok := e.(PersonalDataErased); return ok })
+	looked := erased
 	out := make([]Event, len(history))
 	for i, e := range history {
 		switch {
 		case !HasPersonalData(e):
-		case key == nil:
+		case key == nil && !erased:
 			e = MaskEncrypted(e)
 		default:
 			var err error

@@ -131,6 +131,7 @@ func TestDecryptHistory(t *testing.T) {
 		{name: "destroyed key reads as erased", history: []domain.Event{encrypted}, wantEmail: domain.Erased, wantCalls: 1},
 		{name: "a recorded erasure wins over a remembered key", history: []domain.Event{encrypted, erased}, key: key, wantEmail: domain.Erased},
 		{name: "without the key store", history: []domain.Event{encrypted}, noKeys: true, wantEmail: domain.Encrypted},
+		{name: "without the key store, a recorded erasure", history: []domain.Event{encrypted, erased}, noKeys: true, wantEmail: domain.Erased},
 		{name: "no personal data, no look-up", history: []domain.Event{erased}},
 	}
 	for _, tt := range tests {
