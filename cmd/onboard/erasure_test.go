@@ -5,13 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +57,12 @@ func leaks(text string, canaries ...string) []string {
 	return out
 }
 
-// streamText is every message of a JetStream stream, headers and data.
-func streamText(t *testing.T, natsURL, stream string) (string, int) {
+// streamText is every message of a JetStream stream, headers and data,
+// read as the embedded server's admin.
+func streamText(t *testing.T, srv *messaging.Server, stream string) (string, int) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	admin := srv.Credentials(string(messaging.RoleAdmin))
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(admin.User, admin.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +119,21 @@ func pgDump(t *testing.T, url string) string {
 // the erased email signs up again.
 func TestErasureLeavesNoCanary(t *testing.T) {
 	logs := &syncBuffer{}
-	banner := &syncBuffer{}
 	dataDir := t.TempDir()
+	// NATS refuses clients without credentials: the test's own server
+	// lets it read the streams as admin.
+	srv, err := messaging.StartEmbedded(messaging.EmbeddedConfig{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
 	base := startDevWith(t, sim.Config{Seed: 3, KYC: sim.KYCConfig{Delay: sim.Latency{Max: sim.Duration(10 * time.Millisecond)}},
 		Providers: map[string]sim.ProviderConfig{"payments": {TransientRate: 0.2, TransientKinds: []sim.Fault{sim.Fault503}}}},
 		func(o *devOptions) {
 			o.logs, o.logLevel, o.dataDir = logs, slog.LevelDebug, dataDir
-			o.stdout = io.MultiWriter(o.stdout, banner)
+			t.Setenv("NATS_URL", srv.ClientURL())
+			t.Setenv("NATS_USER", messaging.DevUser)
+			t.Setenv("NATS_PASSWORD", srv.Credentials(messaging.DevUser).Password)
 		})
 	const canaryEmail, canaryName = "Zq.Canary.Erase@PII-Canary.example", "Canaryperson Xylophant"
 	keptEmail, keptName := "kept.customer@pii-canary.example", "Keptperson Quillbeak"
@@ -166,15 +174,11 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 		return strings.Count(string(tl), "customer.provider_data_deleted.v1") == 2, string(tl)
 	})
 
-	natsURL := regexp.MustCompile(`nats://\S+`).FindString(banner.String())
-	if natsURL == "" {
-		t.Fatalf("no NATS URL in the banner:\n%s", banner.String())
-	}
-	stream, n := streamText(t, natsURL, messaging.DefaultStreamName)
+	stream, n := streamText(t, srv, messaging.DefaultStreamName)
 	if n == 0 || !strings.Contains(stream, erased) {
 		t.Fatalf("the stream holds %d messages, none of the erased customer's", n)
 	}
-	deadLetters, _ := streamText(t, natsURL, messaging.DefaultDeadLetterStreamName)
+	deadLetters, _ := streamText(t, srv, messaging.DefaultDeadLetterStreamName)
 	dump := pgDump(t, os.Getenv("DATABASE_URL"))
 	if !strings.Contains(dump, erased) || !strings.Contains(dump, "pd1:") {
 		t.Fatal("the dump holds neither the erased customer nor encrypted data: is it the right database?")
@@ -223,6 +227,16 @@ func TestErasureLeavesNoCanary(t *testing.T) {
 	}
 	if _, c := call(t, "GET", base+"/v1/customers/"+erased, devOperatorKey, ""); !strings.Contains(string(c), `"email":"[erased]"`) {
 		t.Errorf("the erased customer after a rebuild: %s", c)
+	}
+	// explain shows personal data as the timeline does: decrypted, or
+	// [erased], never ciphertext.
+	if stdout, stderr, failed := runOnboard(t, "explain", "--json", kept); failed || !strings.Contains(stdout, keptName) ||
+		strings.Contains(stdout, "pd1:") {
+		t.Errorf("explain of the kept customer:\n%s\n%s", stdout, stderr)
+	}
+	if stdout, stderr, failed := runOnboard(t, "explain", "--json", erased); failed || !strings.Contains(stdout, "[erased]") ||
+		strings.Contains(stdout, "pd1:") || strings.Contains(stdout, "Canary Works") || len(leaks(stdout, canaryEmail, canaryName)) > 0 {
+		t.Errorf("explain of the erased customer:\n%s\n%s", stdout, stderr)
 	}
 	if _, stderr, failed := runOnboard(t, "erase", kept); !failed || !strings.Contains(stderr, "--reason") {
 		t.Errorf("erase without a reason: %q", stderr)
