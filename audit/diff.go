@@ -100,8 +100,8 @@ func Rebuild(ctx context.Context, r Rebuilder, names []string, done func(project
 // compared with its stream replayed up to the row's own version, and rows
 // behind the checkpoint are reported as such.
 //
-// Personal fields are compared when WithKeys opens them; without it a
-// sealed field cannot be compared and is left out.
+// Personal fields are compared when WithKeys decrypts them; without it an
+// encrypted field cannot be compared and is left out.
 func Diff(ctx context.Context, src DiffSource, live LiveModel, name string, opts ...Option) (DiffReport, error) {
 	if err := ValidateProjection(name); err != nil {
 		return DiffReport{}, err
@@ -233,20 +233,13 @@ func replaySummary(ctx context.Context, src eventstore.StreamReader, id uuid.UUI
 	if len(envs) == 0 {
 		return projections.Customer{}, ErrCustomerNotFound
 	}
-	history := make([]domain.Event, len(envs))
+	history, err := o.history(ctx, id, envs)
+	if err != nil {
+		return projections.Customer{}, fmt.Errorf("customer %s: %w", id, err)
+	}
 	var pausedAt, activatedAt *time.Time
-	var key []byte
-	looked := false
-	for i, e := range envs {
-		ev, err := domain.DecodeEvent(e.Type, e.Data)
-		if err == nil {
-			ev, err = o.openPersonal(ctx, id, ev, &key, &looked)
-		}
-		if err != nil {
-			return projections.Customer{}, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-		}
-		history[i] = ev
-		at := e.RecordedAt
+	for i, ev := range history {
+		at := envs[i].RecordedAt
 		switch ev.(type) {
 		case domain.Paused:
 			pausedAt = &at
@@ -282,7 +275,7 @@ func compareCustomer(key string, live, want projections.Customer) []Difference {
 	var out []Difference
 	field := func(name string, l, r any) {
 		ls, rs := fmt.Sprint(l), fmt.Sprint(r)
-		if ls != rs && rs != domain.Sealed {
+		if ls != rs && rs != domain.Encrypted {
 			out = append(out, Difference{Key: key, Field: name, Live: ls, Replay: rs})
 		}
 	}

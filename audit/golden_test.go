@@ -397,7 +397,7 @@ func recordScenarios() []scenario {
 				request(domain.StepTenant), succeed(domain.StepTenant, "tenant_id", "tn-12"),
 				request(domain.StepCRM), succeed(domain.StepCRM), request(domain.StepWelcome), succeed(domain.StepWelcome)),
 		)},
-		{name: "erased_after_active", description: "an active customer's personal data is erased (a plain-text history from before sealing); the CRM deletes its record and the email provider suppresses it", id: id(13), steps: steps(
+		{name: "erased_after_active", description: "an active customer's personal data is erased (a plain-text history from before encryption); the CRM deletes its record and the email provider suppresses it", id: id(13), steps: steps(
 			verified("chk-13"), provisioned,
 			one(request(domain.StepCRM), succeed(domain.StepCRM, "record_id", "crm-13"),
 				request(domain.StepWelcome), succeed(domain.StepWelcome, "message_id", "msg-13"),

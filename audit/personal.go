@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 
@@ -16,10 +17,11 @@ type options struct {
 	keys eventstore.KeyReader
 }
 
-// WithKeys opens sealed personal data with the customers' data keys: an
+// WithKeys decrypts personal data with the customers' data keys: an
 // erased customer's fields show as domain.Erased. Without it they show as
-// domain.Sealed. Verification and export never need it: the hash chain
-// covers the sealed form.
+// domain.Encrypted, unless the stream records its erasure (see
+// domain.DecryptHistory). Verification and export never need it: the hash chain
+// covers the encrypted form.
 func WithKeys(keys eventstore.KeyReader) Option {
 	return func(o *options) { o.keys = keys }
 }
@@ -32,22 +34,16 @@ func optionsOf(opts []Option) options {
 	return o
 }
 
-// openPersonal returns ev with its sealed fields opened, erased or masked
-// (see WithKeys). looked and key carry the customer's key between the
-// events of one stream.
-func (o options) openPersonal(ctx context.Context, id uuid.UUID, ev domain.Event, key *[]byte, looked *bool) (domain.Event, error) {
-	if !domain.HasPersonalData(ev) {
-		return ev, nil
-	}
-	if o.keys == nil {
-		return domain.MaskSealed(ev), nil
-	}
-	if !*looked {
-		k, err := o.keys.DataKey(ctx, CustomerStreamID(id))
+// history decodes a customer's events, from its first version, with their
+// personal fields as domain.DecryptHistory shows them (see WithKeys).
+func (o options) history(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
+	events := make([]domain.Event, len(envs))
+	for i, env := range envs {
+		ev, err := domain.DecodeEvent(env.Type, env.Data)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("version %d: %w", env.Version, err)
 		}
-		*key, *looked = k, true
+		events[i] = ev
 	}
-	return domain.OpenPersonal(ev, id, *key)
+	return domain.DecryptHistory(id, events, eventstore.DataKeyOf(ctx, o.keys, CustomerStreamID(id)))
 }

@@ -101,21 +101,16 @@ func ReplayCustomer(ctx context.Context, r eventstore.StreamReader, id uuid.UUID
 				point.At.UTC().Format(time.RFC3339Nano), envs[0].RecordedAt.UTC().Format(time.RFC3339Nano))}
 		}
 	}
-	envs = envs[:n]
+	// The whole stream is decoded: a later erasure erases the past too.
+	events, err := o.history(ctx, id, envs)
+	if err != nil {
+		return Replay{}, fmt.Errorf("replay customer %s: %w", id, err)
+	}
+	envs, events = envs[:n], events[:n]
 
-	events := make([]domain.Event, len(envs))
 	timeline := make([]Entry, len(envs))
-	var key []byte
-	looked := false
 	for i, env := range envs {
-		ev, err := domain.DecodeEvent(env.Type, env.Data)
-		if err == nil {
-			ev, err = o.openPersonal(ctx, id, ev, &key, &looked)
-		}
-		if err != nil {
-			return Replay{}, fmt.Errorf("replay customer %s: version %d: %w", id, env.Version, err)
-		}
-		events[i] = ev
+		ev := events[i]
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return Replay{}, fmt.Errorf("replay customer %s: version %d: %w", id, env.Version, err)

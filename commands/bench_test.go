@@ -10,16 +10,16 @@ import (
 )
 
 // BenchmarkSignUp appends signups, with personal data in plain text and
-// sealed under a data key made in the same command: what sealing costs
+// encrypted under a data key made in the same command: what encryption costs
 // the command path (the key's statement included).
 func BenchmarkSignUp(b *testing.B) {
-	for _, sealed := range []bool{false, true} {
+	for _, encrypted := range []bool{false, true} {
 		name := "plain"
-		if sealed {
-			name = "sealed"
+		if encrypted {
+			name = "encrypted"
 		}
 		b.Run(name, func(b *testing.B) {
-			cmds := newBenchCommands(b, sealed)
+			cmds := newBenchCommands(b, encrypted)
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
@@ -34,7 +34,7 @@ func BenchmarkSignUp(b *testing.B) {
 }
 
 // BenchmarkStepCommand runs a command whose events carry no personal data
-// on a customer whose signup was sealed: sealing costs it nothing.
+// on a customer whose signup was encrypted: encryption costs it nothing.
 func BenchmarkStepCommand(b *testing.B) {
 	cmds := newBenchCommands(b, true)
 	ctx := context.Background()

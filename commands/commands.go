@@ -119,7 +119,7 @@ type Config struct {
 	// (the worker); elsewhere the remembered history is mostly behind and
 	// it would cost a failed append instead.
 	TrustHistories bool
-	// Keys seals the personal fields of the events the commands raise
+	// Keys encrypts the personal fields of the events the commands raise
 	// under each customer's data key, and keys the email reservation by a
 	// keyed hash. Without it events are stored in plain text (tests of
 	// other rules; a deployment always has one).
@@ -421,7 +421,7 @@ func (h *Handler) Execute(ctx context.Context, id uuid.UUID, expectedVersion *in
 // which with the changes becomes the remembered one.
 func (h *Handler) append(ctx context.Context, c *domain.Customer, known history, meta Meta, opts ...eventstore.AppendOption) (Result, error) {
 	changes := c.Changes()
-	stored, err := h.seal(ctx, c.ID(), changes)
+	stored, err := h.encrypt(ctx, c.ID(), changes)
 	if err != nil {
 		return Result{}, err
 	}

@@ -7,7 +7,7 @@
 // are the signup, the operators' and the process managers' commands
 // (Execute), the identity provider's verdict (RecordVerdict) and a data
 // subject's erasure (Erase). It is the one place where the personal fields
-// of the events it appends are sealed under the customer's data key
+// of the events it appends are encrypted under the customer's data key
 // (personal.go). It also carries the trace context that event metadata
 // records.
 //

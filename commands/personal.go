@@ -11,12 +11,12 @@ import (
 	"github.com/onboard/onboard/eventstore"
 )
 
-// seal returns the events as they are stored: their personal fields sealed
-// under the customer's data key, made with the customer's first sealed
-// event. It is the one place where events are sealed. The key is
-// remembered by the key store, so only a signup costs a statement. After
-// an erasure no key is made again: the fields are stored as erased.
-func (h *Handler) seal(ctx context.Context, id uuid.UUID, events []domain.Event) ([]domain.Event, error) {
+// encrypt returns the events as they are stored: their personal fields
+// encrypted under the customer's data key, made with the customer's first
+// encrypted event. It is the one place where events are encrypted. The
+// key is remembered by the key store, so only a signup costs a statement.
+// After an erasure no key is made again: the fields are stored as erased.
+func (h *Handler) encrypt(ctx context.Context, id uuid.UUID, events []domain.Event) ([]domain.Event, error) {
 	if h.keys == nil {
 		return events, nil
 	}
@@ -35,14 +35,14 @@ func (h *Handler) seal(ctx context.Context, id uuid.UUID, events []domain.Event)
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("seal the personal data of %s: %w", id, err)
+				return nil, fmt.Errorf("encrypt the personal data of %s: %w", id, err)
 			}
 		}
-		sealed, err := domain.SealPersonal(e, id, key)
+		encrypted, err := domain.EncryptPersonal(e, id, key)
 		if err != nil {
-			return nil, fmt.Errorf("seal the personal data of %s: %w", id, err)
+			return nil, fmt.Errorf("encrypt the personal data of %s: %w", id, err)
 		}
-		out[i] = sealed
+		out[i] = encrypted
 	}
 	return out, nil
 }
@@ -60,7 +60,7 @@ func (h *Handler) emailIndex(email string) string {
 // GDPR Art. 17): a customer still onboarding is cancelled first, with
 // compensation as any cancel; then personal_data_erased is recorded, the
 // email's reservation released in the same append, and the data key
-// destroyed, which leaves every sealed field of the stream unreadable.
+// destroyed, which leaves every encrypted field of the stream unreadable.
 // Erasing an erased customer again only makes sure its key is destroyed
 // and reports domain.ErrDuplicateCommand. The process managers then ask the
 // providers that hold the data to delete it.
@@ -97,17 +97,17 @@ func (h *Handler) Erase(ctx context.Context, id uuid.UUID, operator, reason stri
 }
 
 // emailReleases gives up the reservation of c's email: under its keyed
-// hash, and for a customer signed up before sealing, under the plain email
+// hash, and for a customer signed up before encryption, under the plain email
 // it was reserved by then.
 func (h *Handler) emailReleases(ctx context.Context, c *domain.Customer) ([]eventstore.AppendOption, error) {
 	email := c.Details().Email
-	plain := !domain.IsSealed(email)
+	plain := !domain.IsEncrypted(email)
 	if !plain {
 		key, err := h.keys.DataKey(ctx, StreamID(c.ID()))
 		if err != nil {
 			return nil, err
 		}
-		d, err := c.Details().Open(c.ID(), key)
+		d, err := c.Details().Decrypt(c.ID(), key)
 		if err != nil {
 			return nil, fmt.Errorf("erase %s: %w", c.ID(), err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/onboard/onboard/internal/pgtest"
 )
 
-func newSealingCommands(t testing.TB) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
+func newEncryptingCommands(t testing.TB) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, pgtest.NewMigratedDatabase(t), postgres.Config{})
@@ -62,8 +62,8 @@ func storedText(t *testing.T, store *postgres.Store, id uuid.UUID) string {
 	return strings.ToLower(b.String())
 }
 
-func TestSignUpSealsPersonalDataAndReservesAKeyedHash(t *testing.T) {
-	cmds, store, keys := newSealingCommands(t)
+func TestSignUpEncryptsPersonalDataAndReservesAKeyedHash(t *testing.T) {
+	cmds, store, keys := newEncryptingCommands(t)
 	ctx := context.Background()
 	res, err := cmds.SignUp(ctx, details, commands.Meta{Actor: "client:a"})
 	if err != nil {
@@ -75,7 +75,7 @@ func TestSignUpSealsPersonalDataAndReservesAKeyedHash(t *testing.T) {
 			t.Fatalf("the store holds %q in plain text", plain)
 		}
 	}
-	// The events read back open with the customer's key.
+	// The events read back decrypt with the customer's key.
 	c, err := commands.LoadCustomer(ctx, store, res.CustomerID)
 	if err != nil {
 		t.Fatal(err)
@@ -84,9 +84,9 @@ func TestSignUpSealsPersonalDataAndReservesAKeyedHash(t *testing.T) {
 	if err != nil || key == nil {
 		t.Fatalf("key %x, %v", key, err)
 	}
-	d, err := c.Details().Open(res.CustomerID, key)
+	d, err := c.Details().Decrypt(res.CustomerID, key)
 	if err != nil || d.Email != details.Email || d.ContactName != details.ContactName {
-		t.Fatalf("opened %+v, %v", d, err)
+		t.Fatalf("decrypted %+v, %v", d, err)
 	}
 	// The keyed hash still keeps the email unique.
 	again := details
@@ -97,7 +97,7 @@ func TestSignUpSealsPersonalDataAndReservesAKeyedHash(t *testing.T) {
 }
 
 func TestEraseCancelsDestroysTheKeyAndReleasesTheEmail(t *testing.T) {
-	cmds, store, keys := newSealingCommands(t)
+	cmds, store, keys := newEncryptingCommands(t)
 	ctx := context.Background()
 	res, err := cmds.SignUp(ctx, details, commands.Meta{Actor: "client:a"})
 	if err != nil {
@@ -126,7 +126,7 @@ func TestEraseCancelsDestroysTheKeyAndReleasesTheEmail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := c.Details().Open(res.CustomerID, nil); err != nil || d.Email != domain.Erased {
+	if d, err := c.Details().Decrypt(res.CustomerID, nil); err != nil || d.Email != domain.Erased {
 		t.Fatalf("details after erasure: %+v, %v", d, err)
 	}
 	if err := store.Verify(ctx, commands.StreamID(res.CustomerID)); err != nil {
@@ -149,11 +149,11 @@ func TestEraseCancelsDestroysTheKeyAndReleasesTheEmail(t *testing.T) {
 	}
 }
 
-// newBenchCommands is a command handler that seals personal data, or
+// newBenchCommands is a command handler that encrypts personal data, or
 // stores it in plain text.
-func newBenchCommands(b *testing.B, sealed bool) *commands.Handler {
-	cmds, store, _ := newSealingCommands(b)
-	if sealed {
+func newBenchCommands(b *testing.B, encrypted bool) *commands.Handler {
+	cmds, store, _ := newEncryptingCommands(b)
+	if encrypted {
 		return cmds
 	}
 	plain, err := commands.New(commands.Config{Store: store})

@@ -37,7 +37,7 @@ const (
 )
 
 // SignedUp starts a customer's stream. Fields tagged personal hold personal
-// data: they are stored sealed under the customer's data key (personal.go).
+// data: they are stored encrypted under the customer's data key (personal.go).
 type SignedUp struct {
 	CustomerID  string `json:"customer_id"`
 	Email       string `json:"email" personal:"true"`
@@ -184,7 +184,7 @@ type Unblocked struct {
 }
 
 // PersonalDataErased records a data subject's erasure (GDPR Art. 17): the
-// customer's data key is destroyed, so every sealed field of its stream
+// customer's data key is destroyed, so every encrypted field of its stream
 // reads as Erased from then on. The state does not change.
 type PersonalDataErased struct {
 	Operator string `json:"operator"`

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,26 +19,26 @@ import (
 
 // Personal data is declared once, on the events' fields: a string field
 // tagged `personal:"true"` holds personal data. Such a field is stored
-// sealed (AES-256-GCM under the customer's data key, bound to the customer
-// and the field), so the log, its hash chain, JetStream, dead letters and
-// exports carry only ciphertext. Destroying the key erases the data: the
-// sealed fields then read as Erased. A field stored before sealing existed
-// is plain text and reads as it is; such a log is covered by an erasure
-// only once migrated (docs/architecture.md, "Personal data").
+// encrypted (AES-256-GCM under the customer's data key, bound to the
+// customer and the field), so the log, its hash chain, JetStream, dead
+// letters and exports carry only ciphertext. Destroying the key erases the
+// data: the encrypted fields then read as Erased. A field stored before
+// encryption existed is plain text and reads as it is; such a log is
+// covered by an erasure only once migrated (docs/architecture.md, "Personal data").
 
-// Erased is what a sealed field reads as once its key is destroyed, and
+// Erased is what an encrypted field reads as once its key is destroyed, and
 // what read models show in its place.
 const Erased = "[erased]"
 
 // DataKeySize is the size of a data key: AES-256.
 const DataKeySize = 32
 
-// sealedPrefix marks a sealed field's value and names its format: the
+// encryptedPrefix marks an encrypted field's value and names its format: the
 // standard base64 of GCM's random nonce, ciphertext and tag.
-const sealedPrefix = "pd1:"
+const encryptedPrefix = "pd1:"
 
-// ErrPersonalDataKey: a sealed field did not open with the key given.
-var ErrPersonalDataKey = errors.New("personal data does not open with the customer's key")
+// ErrPersonalDataKey: an encrypted field did not decrypt with the key given.
+var ErrPersonalDataKey = errors.New("personal data does not decrypt with the customer's key")
 
 // dataKey returns the AEAD of a raw data key.
 func dataKey(raw []byte) (cipher.AEAD, error) {
@@ -51,8 +52,8 @@ func dataKey(raw []byte) (cipher.AEAD, error) {
 	return cipher.NewGCMWithRandomNonce(block)
 }
 
-// IsSealed reports whether a field's value is sealed.
-func IsSealed(value string) bool { return strings.HasPrefix(value, sealedPrefix) }
+// IsEncrypted reports whether a field's value is encrypted.
+func IsEncrypted(value string) bool { return strings.HasPrefix(value, encryptedPrefix) }
 
 // HasPersonalData reports whether e's type declares personal fields.
 func HasPersonalData(e Event) bool { return len(personalFieldsOf(reflect.TypeOf(e))) > 0 }
@@ -66,10 +67,10 @@ func PersonalFields(e Event) []string {
 	return out
 }
 
-// SealPersonal returns e with its personal fields sealed under the data
-// key, bound to the customer and the field. Empty and already sealed
-// fields are left as they are.
-func SealPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
+// EncryptPersonal returns e with its personal fields encrypted under the
+// data key, bound to the customer and the field. Empty and already
+// encrypted fields are left as they are.
+func EncryptPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 	if !HasPersonalData(e) {
 		return e, nil
 	}
@@ -78,19 +79,20 @@ func SealPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 		return nil, err
 	}
 	return rewritePersonal(e, func(name, v string) (string, error) {
-		if v == "" || IsSealed(v) {
+		if v == "" || IsEncrypted(v) {
 			return v, nil
 		}
 		ct := aead.Seal(nil, nil, []byte(v), aad(customer, name))
-		return sealedPrefix + base64.StdEncoding.EncodeToString(ct), nil
+		return encryptedPrefix + base64.StdEncoding.EncodeToString(ct), nil
 	})
 }
 
-// OpenPersonal returns e with its sealed fields opened with the data key,
-// or, when key is nil (destroyed, or never made), set to Erased. Plain
-// fields (stored before sealing existed, or already opened) are left as
-// they are. A sealed field that does not open is ErrPersonalDataKey.
-func OpenPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
+// DecryptPersonal returns e with its encrypted fields decrypted with the
+// data key, or, when key is nil (destroyed, or never made), set to Erased.
+// Plain fields (stored before encryption existed, or already decrypted) are
+// left as they are. An encrypted field that does not decrypt is
+// ErrPersonalDataKey.
+func DecryptPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 	if !HasPersonalData(e) {
 		return e, nil
 	}
@@ -102,13 +104,13 @@ func OpenPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 		}
 	}
 	return rewritePersonal(e, func(name, v string) (string, error) {
-		if !IsSealed(v) {
+		if !IsEncrypted(v) {
 			return v, nil
 		}
 		if aead == nil {
 			return Erased, nil
 		}
-		ct, err := base64.StdEncoding.DecodeString(v[len(sealedPrefix):])
+		ct, err := base64.StdEncoding.DecodeString(v[len(encryptedPrefix):])
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", name, ErrPersonalDataKey)
 		}
@@ -120,10 +122,46 @@ func OpenPersonal(e Event, customer uuid.UUID, key []byte) (Event, error) {
 	})
 }
 
-// Open returns the details with their sealed fields opened with key, or
-// set to Erased when key is nil.
-func (d SignupDetails) Open(customer uuid.UUID, key []byte) (SignupDetails, error) {
-	e, err := OpenPersonal(SignedUp{Email: d.Email, Company: d.Company, ContactName: d.ContactName, Country: d.Country}, customer, key)
+// DecryptHistory returns a customer's history, from its first version,
+// with every personal field decrypted: the one rule by which readers of a
+// stream (timeline, past states, subject access, replay, diff, explain)
+// show personal data. A history that records the erasure reads as Erased,
+// whatever a key cache still holds and with or without a key store.
+// Otherwise key returns the customer's data key, nil when there is none
+// (destroyed, or never made: Erased), called at most once and only when an
+// event holds personal data; a nil key (a reader without the key store)
+// shows encrypted fields as Encrypted. history itself is left as it is.
+func DecryptHistory(customer uuid.UUID, history []Event, key func() ([]byte, error)) ([]Event, error) {
+	var k []byte
+	erased := slices.ContainsFunc(history, func(e Event) bool { _, ok := e.(PersonalDataErased); return ok })
+	looked := erased
+	out := make([]Event, len(history))
+	for i, e := range history {
+		switch {
+		case !HasPersonalData(e):
+		case key == nil && !erased:
+			e = MaskEncrypted(e)
+		default:
+			var err error
+			if !looked {
+				if k, err = key(); err != nil {
+					return nil, fmt.Errorf("data key: %w", err)
+				}
+				looked = true
+			}
+			if e, err = DecryptPersonal(e, customer, k); err != nil {
+				return nil, fmt.Errorf("version %d: %w", i+1, err)
+			}
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// Decrypt returns the details with their encrypted fields decrypted with
+// key, or set to Erased when key is nil.
+func (d SignupDetails) Decrypt(customer uuid.UUID, key []byte) (SignupDetails, error) {
+	e, err := DecryptPersonal(SignedUp{Email: d.Email, Company: d.Company, ContactName: d.ContactName, Country: d.Country}, customer, key)
 	if err != nil {
 		return d, err
 	}
@@ -147,7 +185,7 @@ func EmailIndex(key []byte, email string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// aad binds a sealed value to its customer and field, so that it cannot be
+// aad binds an encrypted value to its customer and field, so that it cannot be
 // moved to another customer's stream or another field.
 func aad(customer uuid.UUID, field string) []byte {
 	return []byte(customer.String() + "/" + field)
@@ -218,15 +256,15 @@ func ErasePersonal(e Event) Event {
 	return out
 }
 
-// Sealed is what a sealed field shows as to a reader without the key
-// store (an audit run without the master key).
-const Sealed = "[sealed]"
+// Encrypted is what an encrypted field shows as to a reader without the
+// key store (an audit run without the master key).
+const Encrypted = "[encrypted]"
 
-// MaskSealed returns e with its sealed fields shown as Sealed.
-func MaskSealed(e Event) Event {
+// MaskEncrypted returns e with its encrypted fields shown as Encrypted.
+func MaskEncrypted(e Event) Event {
 	out, _ := rewritePersonal(e, func(_, v string) (string, error) {
-		if IsSealed(v) {
-			return Sealed, nil
+		if IsEncrypted(v) {
+			return Encrypted, nil
 		}
 		return v, nil
 	})

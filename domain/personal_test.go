@@ -34,14 +34,14 @@ func TestPersonalFieldsAreDeclaredOnTheEvents(t *testing.T) {
 	}
 }
 
-func TestSealedFieldsStoreNoPlaintextAndOpenWithTheKey(t *testing.T) {
+func TestEncryptedFieldsStoreNoPlaintextAndDecryptWithTheKey(t *testing.T) {
 	key := dataKey(t, 1)
 	e := signedUp()
-	sealed, err := domain.SealPersonal(e, custID, key)
+	encrypted, err := domain.EncryptPersonal(e, custID, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, data, err := domain.EncodeEvent(sealed)
+	_, _, data, err := domain.EncodeEvent(encrypted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,34 +51,34 @@ func TestSealedFieldsStoreNoPlaintextAndOpenWithTheKey(t *testing.T) {
 		}
 	}
 	if !strings.Contains(string(data), string(domain.PlanGrowth)) || !strings.Contains(string(data), custID.String()) {
-		t.Fatalf("fields that are not personal were sealed: %s", data)
+		t.Fatalf("fields that are not personal were encrypted: %s", data)
 	}
 	decoded, err := domain.DecodeEvent(domain.TypeSignedUp, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened, err := domain.OpenPersonal(decoded, custID, key)
+	decrypted, err := domain.DecryptPersonal(decoded, custID, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opened != domain.Event(e) {
-		t.Fatalf("opened %+v, want %+v", opened, e)
+	if decrypted != domain.Event(e) {
+		t.Fatalf("decrypted %+v, want %+v", decrypted, e)
 	}
 	if decoded.(domain.SignedUp).Email == e.Email {
-		t.Fatal("SealPersonal changed its argument, or decoding opened the field")
+		t.Fatal("EncryptPersonal changed its argument, or decoding decrypted the field")
 	}
 }
 
-func TestOpenPersonal(t *testing.T) {
+func TestDecryptPersonal(t *testing.T) {
 	key := dataKey(t, 1)
-	sealed, err := domain.SealPersonal(signedUp(), custID, key)
+	encrypted, err := domain.EncryptPersonal(signedUp(), custID, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := custID
 	other[15] ^= 1
 	t.Run("destroyed key reads as erased", func(t *testing.T) {
-		got, err := domain.OpenPersonal(sealed, custID, nil)
+		got, err := domain.DecryptPersonal(encrypted, custID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,26 +88,78 @@ func TestOpenPersonal(t *testing.T) {
 		}
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		if _, err := domain.OpenPersonal(sealed, custID, dataKey(t, 2)); !errors.Is(err, domain.ErrPersonalDataKey) {
+		if _, err := domain.DecryptPersonal(encrypted, custID, dataKey(t, 2)); !errors.Is(err, domain.ErrPersonalDataKey) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("moved to another customer", func(t *testing.T) {
-		if _, err := domain.OpenPersonal(sealed, other, key); !errors.Is(err, domain.ErrPersonalDataKey) {
+		if _, err := domain.DecryptPersonal(encrypted, other, key); !errors.Is(err, domain.ErrPersonalDataKey) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("moved to another field", func(t *testing.T) {
-		s := sealed.(domain.SignedUp)
+		s := encrypted.(domain.SignedUp)
 		s.Company = s.Email
-		if _, err := domain.OpenPersonal(s, custID, key); !errors.Is(err, domain.ErrPersonalDataKey) {
+		if _, err := domain.DecryptPersonal(s, custID, key); !errors.Is(err, domain.ErrPersonalDataKey) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("legacy plaintext reads as it is", func(t *testing.T) {
-		got, err := domain.OpenPersonal(signedUp(), custID, nil)
+		got, err := domain.DecryptPersonal(signedUp(), custID, nil)
 		if err != nil || got != domain.Event(signedUp()) {
 			t.Fatalf("got %+v, %v", got, err)
+		}
+	})
+}
+
+func TestDecryptHistory(t *testing.T) {
+	key := dataKey(t, 1)
+	encrypted, err := domain.EncryptPersonal(signedUp(), custID, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := domain.PersonalDataErased{Operator: "op", Reason: "art. 17"}
+	tests := []struct {
+		name      string
+		history   []domain.Event
+		key       []byte
+		noKeys    bool
+		wantEmail string
+		wantCalls int
+	}{
+		{name: "decrypted with the key, looked up once", history: []domain.Event{encrypted, encrypted}, key: key, wantEmail: signedUp().Email, wantCalls: 1},
+		{name: "destroyed key reads as erased", history: []domain.Event{encrypted}, wantEmail: domain.Erased, wantCalls: 1},
+		{name: "a recorded erasure wins over a remembered key", history: []domain.Event{encrypted, erased}, key: key, wantEmail: domain.Erased},
+		{name: "without the key store", history: []domain.Event{encrypted}, noKeys: true, wantEmail: domain.Encrypted},
+		{name: "without the key store, a recorded erasure", history: []domain.Event{encrypted, erased}, noKeys: true, wantEmail: domain.Erased},
+		{name: "no personal data, no look-up", history: []domain.Event{erased}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			lookup := func() ([]byte, error) { calls++; return tt.key, nil }
+			if tt.noKeys {
+				lookup = nil
+			}
+			got, err := domain.DecryptHistory(custID, tt.history, lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, ok := got[0].(domain.SignedUp); ok && s.Email != tt.wantEmail {
+				t.Errorf("email %q, want %q", s.Email, tt.wantEmail)
+			}
+			if calls != tt.wantCalls {
+				t.Errorf("%d key look-ups, want %d", calls, tt.wantCalls)
+			}
+			if tt.history[0] != domain.Event(encrypted) && tt.history[0] != domain.Event(erased) {
+				t.Error("DecryptHistory changed its argument")
+			}
+		})
+	}
+	t.Run("a failed look-up is an error", func(t *testing.T) {
+		boom := errors.New("boom")
+		if _, err := domain.DecryptHistory(custID, []domain.Event{encrypted}, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("err = %v", err)
 		}
 	})
 }
@@ -155,23 +207,23 @@ func TestEmailIndexIsKeyedAndNormalized(t *testing.T) {
 	}
 }
 
-func BenchmarkSealPersonal(b *testing.B) {
+func BenchmarkEncryptPersonal(b *testing.B) {
 	key, e := dataKey(nil, 1), signedUp()
 	for b.Loop() {
-		if _, err := domain.SealPersonal(e, custID, key); err != nil {
+		if _, err := domain.EncryptPersonal(e, custID, key); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkOpenPersonal(b *testing.B) {
+func BenchmarkDecryptPersonal(b *testing.B) {
 	key := dataKey(nil, 1)
-	sealed, err := domain.SealPersonal(signedUp(), custID, key)
+	encrypted, err := domain.EncryptPersonal(signedUp(), custID, key)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := domain.OpenPersonal(sealed, custID, key); err != nil {
+		if _, err := domain.DecryptPersonal(encrypted, custID, key); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,12 +9,13 @@ import (
 // erased); a new one is never made for it.
 var ErrKeyDestroyed = errors.New("data key destroyed")
 
-// KeyReader finds streams' data keys, for consumers that open personal
-// data.
+// KeyReader finds streams' data keys, for consumers that decrypt
+// personal data.
 type KeyReader interface {
 	// DataKey returns the stream's data key, or nil when the stream has
-	// none: never made (nothing of it was sealed) or destroyed. Sealed
-	// fields of such a stream read as erased. Safe for concurrent use.
+	// none: never made (nothing of it was encrypted) or destroyed.
+	// Encrypted fields of such a stream read as erased. Safe for
+	// concurrent use.
 	DataKey(ctx context.Context, streamID string) ([]byte, error)
 	// DataKeys is DataKey for many streams at once (a projection's batch),
 	// keyed by stream id; a stream without a key is absent.
@@ -23,7 +24,7 @@ type KeyReader interface {
 
 // KeyStore holds one data key per stream for the stream's personal data,
 // wrapped by a master key, outside the events: destroying a key erases
-// what was sealed under it while the log, and its hash chain, stay as they
+// what was encrypted under it while the log, and its hash chain, stay as they
 // are. A KMS can stand in for the Postgres implementation.
 type KeyStore interface {
 	KeyReader
@@ -38,4 +39,14 @@ type KeyStore interface {
 	// values (emails) without storing them. It is not a data key: it
 	// outlives every stream.
 	IndexKey() []byte
+}
+
+// DataKeyOf returns a look-up of streamID's data key through keys, as
+// domain.DecryptHistory takes it; nil when keys is nil (a reader without
+// the key store, which then shows encrypted fields as such).
+func DataKeyOf(ctx context.Context, keys KeyReader, streamID string) func() ([]byte, error) {
+	if keys == nil {
+		return nil
+	}
+	return func() ([]byte, error) { return keys.DataKey(ctx, streamID) }
 }

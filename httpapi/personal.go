@@ -5,42 +5,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
 	"github.com/onboard/onboard/eventstore"
 )
 
-// openEvents decodes a customer's stored events with their personal fields
-// opened, or shown as domain.Erased once the customer's key is destroyed
-// or the stream records its erasure (the key store of this process may
-// remember a key destroyed elsewhere for a while).
-func (a *QueryAPI) openEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
-	var key []byte
-	looked := slices.ContainsFunc(envs, func(e eventstore.Envelope) bool { return e.Type == domain.TypePersonalDataErased })
-	out := make([]domain.Event, len(envs))
-	for i, e := range envs {
-		ev, err := domain.DecodeEvent(e.Type, e.Data)
-		if err != nil {
-			return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-		}
-		if domain.HasPersonalData(ev) {
-			if !looked && a.cfg.Keys != nil {
-				if key, err = a.cfg.Keys.DataKey(ctx, e.StreamID); err != nil {
-					return nil, err
-				}
-			}
-			looked = true
-			if ev, err = domain.OpenPersonal(ev, id, key); err != nil {
-				return nil, fmt.Errorf("customer %s version %d: %w", id, e.Version, err)
-			}
-		}
-		out[i] = ev
+// decryptEvents decodes a customer's stored events, from its first
+// version, with their personal fields as domain.DecryptHistory shows them.
+func (a *QueryAPI) decryptEvents(ctx context.Context, id uuid.UUID, envs []eventstore.Envelope) ([]domain.Event, error) {
+	events, err := commands.DecodeEnvelopes(envs)
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", id, err)
 	}
-	return out, nil
+	events, err = domain.DecryptHistory(id, events, eventstore.DataKeyOf(ctx, a.cfg.Keys, commands.StreamID(id)))
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", id, err)
+	}
+	return events, nil
 }
 
 // personalRecord is one event's personal fields, as held.
@@ -52,7 +37,7 @@ type personalRecord struct {
 }
 
 // personalData answers a subject access request: every personal field the
-// customer's events hold, opened, and whether the data was erased.
+// customer's events hold, decrypted, and whether the data was erased.
 func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
 	id, err := queryID(r)
 	if err != nil {
@@ -68,7 +53,7 @@ func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	events, err := a.openEvents(r.Context(), id, envs)
+	events, err := a.decryptEvents(r.Context(), id, envs)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -15,11 +15,12 @@ import (
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/internal/pgtest"
+	"github.com/onboard/onboard/operator"
 	"github.com/onboard/onboard/projections"
 )
 
-// newPersonalEnv serves the command and query APIs over a store that seals
-// personal data, with the projectors running.
+// newPersonalEnv serves the command, query and operator APIs over a store
+// that encrypts personal data, with the projectors running.
 func newPersonalEnv(t *testing.T) *commandEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -56,6 +57,12 @@ func newPersonalEnv(t *testing.T) *commandEnv {
 	mux := http.NewServeMux()
 	api.Register(mux)
 	httpapi.NewQueryAPI(httpapi.QueryConfig{Reads: proj, Events: store, Keys: keys, WaitTimeout: 30 * time.Second}).Register(mux)
+	bulks, err := operator.NewBulks(operator.BulkConfig{Pool: pool, Commands: cmds, Records: store, Reads: proj, Rate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpapi.NewOperatorAPI(httpapi.OperatorConfig{Bulks: bulks, Reads: proj, Explainer: operator.Explainer{Events: store, Keys: keys},
+		Stuck: operator.Detector{Reads: proj, Deadlines: operator.DefaultDeadlines(operator.Policy{})}}).Register(mux)
 	auth := httpapi.NewAuthenticator(httpapi.AuthConfig{Keys: apiKeys, RatePerSecond: 1000, Burst: 1000})
 	srv := httptest.NewServer(httpapi.Validating(t, auth.Middleware(mux)))
 	t.Cleanup(srv.Close)
@@ -132,5 +139,31 @@ func TestErasureEndpointAndSubjectAccess(t *testing.T) {
 	resp, body = e.do(req{method: "POST", path: "/v1/customers", key: clientKey, body: signupBody("grace@example.com"), headers: map[string]string{"Idempotency-Key": "after-erasure"}})
 	if resp.StatusCode != http.StatusAccepted || strings.Contains(string(body), id) {
 		t.Fatalf("signup after erasure: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestExplainShowsPersonalDataDecryptedThenErased: explain shows the
+// customer's events as the timeline does, its personal fields decrypted
+// through the key store and [erased] after its erasure, never ciphertext.
+func TestExplainShowsPersonalDataDecryptedThenErased(t *testing.T) {
+	e := newPersonalEnv(t)
+	id := e.signUp("grace@example.com")
+	path := "/v1/customers/" + id + "/explain"
+
+	resp, body := e.do(req{method: "GET", path: path, key: operatorKey})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"company":"Acme GmbH"`) ||
+		!strings.Contains(string(body), `"email":"grace@example.com"`) || strings.Contains(string(body), "pd1:") {
+		t.Fatalf("explain: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(req{method: "POST", path: "/v1/customers/" + id + "/erasure", key: operatorKey, body: `{"reason":"art. 17"}`,
+		headers: map[string]string{"Idempotency-Key": "erase-1"}})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("erasure: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(req{method: "GET", path: path, key: operatorKey})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"company":"[erased]"`) ||
+		strings.Contains(string(body), "pd1:") || strings.Contains(strings.ToLower(string(body)), "grace") ||
+		strings.Contains(string(body), "Acme") {
+		t.Fatalf("explain after erasure: %d %s", resp.StatusCode, body)
 	}
 }

@@ -47,9 +47,9 @@ type QueryConfig struct {
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
-	// Keys opens sealed personal data for the timeline, past states and
-	// the subject access endpoint; without it sealed fields show as
-	// erased.
+	// Keys decrypts personal data for the timeline, past states and
+	// the subject access endpoint; without it encrypted fields show as
+	// domain.Encrypted.
 	Keys eventstore.KeyReader
 }
 
@@ -340,19 +340,17 @@ func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]timelineEvent, len(envs))
-	events, err := a.openEvents(r.Context(), id, envs)
+	events, err := a.decryptEvents(r.Context(), id, envs)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	for i, e := range envs {
 		ev := events[i]
-		data := json.RawMessage(e.Data)
-		if domain.HasPersonalData(ev) { // the opened fields, or [erased]
-			if data, err = json.Marshal(ev); err != nil {
-				a.fail(w, r, err)
-				return
-			}
+		data, err := operator.EventData(e, ev)
+		if err != nil {
+			a.fail(w, r, err)
+			return
 		}
 		m := e.Metadata
 		out[i] = timelineEvent{ID: e.ID, Type: e.Type, Version: e.Version, Position: e.Position, RecordedAt: e.RecordedAt,
@@ -429,13 +427,13 @@ func (a *QueryAPI) stateAt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The whole stream is opened: a later erasure erases the past too.
-	opened, err := a.openEvents(r.Context(), id, envs)
+	// The whole stream is decrypted: a later erasure erases the past too.
+	decrypted, err := a.decryptEvents(r.Context(), id, envs)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	history := opened[:n]
+	history := decrypted[:n]
 	c, err := domain.FromHistory(id, history)
 	if err != nil {
 		a.fail(w, r, err)

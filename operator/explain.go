@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -105,6 +106,9 @@ type Explainer struct {
 	DeadLetters DeadLetterReader
 	Policy      Policy
 	Now         func() time.Time
+	// Keys decrypts the customer's personal data; without it encrypted
+	// fields show as domain.Encrypted (domain.DecryptHistory).
+	Keys eventstore.KeyReader
 }
 
 // Explanation is everything known about one customer's journey.
@@ -134,6 +138,9 @@ type ExplainedEvent struct {
 	Reason        string    `json:"reason,omitempty"`
 	CorrelationID string    `json:"correlation_id,omitempty"`
 	TraceID       string    `json:"trace_id,omitempty"`
+	// Data is the event's data, its personal fields decrypted, or
+	// [erased] after the customer's erasure (see EventData).
+	Data json.RawMessage `json:"data"`
 }
 
 // ErrNotFound means there is no customer with the id.
@@ -150,6 +157,9 @@ func (x Explainer) Explain(ctx context.Context, id uuid.UUID) (Explanation, erro
 		return Explanation{}, fmt.Errorf("explain %s: %w", id, err)
 	}
 	events, err := commands.DecodeEnvelopes(envs)
+	if err == nil {
+		events, err = domain.DecryptHistory(id, events, eventstore.DataKeyOf(ctx, x.Keys, streamID))
+	}
 	if err != nil {
 		return Explanation{}, fmt.Errorf("explain %s: %w", id, err)
 	}
@@ -163,9 +173,13 @@ func (x Explainer) Explain(ctx context.Context, id uuid.UUID) (Explanation, erro
 	for i, env := range envs {
 		ids[i] = env.ID
 		tid := TraceID(env.Metadata.Trace)
+		data, err := EventData(env, events[i])
+		if err != nil {
+			return Explanation{}, fmt.Errorf("explain %s: %w", id, err)
+		}
 		out.Events = append(out.Events, ExplainedEvent{ID: env.ID, Version: env.Version, Position: env.Position, Type: env.Type,
 			RecordedAt: env.RecordedAt, Actor: env.Metadata.Actor, Reason: ReasonOf(events[i]),
-			CorrelationID: env.Metadata.CorrelationID, TraceID: tid})
+			CorrelationID: env.Metadata.CorrelationID, TraceID: tid, Data: data})
 		if tid != "" && !contains(out.TraceIDs, tid) {
 			out.TraceIDs = append(out.TraceIDs, tid)
 		}
@@ -232,6 +246,16 @@ func TraceID(trace map[string]string) string {
 		return ""
 	}
 	return parts[1]
+}
+
+// EventData is the data of env as operators see it: as stored, or, when
+// the event holds personal data, ev as domain.DecryptHistory showed it, so
+// that ciphertext is never shown.
+func EventData(env eventstore.Envelope, ev domain.Event) (json.RawMessage, error) {
+	if !domain.HasPersonalData(ev) {
+		return json.RawMessage(env.Data), nil
+	}
+	return json.Marshal(ev)
 }
 
 // ReasonOf is the why of an event, where it records one.

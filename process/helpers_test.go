@@ -32,9 +32,9 @@ func newCommands(t *testing.T) (*commands.Handler, *postgres.Store) {
 	return cmds, store
 }
 
-// newSealingCommands is newCommands with personal data sealed under a
+// newEncryptingCommands is newCommands with personal data encrypted under a
 // key store.
-func newSealingCommands(t *testing.T) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
+func newEncryptingCommands(t *testing.T) (*commands.Handler, *postgres.Store, *postgres.KeyStore) {
 	t.Helper()
 	_, store := newCommands(t)
 	keys, err := postgres.NewKeyStore(store.Pool(), bytes.Repeat([]byte{5}, postgres.MasterKeySize))

@@ -62,21 +62,21 @@ func (pm *Manager) eraseAtProviders(ctx context.Context, id uuid.UUID, meta comm
 	return nil
 }
 
-// details returns c's signup details opened for a provider call.
+// details returns c's signup details decrypted for a provider call.
 func (pm *Manager) details(ctx context.Context, c *domain.Customer) (domain.SignupDetails, error) {
 	d := c.Details()
-	if !domain.IsSealed(d.Email) {
-		return d, nil // remembered from this process's own signup, or stored before sealing
+	if !domain.IsEncrypted(d.Email) {
+		return d, nil // remembered from this process's own signup, or stored before encryption
 	}
 	key, err := pm.key(ctx, c.ID())
 	if err != nil {
 		return d, err
 	}
-	return d.Open(c.ID(), key)
+	return d.Decrypt(c.ID(), key)
 }
 
 // key returns the customer's data key, nil when there is none or no key
-// store: sealed fields then read as erased.
+// store: encrypted fields then read as erased.
 func (pm *Manager) key(ctx context.Context, id uuid.UUID) ([]byte, error) {
 	if pm.cfg.Keys == nil {
 		return nil, nil

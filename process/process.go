@@ -51,9 +51,9 @@ type Config struct {
 	// counts as an attempt.
 	Outages  OutageBoard
 	Breakers func(provider string) providers.BreakerState
-	// Keys opens the customers' sealed personal data for the providers
+	// Keys decrypts the customers' personal data for the providers
 	// that need it, and destroys an erased customer's key should its
-	// erasure have stopped short of it; without it sealed fields read as
+	// erasure have stopped short of it; without it encrypted fields read as
 	// erased.
 	Keys   Keys
 	Now    func() time.Time
@@ -515,18 +515,18 @@ func (pm *Manager) notifySupport(ctx context.Context, id uuid.UUID, reason strin
 	if err != nil {
 		return err
 	}
-	// reason stays sealed in the events and timers; only the email gets it
-	// opened.
+	// reason stays encrypted in the events and timers; only the email gets
+	// it decrypted.
 	key, err := pm.key(ctx, id)
 	if err != nil {
 		return err
 	}
-	opened, err := domain.OpenPersonal(domain.SupportNotified{Reason: reason}, id, key)
+	decrypted, err := domain.DecryptPersonal(domain.SupportNotified{Reason: reason}, id, key)
 	if err != nil {
 		return err
 	}
 	_, err = pm.cfg.Providers.Mailer.Send(ctx, providers.Message{CustomerID: id.String(), To: pm.cfg.SupportEmail, Template: "support_rejected",
-		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": opened.(domain.SupportNotified).Reason},
+		Subject: "Verification rejected: " + d.Company, Data: map[string]string{"customer_id": id.String(), "company": d.Company, "reason": decrypted.(domain.SupportNotified).Reason},
 		IdempotencyKey: domain.IdempotencyKey(id, domain.StepVerification, 0) + ":support"})
 	if ctx.Err() != nil {
 		return ctx.Err()

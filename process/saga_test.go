@@ -44,7 +44,7 @@ type saga struct {
 
 func newSaga(t *testing.T, cfg sim.Config) *saga {
 	t.Helper()
-	cmds, store, keys := newSealingCommands(t)
+	cmds, store, keys := newEncryptingCommands(t)
 	api, err := httpapi.NewCommandAPI(httpapi.CommandConfig{Commands: cmds, Store: store, WebhookSecret: sagaSecret})
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func decodeCustomerEvent(e eventstore.Envelope) (id uuid.UUID, ev domain.Event, 
 
 // dataKeys returns the data keys of the customers whose events in the
 // batch hold personal data, in one look-up. Without a key store there are
-// none, and apply shows sealed fields as domain.Sealed.
+// none, and apply shows encrypted fields as domain.Encrypted.
 func (p customersProjection) dataKeys(ctx context.Context, events []eventstore.Envelope) (map[string][]byte, error) {
 	if p.keys == nil {
 		return nil, nil
@@ -180,7 +180,7 @@ func (c *Customer) clearPause() {
 }
 
 // customersProjection keeps the customer summary. It holds personal data
-// opened (the console searches it) until the customer's erasure, which
+// decrypted (the console searches it) until the customer's erasure, which
 // scrubs it to domain.Erased.
 type customersProjection struct {
 	keys eventstore.KeyReader
@@ -321,8 +321,8 @@ func (p customersProjection) apply(ctx context.Context, tx pgx.Tx, version int, 
 	}
 	for i, it := range items {
 		if p.keys == nil {
-			items[i].ev = domain.MaskSealed(it.ev)
-		} else if items[i].ev, err = domain.OpenPersonal(it.ev, it.id, keys[it.env.StreamID]); err != nil {
+			items[i].ev = domain.MaskEncrypted(it.ev)
+		} else if items[i].ev, err = domain.DecryptPersonal(it.ev, it.id, keys[it.env.StreamID]); err != nil {
 			return fmt.Errorf("event %s at %s: %w", it.env.ID, it.env.Cursor(), err)
 		}
 	}

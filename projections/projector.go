@@ -47,8 +47,8 @@ type Config struct {
 	OnError func(projection string, err error)
 	// Now is the clock for Lag. Default time.Now.
 	Now func() time.Time
-	// Keys opens the customers' sealed personal data for the customer
-	// summary; without it sealed fields show as domain.Sealed.
+	// Keys decrypts the customers' personal data for the customer
+	// summary; without it encrypted fields show as domain.Encrypted.
 	Keys eventstore.KeyReader
 }
 

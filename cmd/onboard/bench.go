@@ -70,7 +70,7 @@ The exit status is 0 even when a goal is missed; it is 1 when a figure fails.`,
 	f.IntVar(&opts.sizes.Workers, "workers", opts.sizes.Workers, "worker roles of the end-to-end figure, each with its own pool and NATS connection (0: every role together, as in onboard dev)")
 	f.DurationVar(&opts.sizes.Idle, "idle", opts.sizes.Idle, "how long the end-to-end figure idles before it measures the live heap again (0: not again)")
 	f.BoolVar(&opts.sizes.Unsealed, "unsealed", false, "run e2e without the relay sealing the log, to compare with a run that seals it")
-	f.BoolVar(&opts.sizes.Plaintext, "plaintext", false, "run e2e without sealing personal data, to compare with a run that seals it")
+	f.BoolVar(&opts.sizes.Plaintext, "plaintext", false, "run e2e without encrypting personal data, to compare with a run that encrypts it")
 	f.BoolVar(&opts.json, "json", false, "print the report as JSON instead of a table")
 	f.StringVar(&opts.profile, "cpuprofile", "", "write a CPU profile of the whole run (pipeline included) to this file")
 	return cmd

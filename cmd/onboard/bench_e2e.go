@@ -256,8 +256,8 @@ func e2eRunConfig(env *bench.Env, ln net.Listener, dbURL, natsURL string, s http
 			return runConfig{}, err
 		}
 	}
-	// Personal data is sealed under a master key of the run, unless the
-	// run measures the pipeline without sealing.
+	// Personal data is encrypted under a master key of the run, unless the
+	// run measures the pipeline without encryption.
 	var masterKey []byte
 	if !env.Sizes().Plaintext {
 		masterKey = make([]byte, postgres.MasterKeySize)

@@ -9,6 +9,7 @@ import (
 	"github.com/onboard/onboard/audit"
 	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
 )
 
@@ -84,16 +85,22 @@ again is safe. Needs DATABASE_URL and ONBOARD_MASTER_KEY (or _FILE).`,
 	return cmd
 }
 
-// auditKeys opens sealed personal data in replays and diffs when the
-// master key is set; without it sealed fields show as [sealed].
+// auditKeys decrypts personal data in replays and diffs when the master
+// key is set; without it encrypted fields show as [encrypted].
 func auditKeys(store *postgres.Store) ([]audit.Option, error) {
+	keys, err := toolKeys(store)
+	if err != nil || keys == nil {
+		return nil, err
+	}
+	return []audit.Option{audit.WithKeys(keys)}, nil
+}
+
+// toolKeys is the key store of a command-line tool that reads personal
+// data (replay, diff, explain) under the master key, or nil without one.
+func toolKeys(store *postgres.Store) (eventstore.KeyReader, error) {
 	master, err := loadMasterKey()
 	if err != nil || master == nil {
 		return nil, err
 	}
-	keys, err := postgres.NewKeyStore(store.Pool(), master)
-	if err != nil {
-		return nil, err
-	}
-	return []audit.Option{audit.WithKeys(keys)}, nil
+	return postgres.NewKeyStore(store.Pool(), master)
 }

@@ -28,7 +28,9 @@ func newExplainCmd() *cobra.Command {
 		Long: "explain reads DATABASE_URL (it changes nothing) and prints a one-line diagnosis of what the\n" +
 			"customer waits for and what happens next, then its events, every provider call with its\n" +
 			"idempotency key, outcome and latency, its pending timers, inbox rows, dead letters and trace\n" +
-			"ids. The diagnosis uses the retry and KYC settings of the environment (ONBOARD_RETRY_*, ONBOARD_KYC_*).",
+			"ids. The diagnosis uses the retry and KYC settings of the environment (ONBOARD_RETRY_*, ONBOARD_KYC_*).\n" +
+			"Set ONBOARD_MASTER_KEY (or _FILE) so that the customer's personal data is decrypted: without\n" +
+			"it its encrypted fields read [encrypted]; after an erasure they read [erased].",
 		Args: exactArgs(1, "one customer id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := uuid.Parse(args[0])
@@ -58,8 +60,12 @@ func newExplainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			keys, err := toolKeys(store)
+			if err != nil {
+				return err
+			}
 			x := operator.Explainer{Events: store, Timers: timerSource{process.NewTimers(pool)}, Inbox: inboxSource{pool},
-				DeadLetters: deadLetterSource{d: dl}, Policy: policyOf(pc)}
+				DeadLetters: deadLetterSource{d: dl}, Policy: policyOf(pc), Keys: keys}
 			out, err := x.Explain(ctx, id)
 			if errors.Is(err, operator.ErrNotFound) {
 				return fmt.Errorf("no customer %s in the database at DATABASE_URL", id)

@@ -70,11 +70,12 @@ func devMasterKey(dataDir string) ([]byte, error) {
 	return k, nil
 }
 
-// rolesWithPersonalData are the roles that seal or open personal data.
+// rolesWithPersonalData are the roles that encrypt or decrypt personal
+// data.
 var rolesWithPersonalData = []string{"command", "query", "worker", "projector"}
 
 // keyStore returns the key store under cfg's master key, or nil (no
-// sealing: reads show sealed fields as erased) without one.
+// encryption: reads show encrypted fields as [encrypted]) without one.
 func keyStore(cfg runConfig, store *postgres.Store) (eventstore.KeyStore, error) {
 	if cfg.masterKey == nil {
 		return nil, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onboard/onboard/commands"
+	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
@@ -72,7 +73,7 @@ func loadOperatorConfig(cfg *runConfig) []error {
 	return errs
 }
 
-func newOperatorTools(ctx context.Context, cfg runConfig, store *postgres.Store, cmds *commands.Handler,
+func newOperatorTools(ctx context.Context, cfg runConfig, store *postgres.Store, keys eventstore.KeyReader, cmds *commands.Handler,
 	proj *projections.Projections, nc *nats.Conn, log *slog.Logger) (*operatorTools, error) {
 	pool := store.Pool()
 	if proj == nil {
@@ -103,7 +104,7 @@ func newOperatorTools(ctx context.Context, cfg runConfig, store *postgres.Store,
 	dead := deadLetterSource{d: dl, canPublish: nc != nil}
 	return &operatorTools{
 		bulks: bulks, reads: proj, dead: dead,
-		explainer: operator.Explainer{Events: store, Timers: timers, Inbox: inboxSource{pool}, DeadLetters: dead, Policy: policyOf(cfg.process)},
+		explainer: operator.Explainer{Events: store, Timers: timers, Inbox: inboxSource{pool}, DeadLetters: dead, Policy: policyOf(cfg.process), Keys: keys},
 		stuck:     operator.Detector{Reads: proj, Timers: timers, Deadlines: deadlines},
 	}, nil
 }

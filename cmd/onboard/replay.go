@@ -450,8 +450,8 @@ func openProjections(ctx context.Context) (replayStore, *projections.Projections
 		store.Close()
 		return store, nil, err
 	}
-	// A rebuild opens the customers' personal data with the master key;
-	// without one their sealed fields show as [sealed].
+	// A rebuild decrypts the customers' personal data with the master key;
+	// without one their encrypted fields show as [encrypted].
 	cfg := projections.Config{Pool: store.Pool(), Source: store}
 	master, err := loadMasterKey()
 	if err == nil && master != nil {
@@ -476,8 +476,8 @@ func newReplayRebuildCmd() *cobra.Command {
 		Short: "Rebuild read models from position 0 while the query API keeps serving",
 		Long: "rebuild replays the whole log into new tables of the projection while the current ones\n" +
 			"keep serving, then switches readers and the live projector to them in one transaction.\n" +
-			"Set ONBOARD_MASTER_KEY (or _FILE) so that the customers' personal data is opened: without\n" +
-			"it their sealed fields read [sealed] in the rebuilt tables.\n" +
+			"Set ONBOARD_MASTER_KEY (or _FILE) so that the customers' personal data is decrypted: without\n" +
+			"it their encrypted fields read [encrypted] in the rebuilt tables.\n" +
 			"Projections: " + strings.Join(projections.Names(), ", ") + ".",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if all != (len(args) == 0) || len(args) > 1 {

@@ -153,7 +153,7 @@ func run(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	}
 	var tools *operatorTools
 	if cfg.has("command") || cfg.has("query") {
-		if tools, err = newOperatorTools(ctx, cfg, store, cmds, proj, nc, log); err != nil {
+		if tools, err = newOperatorTools(ctx, cfg, store, keys, cmds, proj, nc, log); err != nil {
 			return err
 		}
 	}

@@ -293,7 +293,7 @@ func loadOutageConfig(oc *process.OutageConfig) []error {
 }
 
 // loadMasterKeyConfig reads the master key of the personal data, which
-// every role that seals or opens it needs.
+// every role that encrypts or decrypts it needs.
 func loadMasterKeyConfig(cfg *runConfig) error {
 	k, err := loadMasterKey()
 	if err != nil {

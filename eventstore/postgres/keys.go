@@ -170,11 +170,11 @@ func (k *KeyStore) CreateDataKey(ctx context.Context, streamID string) ([]byte, 
 // returns pgx.ErrNoRows when it has.
 //
 // The insert commits without waiting for its WAL flush: the key is made
-// for the stream's first sealed append, which commits after it with a
+// for the stream's first encrypted append, which commits after it with a
 // synchronous commit, and flushing the WAL up to that append's commit
 // record flushes this earlier one too. So the key is durable whenever an
-// event sealed under it is, and a key lost in a crash sealed nothing that
-// survived. It saves the signup a second flush.
+// event encrypted under it is, and a key lost in a crash encrypted
+// nothing that survived. It saves the signup a second flush.
 func (k *KeyStore) insertKey(ctx context.Context, streamID string, wrapped []byte) ([]byte, error) {
 	// One statement: set_config(…, true) holds for the statement's own
 	// transaction, whose commit reads it.

@@ -47,8 +47,9 @@ type Sizes struct {
 	// after its last level before it measures the live heap again; 0
 	// measures it once, at the end of the run.
 	Idle time.Duration `json:"idle_ns"`
-	// Plaintext runs the end-to-end figure without sealing personal data
-	// (no master key), to measure what sealing costs against a run with it.
+	// Plaintext runs the end-to-end figure without encrypting personal data
+	// (no master key), to measure what encryption costs against a run with
+	// it.
 	Plaintext bool `json:"plaintext,omitempty"`
 	// Unsealed runs the end-to-end figure without the relay sealing the
 	// log, to measure what sealing costs against a run with it.
