@@ -148,11 +148,17 @@ func (r *Relay) consumerFloors(ctx context.Context, incarnation int64, upTo even
 // Without one, it needs nothing up to upTo. The leader answers the
 // look-ups: a replica's direct get may not have the newest messages yet.
 func (r *Relay) floorOf(ctx context.Context, info *jetstream.ConsumerInfo, upTo eventstore.Cursor) (consumerFloor, error) {
+	f := consumerFloor{consumer: info.Name, cursor: upTo}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		// Nothing on its filters is left to deliver or awaits an ack: no
+		// look-up, which would scan the stream past every message of
+		// other consumers.
+		return f, nil
+	}
 	done := info.AckFloor.Stream
 	if info.NumAckPending == 0 {
 		done = max(done, info.Delivered.Stream)
 	}
-	f := consumerFloor{consumer: info.Name, cursor: upTo}
 	found := false
 	for _, subject := range r.eventFilters(info.Config) {
 		h, ok, err := r.nextMsgHeader(ctx, done+1, subject)

@@ -16,11 +16,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/domain"
-	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/httpapi"
 	"github.com/onboard/onboard/messaging"
@@ -140,17 +137,6 @@ func (p *faultPipeline) signUp(prefix string, n int, every time.Duration) []uuid
 	return ids
 }
 
-// inFlight counts the customers of ids not in a terminal state.
-func (p *faultPipeline) inFlight(ids []uuid.UUID) int {
-	n := 0
-	for _, id := range ids {
-		if c, err := commands.LoadCustomer(context.Background(), p.store, id); err != nil || !c.State().Terminal() {
-			n++
-		}
-	}
-	return n
-}
-
 // waitTerminal waits until every customer of ids is in a terminal state
 // and returns when that was first seen.
 func (p *faultPipeline) waitTerminal(ids []uuid.UUID, timeout time.Duration) time.Time {
@@ -178,74 +164,6 @@ func (p *faultPipeline) checkEffects(ids []uuid.UUID) {
 			p.t.Errorf("active %s: effects %+v", id, e)
 		}
 	}
-}
-
-// appendHistory appends n events (a multiple of 100) of finished business
-// to streams of 100 events, through the store's own append, eight streams
-// at a time: a log with a past that no consumer needs any more.
-func appendHistory(t *testing.T, store *postgres.Store, n int) {
-	t.Helper()
-	var wg sync.WaitGroup
-	streams := make(chan int)
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for s := range streams {
-				events := make([]eventstore.NewEvent, 100)
-				for i := range events {
-					events[i] = eventstore.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "history.recorded", SchemaVersion: 1,
-						Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Metadata: eventstore.Metadata{Actor: "history"}}
-				}
-				if _, err := store.Append(context.Background(), fmt.Sprintf("history-%d", s), eventstore.NoStream, events); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for s := range n / 100 {
-		streams <- s
-	}
-	close(streams)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-}
-
-// streamPositions returns the Onboard-Position of every event message of
-// the events stream on the NATS server at url.
-func streamPositions(t *testing.T, srv *messaging.Server) []int64 {
-	t.Helper()
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	s, err := js.Stream(ctx, messaging.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := s.CachedInfo().State
-	var out []int64
-	for seq := state.FirstSeq; state.Msgs > 0 && seq <= state.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		if p, err := strconv.ParseInt(m.Header.Get(messaging.HeaderPosition), 10, 64); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // faultLogLevel is the roles' log level: silent unless ONBOARD_FAULT_LOG

@@ -1,13 +1,22 @@
+//go:build soak
+
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/onboard/onboard/commands"
 	"github.com/onboard/onboard/eventstore"
 	"github.com/onboard/onboard/eventstore/postgres"
 	"github.com/onboard/onboard/internal/pgtest"
@@ -21,7 +30,7 @@ const historyEvents = 100_000
 
 // floorsWait bounds the wait for the history to be relayed: seconds
 // usually, minutes under -race on a loaded machine.
-var floorsWait = 8 * time.Minute
+var floorsWait = 3 * time.Minute
 
 // TestNATSWipeBoundedRecovery wipes NATS's store under a pipeline with a
 // long history and customers in flight, and restarts it empty. The relay
@@ -149,4 +158,83 @@ func err2s(err error, n int) string {
 		return err.Error()
 	}
 	return fmt.Sprintf("got %d", n)
+}
+
+// appendHistory appends n events (a multiple of 100) of finished business
+// to streams of 100 events, through the store's own append, eight streams
+// at a time: a log with a past that no consumer needs any more.
+func appendHistory(t *testing.T, store *postgres.Store, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	streams := make(chan int)
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range streams {
+				events := make([]eventstore.NewEvent, 100)
+				for i := range events {
+					events[i] = eventstore.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "history.recorded", SchemaVersion: 1,
+						Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Metadata: eventstore.Metadata{Actor: "history"}}
+				}
+				if _, err := store.Append(context.Background(), fmt.Sprintf("history-%d", s), eventstore.NoStream, events); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for s := range n / 100 {
+		streams <- s
+	}
+	close(streams)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// streamPositions returns the Onboard-Position of every event message of
+// the events stream on the NATS server at url.
+func streamPositions(t *testing.T, srv *messaging.Server) []int64 {
+	t.Helper()
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := js.Stream(ctx, messaging.DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := s.CachedInfo().State
+	var out []int64
+	for seq := state.FirstSeq; state.Msgs > 0 && seq <= state.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if p, err := strconv.ParseInt(m.Header.Get(messaging.HeaderPosition), 10, 64); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// inFlight counts the customers of ids not in a terminal state.
+func (p *faultPipeline) inFlight(ids []uuid.UUID) int {
+	n := 0
+	for _, id := range ids {
+		if c, err := commands.LoadCustomer(context.Background(), p.store, id); err != nil || !c.State().Terminal() {
+			n++
+		}
+	}
+	return n
 }
