@@ -28,6 +28,25 @@ func (a *QueryAPI) decryptEvents(ctx context.Context, id uuid.UUID, envs []event
 	return events, nil
 }
 
+// customerEvents reads the stream of the customer the request names (it
+// takes no query parameters) and decodes its events, personal fields
+// decrypted or shown as erased.
+func (a *QueryAPI) customerEvents(r *http.Request) (uuid.UUID, []eventstore.Envelope, []domain.Event, error) {
+	id, err := queryID(r)
+	if err != nil {
+		return id, nil, nil, err
+	}
+	if _, err := readQuery(r); err != nil {
+		return id, nil, nil, err
+	}
+	envs, err := a.readStream(r, id)
+	if err != nil {
+		return id, nil, nil, err
+	}
+	events, err := a.decryptEvents(r.Context(), id, envs)
+	return id, envs, events, err
+}
+
 // personalRecord is one event's personal fields, as held.
 type personalRecord struct {
 	Version    int64             `json:"version"`
@@ -39,21 +58,7 @@ type personalRecord struct {
 // personalData answers a subject access request: every personal field the
 // customer's events hold, decrypted, and whether the data was erased.
 func (a *QueryAPI) personalData(w http.ResponseWriter, r *http.Request) {
-	id, err := queryID(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if _, err := readQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	envs, err := a.readStream(r, id)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	events, err := a.decryptEvents(r.Context(), id, envs)
+	id, envs, events, err := a.customerEvents(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return

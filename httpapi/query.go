@@ -325,26 +325,12 @@ type timelineEvent struct {
 }
 
 func (a *QueryAPI) timeline(w http.ResponseWriter, r *http.Request) {
-	id, err := queryID(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if _, err := readQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	envs, err := a.readStream(r, id)
+	id, envs, events, err := a.customerEvents(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	out := make([]timelineEvent, len(envs))
-	events, err := a.decryptEvents(r.Context(), id, envs)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
 	for i, e := range envs {
 		ev := events[i]
 		data, err := operator.EventData(e, ev)

@@ -209,7 +209,7 @@ PAYMENTS_URL, PROVISIONING_URL, CRM_URL, EMAIL_URL, or SIM_URL).
 Every secret may be given as a file instead (<VAR>_FILE). Every role serves
 /healthz, /readyz and /metrics on --addr (/metrics on ONBOARD_METRICS_ADDR
 when set). Each process connects as a login role in the database group roles
-of its roles (README, "Database roles").`,
+of its roles (docs/database-roles.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadServeConfig(addr, roles)
